@@ -1,0 +1,182 @@
+"""Slide backend on tifffile: OME-TIFF pyramids and any TIFF OpenSlide declines.
+
+Regions are read lazily through tifffile's Zarr view of each pyramid level,
+so a tiled TIFF larger than memory is fine. Grayscale and 16-bit images are
+converted to RGB uint8 (16-bit scaled by 1/257).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsikit._typing import RGBImage
+from wsikit.errors import SlideOpenError, UnsupportedFormatError
+from wsikit.io.slide import Slide
+
+__all__ = ["TiffSlide", "tiff_resolution_mpp", "check_tiff_integrity"]
+
+_MPP_PLAUSIBLE = (0.02, 50.0)
+"""Microns per pixel a microscope can produce; outside it a resolution tag is a placeholder (72 dpi...)."""
+
+
+def tiff_resolution_mpp(page: Any) -> tuple[float, float] | None:
+    """Microns per pixel from a TIFF page's resolution tags, or ``None``.
+
+    Many writers store a placeholder (72 or 300 dpi); such values give
+    hundreds of microns per pixel and are rejected rather than reported.
+    """
+    tags = page.tags
+    if "XResolution" not in tags or "ResolutionUnit" not in tags:
+        return None
+    unit = int(tags["ResolutionUnit"].value)
+    per_unit_um = {2: 25400.0, 3: 10000.0}.get(unit)
+    if per_unit_um is None:
+        return None
+    out = []
+    for name in ("XResolution", "YResolution"):
+        if name not in tags:
+            return None
+        num, den = tags[name].value
+        if num <= 0 or den <= 0:
+            return None
+        out.append(per_unit_um * den / num)
+    lo, hi = _MPP_PLAUSIBLE
+    if not all(lo <= v <= hi for v in out):
+        return None
+    return (out[0], out[1])
+
+
+def _ome_mpp(ome_xml: str | None) -> tuple[float, float] | None:
+    if not ome_xml:
+        return None
+    px = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', ome_xml)
+    py = re.search(r'PhysicalSizeY="([0-9.eE+-]+)"', ome_xml)
+    unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', ome_xml)
+    if not px:
+        return None
+    scale = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4}.get(unit.group(1) if unit else "µm")
+    if scale is None:
+        return None
+    x = float(px.group(1)) * scale
+    y = float(py.group(1)) * scale if py else x
+    return (x, y) if x > 0 and y > 0 else None
+
+
+def check_tiff_integrity(path: Path) -> None:
+    """Raise :class:`SlideOpenError` if a TIFF's image data lies past the end of the file.
+
+    A slide cut short by an interrupted copy still has intact headers, so
+    readers open it and fail later on one tile; this check catches it at
+    open time by comparing every strip/tile extent with the file size.
+    """
+    import tifffile
+
+    size = path.stat().st_size
+    try:
+        with tifffile.TiffFile(path) as tif:
+            for page in tif.pages:
+                offsets = getattr(page, "dataoffsets", ())
+                counts = getattr(page, "databytecounts", ())
+                if offsets and counts:
+                    end = max(o + c for o, c in zip(offsets, counts, strict=False))
+                    if end > size:
+                        raise SlideOpenError(
+                            f"{path}: file is truncated: image data reaches byte {end} "
+                            f"but the file has {size} bytes"
+                        )
+    except SlideOpenError:
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt headers
+        raise SlideOpenError(f"{path}: corrupt TIFF structure: {exc}") from exc
+
+
+def _to_rgb_uint8(arr: np.ndarray) -> RGBImage:
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.uint32) * 255 + 32767) // 65535
+    elif arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255)
+    arr = arr.astype(np.uint8, copy=False)
+    c = arr.shape[-1]
+    if c == 1:
+        return np.ascontiguousarray(np.repeat(arr, 3, axis=-1))
+    if c == 2:  # gray + alpha
+        return np.ascontiguousarray(np.repeat(arr[..., :1], 3, axis=-1))
+    return np.ascontiguousarray(arr[..., :3])
+
+
+class TiffSlide(Slide):
+    """A (pyramidal or flat) TIFF read through tifffile.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A TIFF file; its first series is the image, its levels the pyramid.
+    """
+
+    backend = "tifffile"
+
+    def __init__(self, path: Path) -> None:
+        import tifffile
+        import zarr
+
+        self.path = path
+        try:
+            self._tif = tifffile.TiffFile(path)
+        except Exception as exc:
+            raise SlideOpenError(f"{path}: not a readable TIFF: {exc}") from exc
+        series = self._tif.series[0]
+        axes = series.axes
+        dtype = np.dtype(series.dtype)
+        if dtype.kind not in "ui":
+            raise UnsupportedFormatError(f"{path}: pixel type {dtype} is not supported (need integer RGB/gray)")
+        if axes not in ("YX", "YXS", "SYX", "CYX") and not axes.endswith(("YX", "YXS")):
+            raise UnsupportedFormatError(f"{path}: image axes {axes!r} are not a 2-D RGB or gray image")
+        self._axes = axes
+        self._levels = []
+        dims = []
+        for lvl in series.levels:
+            shape = dict(zip(lvl.axes, lvl.shape, strict=True))
+            dims.append((int(shape["X"]), int(shape["Y"])))
+            self._levels.append(zarr.open_array(lvl.aszarr(), mode="r"))
+        self.level_dimensions = tuple(dims)
+        w0 = dims[0][0]
+        self.level_downsamples = tuple(w0 / w for w, _ in dims)
+        self.mpp = _ome_mpp(self._tif.ome_metadata) or tiff_resolution_mpp(series.pages[0])
+        self.objective_power = None
+        self.bounds_offset = (0, 0)
+        self.vendor = "ome-tiff" if self._tif.is_ome else "tiff"
+        self.properties = {"tiff.axes": axes, "tiff.dtype": str(dtype)}
+        self._lock = threading.Lock()
+
+    def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
+        arr = self._levels[level]
+        axes = self._axes
+        # Index only the trailing spatial axes; leading non-spatial axes take index 0.
+        index: list[Any] = []
+        for ax in axes:
+            if ax == "Y":
+                index.append(slice(y, y + h))
+            elif ax == "X":
+                index.append(slice(x, x + w))
+            elif ax == "S" or (ax == "C" and axes.index("C") == len(axes) - 3):
+                index.append(slice(None))
+            else:
+                index.append(0)
+        data = np.asarray(arr[tuple(index)])
+        if axes.endswith(("SYX", "CYX")):
+            data = np.moveaxis(data, 0, -1)
+        return _to_rgb_uint8(data)
+
+    def close(self) -> None:
+        """Close the TIFF file handle."""
+        tif = getattr(self, "_tif", None)
+        if tif is not None:
+            tif.close()
+            self._tif = None
