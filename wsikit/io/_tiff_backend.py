@@ -8,7 +8,6 @@ converted to RGB uint8 (16-bit scaled by 1/257).
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +152,6 @@ class TiffSlide(Slide):
         self.bounds_offset = (0, 0)
         self.vendor = "ome-tiff" if self._tif.is_ome else "tiff"
         self.properties = {"tiff.axes": axes, "tiff.dtype": str(dtype)}
-        self._lock = threading.Lock()
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         arr = self._levels[level]

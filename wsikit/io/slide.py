@@ -221,25 +221,60 @@ class Slide(ABC):
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         """Read an in-bounds box given in ``level`` pixel coordinates."""
 
-    def get_thumbnail(self, max_size: int = 1024) -> RGBImage:
-        """Return an RGB overview whose longest side is at most ``max_size``.
+    def read_overview(self, max_size: int = 2048) -> tuple[RGBImage, float]:
+        """Read the whole slide downsampled so its longest side is at most ``max_size``.
 
-        Reads from the smallest level that is still at least as large as the
-        thumbnail, then resizes with area averaging.
+        The slide is read in horizontal strips from the smallest sufficient
+        level and block-averaged by an integer factor, so memory stays bounded
+        by ``max_size`` whatever the slide size, and the returned downsample is
+        exact (an overview pixel covers exactly ``downsample`` level-0 pixels).
+
+        Parameters
+        ----------
+        max_size : int
+            Longest side of the result in pixels.
+
+        Returns
+        -------
+        image : numpy.ndarray
+            (h, w, 3) uint8 RGB overview.
+        downsample : float
+            Level-0 pixels per overview pixel.
+
+        Examples
+        --------
+        >>> from wsikit.io import open_slide
+        >>> from wsikit.sample import sample_slide_path
+        >>> with open_slide(sample_slide_path()) as slide:
+        ...     image, ds = slide.read_overview(512)
+        >>> image.shape, ds
+        ((495, 370, 3), 6.0)
         """
         if max_size <= 0:
             raise ConfigError(f"max_size must be positive, got {max_size}")
-        from PIL import Image
-
         w0, h0 = self.dimensions
-        scale = max(w0, h0) / max_size
-        level = self.best_level_for_downsample(max(scale, 1.0))
+        wanted = max(w0, h0) / max_size
+        level = self.best_level_for_downsample(max(wanted, 1.0))
         lw, lh = self.level_dimensions[level]
-        region = self.read_region((0, 0), level, (lw, lh))
-        tw, th = max(1, round(w0 / max(scale, 1.0))), max(1, round(h0 / max(scale, 1.0)))
-        if (tw, th) == (lw, lh):
-            return region
-        return np.asarray(Image.fromarray(region).resize((tw, th), Image.Resampling.BOX))
+        ds_level = self.level_downsamples[level]
+        factor = max(1, math.ceil(max(lw, lh) / max_size))
+        out_w, out_h = math.ceil(lw / factor), math.ceil(lh / factor)
+        out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+        rows_per_strip = max(1, (64 * 1024 * 1024) // (max(lw, 1) * 3 * factor * factor))
+        for r0 in range(0, out_h, rows_per_strip):
+            r1 = min(out_h, r0 + rows_per_strip)
+            loc = (0, int(round(r0 * factor * ds_level)))
+            strip = self.read_region(loc, level, (out_w * factor, (r1 - r0) * factor))
+            if factor > 1:
+                blocks = strip.reshape(r1 - r0, factor, out_w, factor, 3).astype(np.float32)
+                out[r0:r1] = (blocks.mean(axis=(1, 3)) + 0.5).astype(np.uint8)
+            else:
+                out[r0:r1] = strip
+        return out, ds_level * factor
+
+    def get_thumbnail(self, max_size: int = 1024) -> RGBImage:
+        """Return an RGB overview whose longest side is at most ``max_size`` (see :meth:`read_overview`)."""
+        return self.read_overview(max_size)[0]
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:  # noqa: B027 - optional hook
