@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,23 @@ _JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.
 _JPEG2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"}
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _NON_PYRAMID_TYPES = {"LABEL", "OVERVIEW", "THUMBNAIL"}
+_REQUIRED = ("TotalPixelMatrixColumns", "TotalPixelMatrixRows", "Columns", "Rows", "SeriesInstanceUID")
+
+
+@contextmanager
+def _lenient_pydicom() -> Iterator[None]:
+    """Silence pydicom's value-length validation (real WSI files often exceed VR limits)."""
+    import pydicom.config
+
+    settings = pydicom.config.settings
+    mode = settings.reading_validation_mode
+    settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        settings.reading_validation_mode = mode
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -188,9 +208,18 @@ class DicomSlide(Slide):
     backend = "dicom"
 
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self._levels: list[_Level] = []
+        try:
+            with _lenient_pydicom():
+                self._open(path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, path: Path) -> None:
         import pydicom
 
-        self.path = path
         files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
         headers = []
         for f in files:
@@ -200,8 +229,13 @@ class DicomSlide(Slide):
                 ds = pydicom.dcmread(f, defer_size="64 KB")
             except Exception as exc:
                 raise SlideOpenError(f"{f}: corrupt DICOM header: {exc}") from exc
-            if str(getattr(ds, "SOPClassUID", "")) != WSM_SOP_CLASS:
+            sop_class = str(getattr(ds, "SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
+            if sop_class != WSM_SOP_CLASS:
                 continue
+            missing = [k for k in _REQUIRED if k not in ds]
+            if missing or ds.get_item("PixelData", keep_deferred=True) is None:
+                what = ", ".join(missing) if missing else "PixelData"
+                raise SlideOpenError(f"{f}: truncated or corrupt DICOM WSI instance ({what} missing)")
             image_type = [str(t).upper() for t in getattr(ds, "ImageType", [])]
             if len(image_type) > 2 and image_type[2] in _NON_PYRAMID_TYPES:
                 continue
@@ -212,13 +246,12 @@ class DicomSlide(Slide):
         headers = [(f, ds) for f, ds in headers if str(ds.SeriesInstanceUID) == series_uid]
         headers.sort(key=lambda item: -int(item[1].TotalPixelMatrixColumns))
         seen: set[int] = set()
-        self._levels: list[_Level] = []
         for f, ds in headers:
             width = int(ds.TotalPixelMatrixColumns)
             if width in seen:  # concatenations/duplicates of a level: keep the first
                 continue
             seen.add(width)
-            self._levels.append(self._open_level(f, ds))
+            self._open_level(f, ds)
         base = headers[0][1]
         self.level_dimensions = tuple((lv.width, lv.height) for lv in self._levels)
         w0 = self._levels[0].width
@@ -273,6 +306,7 @@ class DicomSlide(Slide):
                 )
         level = _Level(f, width, height, fw, fh_, n_cols, n_rows, ts, samples, offsets, {})
         level.fd = os.open(f, os.O_RDONLY)
+        self._levels.append(level)  # registered first so close() releases it on any error below
         level.grid = self._frame_grid(level, ds, n_frames)
         return level
 

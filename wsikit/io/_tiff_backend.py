@@ -75,10 +75,32 @@ def check_tiff_integrity(path: Path) -> None:
     """
     import tifffile
 
+    import logging
+
     size = path.stat().st_size
+    class _Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    tiff_log = logging.getLogger("tifffile")
+    collect = _Collect()
+    propagate = tiff_log.propagate
+    tiff_log.addHandler(collect)
+    tiff_log.propagate = False  # its warnings would repeat what we raise below
     try:
         with tifffile.TiffFile(path) as tif:
-            for page in tif.pages:
+            pages = list(tif.pages)  # walks the whole directory chain
+            bad = [m for m in collect.messages if "offset" in m]
+            if not pages or bad:
+                detail = bad[0].split(">")[-1].strip() if bad else "no image directory"
+                raise SlideOpenError(
+                    f"{path}: file is truncated or corrupt ({detail}; the file has {size} bytes)"
+                )
+            for page in pages:
                 offsets = getattr(page, "dataoffsets", ())
                 counts = getattr(page, "databytecounts", ())
                 if offsets and counts:
@@ -92,6 +114,9 @@ def check_tiff_integrity(path: Path) -> None:
         raise
     except Exception as exc:  # tifffile raises many types on corrupt headers
         raise SlideOpenError(f"{path}: corrupt TIFF structure: {exc}") from exc
+    finally:
+        tiff_log.removeHandler(collect)
+        tiff_log.propagate = propagate
 
 
 def _to_rgb_uint8(arr: np.ndarray) -> RGBImage:
@@ -130,6 +155,8 @@ class TiffSlide(Slide):
             self._tif = tifffile.TiffFile(path)
         except Exception as exc:
             raise SlideOpenError(f"{path}: not a readable TIFF: {exc}") from exc
+        if not self._tif.series:
+            raise SlideOpenError(f"{path}: TIFF holds no image")
         series = self._tif.series[0]
         axes = series.axes
         dtype = np.dtype(series.dtype)

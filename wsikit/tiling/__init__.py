@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from wsikit.tiling.grid import NORMALIZER_TILE_SIZE, SEGMENTER_TILE_SIZE, Tile, TileGrid
 from wsikit.tiling.stream import PatchBatch, PatchStream, StreamStats, read_tile, select_tiles
+from wsikit.tiling.overlay import outline_mask
 from wsikit.tiling.tissue import TissueMask, detect_tissue, pen_mask, tissue_mask
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "StreamStats",
     "read_tile",
     "select_tiles",
+    "outline_mask",
 ]

@@ -1,0 +1,86 @@
+"""Entry point and command group of the ``wsikit`` CLI.
+
+Errors raised on purpose (:class:`~wsikit.errors.WsikitError`) and usage
+errors become one line on stderr with a non-zero exit code (1 and 2); ``-v``
+adds the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from wsikit import __version__
+from wsikit._logging import configure_cli_logging
+from wsikit.errors import WsikitError
+
+__all__ = ["cli", "main", "run"]
+
+_STATE = {"verbosity": 0}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="wsikit", message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug); tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """wsikit: whole-slide image toolkit for H&E histopathology.
+
+    Stream tissue patches from slide pyramids (OpenSlide formats, DICOM,
+    OME-TIFF, plain images), and write results to OME-Zarr.
+    """
+    verbosity = -1 if quiet else verbose
+    _STATE["verbosity"] = verbosity
+    configure_cli_logging(verbosity)
+    ctx.obj = {"quiet": quiet, "verbosity": verbosity}
+
+
+def _register() -> None:
+    from wsikit.cli.info import info
+    from wsikit.cli.tiles import tiles
+
+    cli.add_command(info)
+    cli.add_command(tiles)
+
+
+_register()
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` and return the exit code (no ``sys.exit``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(args=args, prog_name="wsikit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        cmd = exc.ctx.command_path if exc.ctx is not None else "wsikit"
+        print(f"{cmd}: error: {exc.format_message()} (see '{cmd} --help')", file=sys.stderr)
+        return 2
+    except click.Abort:
+        print("wsikit: aborted", file=sys.stderr)
+        return 130
+    except WsikitError as exc:
+        if _STATE["verbosity"] >= 1:
+            traceback.print_exc()
+        print(f"wsikit: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("wsikit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an unanticipated input problem: still one line unless -v
+        if _STATE["verbosity"] >= 1:
+            traceback.print_exc()
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"wsikit: error: {type(exc).__name__}: {msg} (run with -v for the traceback)", file=sys.stderr)
+        return 1
+    return int(result) if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

@@ -1,0 +1,523 @@
+"""OME-Zarr (NGFF 0.5, Zarr v3) image stores with a ``labels/`` group.
+
+Layout written by :class:`OmeZarrStore`::
+
+    result.zarr/                 image group: ome.multiscales (axes c, y, x), ome.omero
+    result.zarr/0, 1, ...        RGB pyramid, (3, H, W) uint8, level k downsampled 2^k
+    result.zarr/labels/          ome.labels = ["nuclei", ...]
+    result.zarr/labels/nuclei/   label image: ome.multiscales (axes y, x) + ome.image-label
+    result.zarr/labels/nuclei/0  (H, W) uint32, same number of levels as the image
+
+Writes are chunk-aligned: every :meth:`OmeZarrStore.write_region` call must
+cover whole chunks (or reach the array edge), so concurrent writers that own
+disjoint chunks never touch the same file (partial writes of one chunk from
+two processes lose data). Chunks equal to the fill value are not written.
+Lower pyramid levels are built afterwards by :meth:`OmeZarrStore.build_pyramid`,
+chunk by chunk, in bounded memory. A store can be reopened with ``mode="r+"``
+to add labels or resume: :meth:`OmeZarrStore.written_chunks` tells which
+chunks already exist.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from wsikit._typing import PathLike
+from wsikit.errors import OutputExistsError, ShapeError, StoreError
+
+__all__ = ["OmeZarrStore", "NGFF_VERSION", "IMAGE"]
+
+NGFF_VERSION = "0.5"
+IMAGE = "image"
+"""Name used for the RGB image array in methods that take ``name``."""
+
+_RGB_CHANNELS = [
+    {"label": "R", "color": "FF0000"},
+    {"label": "G", "color": "00FF00"},
+    {"label": "B", "color": "0000FF"},
+]
+
+
+def _scale_transform(ndim: int, mpp: tuple[float, float] | None, factor: int) -> list[dict[str, Any]]:
+    sy, sx = (mpp[1], mpp[0]) if mpp is not None else (1.0, 1.0)
+    scale = [sy * factor, sx * factor]
+    if ndim == 3:
+        scale = [1.0, *scale]
+    return [{"type": "scale", "scale": scale}]
+
+
+def _axes(ndim: int, mpp: tuple[float, float] | None) -> list[dict[str, str]]:
+    space: list[dict[str, str]] = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    if mpp is not None:
+        for ax in space:
+            ax["unit"] = "micrometer"
+    return ([{"name": "c", "type": "channel"}] if ndim == 3 else []) + space
+
+
+def _multiscales(name: str, ndim: int, levels: int, mpp: tuple[float, float] | None, method: str) -> list[Any]:
+    return [
+        {
+            "name": name,
+            "axes": _axes(ndim, mpp),
+            "datasets": [
+                {"path": str(k), "coordinateTransformations": _scale_transform(ndim, mpp, 2**k)}
+                for k in range(levels)
+            ],
+            "type": method,
+            "metadata": {"description": "2x2 " + method + " downsampling per level", "method": "wsikit"},
+        }
+    ]
+
+
+def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    shapes = [(height, width)]
+    for _ in range(levels - 1):
+        h, w = shapes[-1]
+        shapes.append((max(1, math.ceil(h / 2)), max(1, math.ceil(w / 2))))
+    return shapes
+
+
+def default_levels(height: int, width: int, chunk: int) -> int:
+    """Levels halving the image until its longest side fits in one chunk (at least 1)."""
+    return max(1, math.ceil(math.log2(max(height, width, 1) / chunk)) + 1) if max(height, width) > chunk else 1
+
+
+class OmeZarrStore:
+    """An OME-Zarr image group on disk, with its pyramid and label images.
+
+    Create with :meth:`create`, reopen with :meth:`open`. Arrays are addressed
+    by ``name``: :data:`IMAGE` for the RGB image, or a label name such as
+    ``"nuclei"``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "demo.zarr")
+    >>> store = OmeZarrStore.create(path, height=300, width=500, chunk=128, mpp=(0.5, 0.5))
+    >>> store.levels
+    3
+    >>> store.create_label("nuclei", colors={1: (255, 0, 0, 255)})
+    >>> store.write_region("nuclei", 0, 128, np.ones((128, 128), np.uint32))
+    >>> store.build_pyramid("nuclei")
+    >>> sorted(store.written_chunks("nuclei"))
+    [(0, 1)]
+    >>> OmeZarrStore.open(path).label_names
+    ['nuclei']
+    """
+
+    def __init__(self, path: Path, group: Any, mode: str) -> None:
+        self.path = path
+        self._group = group
+        self._mode = mode
+
+    # ---------------------------------------------------------------- creation
+    @classmethod
+    def create(
+        cls,
+        path: PathLike,
+        *,
+        height: int,
+        width: int,
+        chunk: int = 1024,
+        levels: int | None = None,
+        mpp: tuple[float, float] | None = None,
+        name: str = "image",
+        with_image: bool = True,
+        overwrite: bool = False,
+    ) -> OmeZarrStore:
+        """Create a new store for a ``height`` x ``width`` image.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Directory to create (conventionally ending in ``.zarr``).
+        height, width : int
+            Level-0 size in pixels.
+        chunk : int
+            Chunk side in pixels (chunks are ``(3, chunk, chunk)`` / ``(chunk, chunk)``).
+        levels : int, optional
+            Pyramid levels; default halves until the image fits one chunk.
+        mpp : (float, float), optional
+            Level-0 microns per pixel (x, y); axes get unit micrometer when given.
+        name : str
+            Name stored in the multiscales metadata.
+        with_image : bool
+            Create the RGB image arrays (False for a labels-only result whose
+            image stays in the slide).
+        overwrite : bool
+            Replace an existing store at ``path``.
+
+        Raises
+        ------
+        OutputExistsError
+            ``path`` exists and ``overwrite`` is False.
+        ShapeError
+            Non-positive sizes, chunk or levels.
+        """
+        import zarr
+
+        p = Path(path)
+        if height <= 0 or width <= 0:
+            raise ShapeError(f"image size must be positive, got {height}x{width}")
+        if chunk <= 0:
+            raise ShapeError(f"chunk must be positive, got {chunk}")
+        n_levels = levels if levels is not None else default_levels(height, width, chunk)
+        if n_levels <= 0:
+            raise ShapeError(f"levels must be positive, got {n_levels}")
+        if p.exists():
+            if not overwrite:
+                raise OutputExistsError(f"{p}: already exists (use overwrite to replace it)")
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if not p.parent.exists():
+            raise StoreError(f"{p}: parent directory {p.parent} does not exist")
+        group = zarr.open_group(str(p), mode="w", zarr_format=3)
+        ome: dict[str, Any] = {
+            "version": NGFF_VERSION,
+            "multiscales": _multiscales(name, 3, n_levels, mpp, "mean"),
+            "omero": {
+                "rdefs": {"model": "color"},
+                "channels": [
+                    {**c, "active": True, "window": {"min": 0, "max": 255, "start": 0, "end": 255}}
+                    for c in _RGB_CHANNELS
+                ],
+            },
+        }
+        group.attrs["ome"] = ome
+        group.attrs["wsikit"] = {
+            "height": height,
+            "width": width,
+            "chunk": chunk,
+            "levels": n_levels,
+            "mpp": list(mpp) if mpp is not None else None,
+            "has_image": with_image,
+        }
+        store = cls(p, group, "w")
+        if with_image:
+            for k, (h, w) in enumerate(_level_shapes(height, width, n_levels)):
+                store._create_array(str(k), (3, h, w), (3, chunk, chunk), np.uint8, 255)
+        labels = group.create_group("labels")
+        labels.attrs["ome"] = {"version": NGFF_VERSION, "labels": []}
+        return store
+
+    @classmethod
+    def open(cls, path: PathLike, *, mode: Literal["r", "r+"] = "r") -> OmeZarrStore:
+        """Open an existing store written by :meth:`create`.
+
+        Raises
+        ------
+        StoreError
+            ``path`` is missing or is not an OME-Zarr image written by wsikit.
+        """
+        import zarr
+
+        p = Path(path)
+        if not p.exists():
+            raise StoreError(f"{p}: no such OME-Zarr store")
+        try:
+            group = zarr.open_group(str(p), mode=mode, zarr_format=3)
+        except Exception as exc:
+            raise StoreError(f"{p}: not a Zarr v3 group: {exc}") from exc
+        ome = group.attrs.get("ome")
+        if not isinstance(ome, dict) or "multiscales" not in ome or "wsikit" not in group.attrs:
+            raise StoreError(f"{p}: not an OME-Zarr image written by wsikit (no ome.multiscales)")
+        return cls(p, group, mode)
+
+    # ---------------------------------------------------------------- metadata
+    @property
+    def _meta(self) -> dict[str, Any]:
+        return dict(self._group.attrs["wsikit"])
+
+    @property
+    def height(self) -> int:
+        """Level-0 height in pixels."""
+        return int(self._meta["height"])
+
+    @property
+    def width(self) -> int:
+        """Level-0 width in pixels."""
+        return int(self._meta["width"])
+
+    @property
+    def chunk(self) -> int:
+        """Chunk side in pixels."""
+        return int(self._meta["chunk"])
+
+    @property
+    def levels(self) -> int:
+        """Number of pyramid levels (the same for the image and every label)."""
+        return int(self._meta["levels"])
+
+    @property
+    def mpp(self) -> tuple[float, float] | None:
+        """Level-0 microns per pixel (x, y), or None."""
+        mpp = self._meta["mpp"]
+        return (float(mpp[0]), float(mpp[1])) if mpp else None
+
+    @property
+    def has_image(self) -> bool:
+        """Whether the store holds the RGB image arrays."""
+        return bool(self._meta["has_image"])
+
+    @property
+    def label_names(self) -> list[str]:
+        """Names of the label images under ``labels/``."""
+        return list(self._group["labels"].attrs["ome"].get("labels", []))
+
+    def label_metadata(self, name: str) -> dict[str, Any]:
+        """The ``image-label`` metadata (colors, properties, source) of label ``name``."""
+        self._check_label(name)
+        return dict(self._group[f"labels/{name}"].attrs["ome"]["image-label"])
+
+    # ---------------------------------------------------------------- labels
+    def create_label(
+        self,
+        name: str,
+        *,
+        dtype: npt.DTypeLike = np.uint32,
+        colors: Mapping[int, Sequence[int]] | None = None,
+        properties: Mapping[int, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Add a label image with the same shape, chunks and levels as the image.
+
+        Parameters
+        ----------
+        name : str
+            Label name (a path segment, e.g. ``"nuclei"``).
+        dtype : numpy dtype
+            Integer dtype (uint32 for instances, uint8 for classes).
+        colors : mapping int -> (r, g, b, a), optional
+            Display color per label value.
+        properties : mapping int -> dict, optional
+            Arbitrary properties per label value (e.g. ``{"name": "lymphocyte"}``).
+
+        Raises
+        ------
+        StoreError
+            The store is read-only, or ``name`` exists already.
+        ShapeError
+            ``dtype`` is not an unsigned/signed integer type or ``name`` is not a plain name.
+        """
+        self._check_writable()
+        if not name or "/" in name or name in (".", ".."):
+            raise ShapeError(f"label name must be a plain name, got {name!r}")
+        dt = np.dtype(dtype)
+        if dt.kind not in "ui":
+            raise ShapeError(f"label dtype must be an integer type, got {dt}")
+        if name in self.label_names:
+            raise StoreError(f"{self.path}: label {name!r} exists already")
+        labels = self._group["labels"]
+        sub = labels.create_group(name)
+        ome = {
+            "version": NGFF_VERSION,
+            "multiscales": _multiscales(name, 2, self.levels, self.mpp, "nearest"),
+            "image-label": {"source": {"image": "../../"}},
+        }
+        sub.attrs["ome"] = ome
+        for k, (h, w) in enumerate(_level_shapes(self.height, self.width, self.levels)):
+            self._create_array(f"labels/{name}/{k}", (h, w), (self.chunk, self.chunk), dt, 0)
+        self.set_label_metadata(name, colors=colors, properties=properties)
+        labels_ome = dict(labels.attrs["ome"])
+        labels_ome["labels"] = [*labels_ome.get("labels", []), name]
+        labels.attrs["ome"] = labels_ome
+
+    def set_label_metadata(
+        self,
+        name: str,
+        *,
+        colors: Mapping[int, Sequence[int]] | None = None,
+        properties: Mapping[int, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Replace the colors and/or properties of label ``name`` (None keeps the current value)."""
+        self._check_writable()
+        node = self._group[f"labels/{name}"]
+        ome = dict(node.attrs["ome"])
+        image_label = dict(ome["image-label"])
+        if colors is not None:
+            image_label["colors"] = [
+                {"label-value": int(v), "rgba": [int(c) for c in (list(rgba) + [255])[:4]]}
+                for v, rgba in sorted(colors.items())
+            ]
+        if properties is not None:
+            image_label["properties"] = [
+                {"label-value": int(v), **{str(k): val for k, val in props.items()}}
+                for v, props in sorted(properties.items())
+            ]
+        ome["image-label"] = image_label
+        node.attrs["ome"] = ome
+
+    # ---------------------------------------------------------------- arrays
+    def _create_array(
+        self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: npt.DTypeLike, fill: int
+    ) -> None:
+        import zarr
+
+        zarr.create_array(
+            store=str(self.path),
+            name=path,
+            shape=shape,
+            chunks=tuple(min(c, s) if i == 0 and len(shape) == 3 else c for i, (c, s) in enumerate(zip(chunks, shape, strict=True))),
+            dtype=dtype,
+            fill_value=fill,
+            dimension_names=("c", "y", "x") if len(shape) == 3 else ("y", "x"),
+            config={"write_empty_chunks": False},
+        )
+
+    def _array_path(self, name: str, level: int) -> str:
+        if not 0 <= level < self.levels:
+            raise ShapeError(f"level must be in [0, {self.levels - 1}], got {level}")
+        if name == IMAGE:
+            if not self.has_image:
+                raise StoreError(f"{self.path}: this store has no image arrays (labels only)")
+            return str(level)
+        self._check_label(name)
+        return f"labels/{name}/{level}"
+
+    def array(self, name: str = IMAGE, level: int = 0) -> Any:
+        """The ``zarr.Array`` of ``name`` at ``level`` (opened with empty chunks skipped on write)."""
+        import zarr
+
+        return zarr.open_array(
+            store=str(self.path),
+            path=self._array_path(name, level),
+            mode="r" if self._mode == "r" else "r+",
+            config={"write_empty_chunks": False},
+        )
+
+    def _check_label(self, name: str) -> None:
+        if name not in self.label_names:
+            known = ", ".join(self.label_names) or "none"
+            raise StoreError(f"{self.path}: no label {name!r} (labels: {known})")
+
+    def _check_writable(self) -> None:
+        if self._mode == "r":
+            raise StoreError(f"{self.path}: opened read-only; reopen with mode='r+' to write")
+
+    def write_region(self, name: str, y: int, x: int, data: npt.NDArray[Any]) -> None:
+        """Write a chunk-aligned block at level 0.
+
+        Parameters
+        ----------
+        name : str
+            :data:`IMAGE` (``data`` is (3, h, w) or (h, w, 3) uint8) or a label name ((h, w)).
+        y, x : int
+            Top-left of the block; multiples of :attr:`chunk`.
+        data : numpy.ndarray
+            The block. Its far edges must be chunk multiples too, or reach the array edge.
+
+        Raises
+        ------
+        ShapeError
+            The block is not chunk-aligned, out of bounds, or of the wrong shape or dtype.
+        """
+        self._check_writable()
+        arr = self.array(name, 0)
+        if name == IMAGE:
+            if data.ndim == 3 and data.shape[-1] == 3 and data.shape[0] != 3:
+                data = np.moveaxis(data, -1, 0)
+            if data.ndim != 3 or data.shape[0] != 3:
+                raise ShapeError(f"image block must be (3, h, w) or (h, w, 3), got {data.shape}")
+        elif data.ndim != 2:
+            raise ShapeError(f"label block must be (h, w), got {data.shape}")
+        if data.dtype != arr.dtype:
+            if not np.can_cast(data.dtype, arr.dtype, casting="safe"):
+                raise ShapeError(f"{name}: block dtype {data.dtype} does not fit array dtype {arr.dtype}")
+            data = data.astype(arr.dtype)
+        h, w = data.shape[-2:]
+        c = self.chunk
+        H, W = self.height, self.width
+        if y < 0 or x < 0 or y + h > H or x + w > W:
+            raise ShapeError(f"block {h}x{w} at (y={y}, x={x}) is outside the {H}x{W} array")
+        aligned = y % c == 0 and x % c == 0 and ((y + h) % c == 0 or y + h == H) and ((x + w) % c == 0 or x + w == W)
+        if not aligned:
+            raise ShapeError(
+                f"block {h}x{w} at (y={y}, x={x}) is not aligned to {c}-px chunks; "
+                "concurrent writers must own whole chunks"
+            )
+        if name == IMAGE:
+            arr[:, y : y + h, x : x + w] = data
+        else:
+            arr[y : y + h, x : x + w] = data
+
+    def read_region(self, name: str, y: int, x: int, h: int, w: int, *, level: int = 0) -> npt.NDArray[Any]:
+        """Read a block (any alignment) of ``name`` at ``level``; image blocks are (3, h, w)."""
+        arr = self.array(name, level)
+        if name == IMAGE:
+            return np.asarray(arr[:, y : y + h, x : x + w])
+        return np.asarray(arr[y : y + h, x : x + w])
+
+    def written_chunks(self, name: str = IMAGE, level: int = 0) -> set[tuple[int, int]]:
+        """(row, col) chunk indices present on disk for ``name`` at ``level`` (resume bookkeeping).
+
+        Chunks that were all fill value are not stored and so not listed.
+        """
+        root = self.path / self._array_path(name, level) / "c"
+        out: set[tuple[int, int]] = set()
+        if not root.is_dir():
+            return out
+        for dirpath, _, files in os.walk(root):
+            rel = Path(dirpath).relative_to(root).parts
+            for f in files:
+                idx = [int(p) for p in (*rel, f)]
+                out.add((idx[-2], idx[-1]))
+        return out
+
+    # ---------------------------------------------------------------- pyramid
+    def build_pyramid(self, name: str = IMAGE, *, workers: int | None = None) -> None:
+        """Compute levels 1.. of ``name`` from level 0, chunk by chunk.
+
+        Images use 2x2 mean, labels 2x2 nearest (top-left) so label values stay
+        valid ids. Memory per worker is about four chunks.
+        """
+        self._check_writable()
+        c = self.chunk
+        for k in range(1, self.levels):
+            src = self.array(name, k - 1)
+            dst = self.array(name, k)
+            h, w = dst.shape[-2:]
+            blocks = [(r, q) for r in range(0, h, c) for q in range(0, w, c)]
+
+            def work(block: tuple[int, int], src: Any = src, dst: Any = dst, h: int = h, w: int = w) -> None:
+                r, q = block
+                bh, bw = min(c, h - r), min(c, w - q)
+                if name == IMAGE:
+                    part = np.asarray(src[:, 2 * r : 2 * (r + bh), 2 * q : 2 * (q + bw)])
+                    part = _pad_to(part, 2 * bh, 2 * bw)
+                    out = part.reshape(3, bh, 2, bw, 2).astype(np.uint16).sum(axis=(2, 4))
+                    dst[:, r : r + bh, q : q + bw] = ((out + 2) // 4).astype(np.uint8)
+                else:
+                    part = np.asarray(src[2 * r : 2 * (r + bh) : 2, 2 * q : 2 * (q + bw) : 2])
+                    dst[r : r + bh, q : q + bw] = part
+
+            with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+                list(pool.map(work, blocks))
+
+    def chunk_grid(self) -> list[tuple[int, int, int, int]]:
+        """Level-0 chunk boxes (y, x, h, w) in row-major order: the units of work for writers."""
+        c = self.chunk
+        return [
+            (y, x, min(c, self.height - y), min(c, self.width - x))
+            for y in range(0, self.height, c)
+            for x in range(0, self.width, c)
+        ]
+
+
+def _pad_to(part: npt.NDArray[Any], h: int, w: int) -> npt.NDArray[Any]:
+    ph, pw = h - part.shape[-2], w - part.shape[-1]
+    if ph <= 0 and pw <= 0:
+        return part
+    pad = [(0, 0)] * (part.ndim - 2) + [(0, max(ph, 0)), (0, max(pw, 0))]
+    return np.pad(part, pad, mode="edge")
+
+
+def iter_chunks(boxes: Iterable[tuple[int, int, int, int]], done: set[tuple[int, int]], chunk: int) -> list[tuple[int, int, int, int]]:
+    """Boxes from ``boxes`` whose chunk is not in ``done`` (helper for resuming)."""
+    return [b for b in boxes if (b[0] // chunk, b[1] // chunk) not in done]
