@@ -167,10 +167,10 @@ class TiffSlide(Slide):
         self._axes = axes
         self._levels = []
         dims = []
-        for lvl in series.levels:
+        for i, lvl in enumerate(series.levels):
             shape = dict(zip(lvl.axes, lvl.shape, strict=True))
             dims.append((int(shape["X"]), int(shape["Y"])))
-            self._levels.append(zarr.open_array(lvl.aszarr(), mode="r"))
+            self._levels.append(zarr.open_array(self._tif.aszarr(series=0, level=i), mode="r"))
         self.level_dimensions = tuple(dims)
         w0 = dims[0][0]
         self.level_downsamples = tuple(w0 / w for w, _ in dims)

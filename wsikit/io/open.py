@@ -26,6 +26,16 @@ def _sniff(path: Path) -> bytes:
         return fh.read(132)
 
 
+def _is_ome_tiff(path: Path) -> bool:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return bool(tif.is_ome)
+    except Exception:  # noqa: BLE001 - integrity was checked before; treat as not OME
+        return False
+
+
 def _validate_path(path: Path) -> None:
     if not path.exists():
         raise SlideOpenError(f"{path}: no such file")
@@ -102,7 +112,10 @@ def open_slide(path: PathLike, *, backend: Backend = "auto") -> Slide:
     if backend == "image":
         return ImageSlide(p)
     vendor = openslide_format(p)
-    # OpenSlide's generic-tiff needs a tiled pyramid; flat TIFFs go to tifffile, which reads strips lazily.
+    # OpenSlide's generic-tiff ignores OME-TIFF SubIFD pyramids and OME metadata: tifffile reads both.
+    if vendor == "generic-tiff" and _is_ome_tiff(p):
+        return TiffSlide(p)
+    # Flat (untiled) TIFFs are declined by OpenSlide and go to tifffile, which reads strips lazily.
     if vendor is not None:
         log.debug("%s: OpenSlide format %s", p, vendor)
         return OpenSlideSlide(p)

@@ -4,7 +4,7 @@ Pixels are tissue when they are stained (saturation above an Otsu threshold)
 or dense (optical density above an Otsu threshold); both thresholds are
 clamped to ranges that hold for bright-field H&E, so an empty slide yields an
 empty mask and a slide full of tissue is not split in half. Pen marks (green,
-blue and black ink) are removed first by hue and darkness, then the mask is
+blue and black ink) are removed first by hue and darkness (faint green edges of marker lines included), then the mask is
 cleaned with morphology: closing, removal of specks, filling of small holes.
 """
 
@@ -54,7 +54,10 @@ def pen_mask(rgb: RGBImage) -> BoolMask:
     hsv = rgb2hsv(rgb)
     hue_deg = hsv[..., 0] * 360.0
     sat, val = hsv[..., 1], hsv[..., 2]
-    colored_ink = (hue_deg > 60) & (hue_deg < 245) & (sat > 0.25)
+    # Green/cyan never occurs in H&E, even faintly; blue is near hematoxylin, so it must be strong.
+    green_ink = (hue_deg > 60) & (hue_deg <= 200) & (sat > 0.08)
+    blue_ink = (hue_deg > 200) & (hue_deg < 245) & (sat > 0.25)
+    colored_ink = green_ink | blue_ink
     black_ink = val < 0.2
     return np.asarray(colored_ink | black_ink)
 

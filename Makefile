@@ -1,0 +1,45 @@
+# wsikit developer entry points. Two commands for a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# CPU build by default (installs from the local wheel cache where present). For CUDA:
+#   make demo TORCH_SPEC="torch" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.wsikit-installed
+SAMPLE := examples/data/cmu-1-small-region.svs
+DEMO_OUT ?= out/demo
+
+.PHONY: venv demo test test-fast lint typecheck bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(DEMO_OUT)
+	$(VENV)/bin/wsikit info $(SAMPLE) --thumbnail $(DEMO_OUT)/thumbnail.png
+	$(VENV)/bin/wsikit tiles $(SAMPLE) $(DEMO_OUT)/tiles --size 224 --mpp 0.5 --overwrite
+	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png and $(DEMO_OUT)/tiles/ (index: tiles.csv)"
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --doctest-modules wsikit tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -x -q tests
+
+lint: $(STAMP)
+	$(PY) -m pip install -q ruff mypy
+	$(PY) -m ruff check wsikit tests benchmarks
+	$(PY) -m mypy
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_stream.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,180 @@
+"""open_slide: backend choice, conversions, metadata rules and every bad-input error."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import he_texture, write_pyramid_tiff
+from wsikit.errors import SlideOpenError, UnsupportedFormatError, WsikitError
+from wsikit.io import open_slide
+
+
+def test_every_shared_slide_opens(data_dir: Path) -> None:
+    paths = sorted((data_dir / "slides").glob("*.svs")) + sorted((data_dir / "slides").glob("*.dcm"))
+    paths += sorted((data_dir / "monusac").glob("*.svs"))
+    assert len(paths) == 6
+    for path in paths:
+        with open_slide(path) as slide:
+            w, h = slide.dimensions
+            assert slide.read_region((w // 2, h // 2), 0, (32, 32)).std() > 0, path
+
+
+def test_backends_agree_on_the_same_file(sample_slide: Path) -> None:
+    with open_slide(sample_slide) as a, open_slide(sample_slide, backend="tifffile") as b:
+        assert a.dimensions == b.dimensions
+        ra = a.read_region((600, 900), 0, (300, 200)).astype(int)
+        rb = b.read_region((600, 900), 0, (300, 200)).astype(int)
+        assert np.abs(ra - rb).mean() < 2.0  # two JPEG decoders
+
+
+def test_sixteen_bit_and_gray_are_converted(generated: dict[str, Path]) -> None:
+    expected = he_texture(256, 384, 2)
+    with open_slide(generated["uint16"], backend="tifffile") as s:
+        np.testing.assert_array_equal(s.read_region((0, 0), 0, (384, 256)), expected)
+    gray = he_texture(256, 256, 3)[..., 0]
+    with open_slide(generated["gray"], backend="tifffile") as s:
+        rgb = s.read_region((0, 0), 0, (256, 256))
+        np.testing.assert_array_equal(rgb, np.repeat(gray[..., None], 3, axis=-1))
+
+
+def test_rgba_png_is_composited_on_white(generated: dict[str, Path]) -> None:
+    with open_slide(generated["rgba_png"]) as s:
+        region = s.read_region((0, 0), 0, (200, 200)).astype(int)
+    src = he_texture(1000, 1300)[:200, :200].astype(int)
+    expected = (src * 128 + 255 * 127 + 127) // 255
+    assert np.abs(region - expected).max() <= 1
+
+
+def test_ome_tiff_uses_its_pyramid_and_metadata(generated: dict[str, Path]) -> None:
+    with open_slide(generated["ome_pyramid"]) as s:
+        assert s.backend == "tifffile" and s.vendor == "ome-tiff"
+        assert s.level_count == 3 and s.mpp == pytest.approx((0.5, 0.5))
+
+
+def test_dicom_column_major_frames_are_stitched_seamlessly(data_dir: Path) -> None:
+    """The pathml DICOM stores frames column-major without saying so; the mosaic must be continuous."""
+    with open_slide(data_dir / "slides" / "small_dicom.dcm") as s:
+        assert s.properties["dicom.frame-size"] == "500x500"
+        w, h = s.dimensions
+        img = s.read_region((0, 0), 0, (w, h)).astype(np.float32)
+    # Jumps between adjacent columns at frame seams vs. everywhere else.
+    col_jump = np.abs(np.diff(img, axis=1)).mean(axis=(0, 2))
+    seams = col_jump[[499, 999, 1499, 1999, 2499, 2999]]
+    assert seams.mean() < 3 * np.median(col_jump) + 2
+    row_jump = np.abs(np.diff(img, axis=0)).mean(axis=(1, 2))
+    assert row_jump[[499, 999, 1499, 1999, 2499]].mean() < 3 * np.median(row_jump) + 2
+
+
+def test_mpp_from_placeholder_resolution_is_none(tmp_path: Path) -> None:
+    import tifffile
+
+    path = tmp_path / "dpi.tif"
+    tifffile.imwrite(path, he_texture(64, 64), resolution=(72, 72), resolutionunit="INCH")
+    with open_slide(path) as s:
+        assert s.mpp is None
+
+
+# ------------------------------------------------------------------ bad input
+def _assert_one_line(exc: BaseException, path: Path, words: str) -> None:
+    msg = str(exc)
+    assert "\n" not in msg
+    assert str(path) in msg
+    assert words in msg
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    path = tmp_path / "nope.svs"
+    with pytest.raises(SlideOpenError) as info:
+        open_slide(path)
+    _assert_one_line(info.value, path, "no such file")
+    assert isinstance(info.value, OSError) and isinstance(info.value, WsikitError)
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(SlideOpenError) as info:
+        open_slide(tmp_path)
+    _assert_one_line(info.value, tmp_path, "is a directory")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.svs"
+    path.touch()
+    with pytest.raises(SlideOpenError) as info:
+        open_slide(path)
+    _assert_one_line(info.value, path, "file is empty")
+
+
+def test_text_file_renamed_svs(tmp_path: Path) -> None:
+    path = tmp_path / "notes.svs"
+    path.write_text("this is not a slide\n")
+    with pytest.raises(UnsupportedFormatError) as info:
+        open_slide(path)
+    _assert_one_line(info.value, path, "not a valid .svs slide")
+
+
+def test_text_file_other_extension(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+    with pytest.raises(UnsupportedFormatError) as info:
+        open_slide(path)
+    _assert_one_line(info.value, path, "not a slide or image format")
+
+
+@pytest.mark.parametrize("keep", [500_000, 1_500_000, 1_938_000])
+def test_truncated_svs(tmp_path: Path, sample_slide: Path, keep: int) -> None:
+    path = tmp_path / "cut.svs"
+    path.write_bytes(sample_slide.read_bytes()[:keep])
+    with pytest.raises(SlideOpenError) as info:
+        open_slide(path)
+    _assert_one_line(info.value, path, "truncated or corrupt")
+
+
+def test_truncated_tile_data(tmp_path: Path) -> None:
+    """A tiled TIFF whose directory is intact but whose last tile bytes are cut off."""
+    import tifffile
+
+    src = write_pyramid_tiff(tmp_path / "full.tiff", he_texture(512, 512), levels=1, compression="zlib")
+    with tifffile.TiffFile(src) as tif:
+        page = tif.pages[0]
+        ifd_offset = page.offset
+        data_end = max(o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True))
+    assert ifd_offset < data_end  # tifffile writes the directory before the tiles
+    cut = tmp_path / "cut.tiff"
+    cut.write_bytes(src.read_bytes()[: data_end - 100])
+    with pytest.raises(SlideOpenError) as info:
+        open_slide(cut)
+    _assert_one_line(info.value, cut, "truncated")
+
+
+def test_truncated_dicom(tmp_path: Path, data_dir: Path) -> None:
+    path = tmp_path / "cut.dcm"
+    path.write_bytes((data_dir / "slides" / "small_dicom.dcm").read_bytes()[:1_000_000])
+    with pytest.raises(SlideOpenError) as info:
+        open_slide(path)
+    _assert_one_line(info.value, path, "truncated or corrupt")
+
+
+def test_corrupt_png(tmp_path: Path, generated: dict[str, Path]) -> None:
+    path = tmp_path / "bad.png"
+    path.write_bytes(generated["plain_png"].read_bytes()[:2000])
+    with pytest.raises(SlideOpenError) as info:
+        open_slide(path)
+    _assert_one_line(info.value, path, "corrupt or truncated image")
+
+
+def test_dicom_folder(tmp_path: Path, data_dir: Path) -> None:
+    folder = tmp_path / "series"
+    folder.mkdir()
+    shutil.copy(data_dir / "slides" / "small_dicom.dcm", folder / "level0.dcm")
+    (folder / "README.txt").write_text("not dicom")
+    with open_slide(folder) as s:
+        assert s.backend == "dicom" and s.dimensions == (3236, 2638)
+
+
+def test_unknown_backend(sample_slide: Path) -> None:
+    with pytest.raises(SlideOpenError, match="backend must be one of"):
+        open_slide(sample_slide, backend="magic")  # type: ignore[arg-type]

@@ -1,0 +1,74 @@
+"""Tissue detection on real slides and edge cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsikit.errors import ShapeError
+from wsikit.io import open_slide
+from wsikit.tiling import TissueMask, detect_tissue, pen_mask, tissue_mask
+
+
+def test_sample_slide_tissue_area(sample_slide: Path) -> None:
+    with open_slide(sample_slide) as slide:
+        tm = tissue_mask(slide)
+    # The CMU-1 region is about a third tissue (a strip of skin), the rest glass.
+    assert 0.25 < tm.fraction < 0.45
+    assert tm.area_mm2 == pytest.approx(tm.area_px0 * 0.499**2 / 1e6)
+    assert 0.4 < tm.area_mm2 < 0.8
+
+
+def test_blank_image_has_no_tissue(generated: dict[str, Path]) -> None:
+    with open_slide(generated["blank_png"]) as slide:
+        tm = tissue_mask(slide)
+    assert tm.fraction == 0.0 and tm.area_mm2 is None
+
+
+def test_noisy_glass_has_no_tissue() -> None:
+    rng = np.random.default_rng(0)
+    glass = np.clip(rng.normal(240, 4, (300, 300, 3)), 0, 255).astype(np.uint8)
+    assert not detect_tissue(glass).any()
+
+
+def test_field_full_of_tissue_is_mostly_tissue(data_dir: Path) -> None:
+    with open_slide(data_dir / "monusac" / "A9K0_1.svs") as slide:
+        assert tissue_mask(slide).fraction > 0.8
+
+
+def test_pen_marks_are_not_tissue(data_dir: Path) -> None:
+    with open_slide(data_dir / "slides" / "small_dicom.dcm") as slide:
+        overview, _ = slide.read_overview(1024)
+        tm = tissue_mask(slide, max_size=1024)
+    ink = pen_mask(overview)
+    o = overview.astype(int)
+    green = (o[..., 1] > o[..., 0] + 20) & (o[..., 1] > o[..., 2])
+    assert green.sum() > 20000  # the slide has a green marker line
+    assert ink[green].mean() > 0.97
+    assert not (tm.mask & green).any()
+    assert 0.3 < tm.fraction < 0.6
+    # H&E pixels are not ink
+    pinkish = (overview[..., 0].astype(int) > overview[..., 1] + 40) & (overview[..., 2].astype(int) > overview[..., 1] + 20)
+    assert ink[pinkish].mean() < 0.01
+
+
+def test_box_fraction_and_area() -> None:
+    mask = np.zeros((10, 20), bool)
+    mask[:, :10] = True
+    tm = TissueMask(mask=mask, downsample=4.0, mpp=(0.25, 0.25))
+    assert tm.box_fraction(0, 0, 40, 40) == 1.0
+    assert tm.box_fraction(40, 0, 80, 40) == 0.0
+    assert tm.box_fraction(20, 0, 60, 40) == pytest.approx(0.5)
+    assert tm.box_fraction(60, 20, 120, 60) == 0.0  # partly outside the slide: glass
+    assert tm.area_mm2 == pytest.approx(100 * 16 * 0.0625 / 1e6)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ShapeError, match=r"\(H, W, 3\) uint8"):
+        detect_tissue(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ShapeError, match=r"\(H, W, 3\) uint8"):
+        detect_tissue(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ShapeError, match="wsikit Slide"):
+        tissue_mask("slide.svs")
