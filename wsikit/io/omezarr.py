@@ -351,6 +351,14 @@ class OmeZarrStore:
                 {"label-value": int(v), **{str(k): val for k, val in props.items()}}
                 for v, props in sorted(properties.items())
             ]
+        if "colors" in image_label and "properties" in image_label:
+            cv = sorted(c["label-value"] for c in image_label["colors"])
+            pv = sorted(p["label-value"] for p in image_label["properties"])
+            if cv != pv:
+                raise ShapeError(
+                    f"label {name!r}: colors are given for values {cv} but properties for {pv}; "
+                    "NGFF readers require the same label values in both"
+                )
         ome["image-label"] = image_label
         node.attrs["ome"] = ome
 
