@@ -1,0 +1,5 @@
+"""``python -m wsikit.cli``."""
+
+from wsikit.cli.main import main
+
+main()
