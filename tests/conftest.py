@@ -105,14 +105,22 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     img = he_texture(1000, 1300)
     out = {
         "pyramid_jpeg": write_pyramid_tiff(root / "pyramid.tiff", img, levels=3, mpp=0.25),
-        "ome_pyramid": write_pyramid_tiff(root / "pyramid.ome.tiff", img, levels=3, mpp=0.5, ome=True,
-                                          compression="zlib"),
-        "odd_one_level": write_pyramid_tiff(root / "odd.tiff", he_texture(333, 517, 1), levels=1, mpp=None,
-                                            compression="zlib"),
-        "uint16": write_pyramid_tiff(root / "u16.tiff", (he_texture(256, 384, 2).astype(np.uint16) * 257),
-                                     levels=1, mpp=None, compression="zlib"),
-        "gray": write_pyramid_tiff(root / "gray.tiff", he_texture(256, 256, 3)[..., 0], levels=2, mpp=None,
-                                   compression="zlib"),
+        "ome_pyramid": write_pyramid_tiff(
+            root / "pyramid.ome.tiff", img, levels=3, mpp=0.5, ome=True, compression="zlib"
+        ),
+        "odd_one_level": write_pyramid_tiff(
+            root / "odd.tiff", he_texture(333, 517, 1), levels=1, mpp=None, compression="zlib"
+        ),
+        "uint16": write_pyramid_tiff(
+            root / "u16.tiff",
+            (he_texture(256, 384, 2).astype(np.uint16) * 257),
+            levels=1,
+            mpp=None,
+            compression="zlib",
+        ),
+        "gray": write_pyramid_tiff(
+            root / "gray.tiff", he_texture(256, 256, 3)[..., 0], levels=2, mpp=None, compression="zlib"
+        ),
     }
     Image.fromarray(img[:300, :400]).save(root / "plain.png")
     Image.fromarray(np.dstack([img[:200, :200], np.full((200, 200), 128, np.uint8)])).save(root / "rgba.png")

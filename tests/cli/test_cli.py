@@ -34,7 +34,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_console_script_runs_in_a_subprocess(sample_slide: Path) -> None:
     exe = Path(sys.executable).with_name("wsikit")
     cmd = [str(exe)] if exe.exists() else WSIKIT
-    proc = subprocess.run([*cmd, "info", str(sample_slide), "--json"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [*cmd, "info", str(sample_slide), "--json"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["mpp"] == [0.499, 0.499]
 
@@ -42,7 +44,12 @@ def test_console_script_runs_in_a_subprocess(sample_slide: Path) -> None:
 def test_info_text_and_json(sample_slide: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["info", str(sample_slide)], capsys)
     assert code == 0
-    assert "openslide / aperio" in out and "2220 x 2967 px" in out and "0.499, 0.499 um/px" in out and "20x" in out
+    assert (
+        "openslide / aperio" in out
+        and "2220 x 2967 px" in out
+        and "0.499, 0.499 um/px" in out
+        and "20x" in out
+    )
     code, out, _ = _run(["info", str(sample_slide), "--json"], capsys)
     data = json.loads(out)
     assert data["level_count"] == 1 and data["vendor"] == "aperio" and data["objective_power"] == 20.0
@@ -57,7 +64,9 @@ def test_info_unknown_mpp_is_null(data_dir: Path, capsys: pytest.CaptureFixture[
 
 def test_info_thumbnail(sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     thumb = tmp_path / "thumb.png"
-    code, out, _ = _run(["info", str(sample_slide), "--thumbnail", str(thumb), "--thumbnail-size", "400"], capsys)
+    code, out, _ = _run(
+        ["info", str(sample_slide), "--thumbnail", str(thumb), "--thumbnail-size", "400"], capsys
+    )
     assert code == 0 and str(thumb) in out
     image = np.asarray(Image.open(thumb))
     assert max(image.shape[:2]) <= 400
@@ -65,7 +74,9 @@ def test_info_thumbnail(sample_slide: Path, tmp_path: Path, capsys: pytest.Captu
     assert outline.sum() > 100  # the tissue outline is drawn
 
 
-def test_tiles_writes_images_and_index(sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tiles_writes_images_and_index(
+    sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_dir = tmp_path / "tiles"
     code, out, _ = _run(["tiles", str(sample_slide), str(out_dir), "--size", "224", "--mpp", "1.0"], capsys)
     assert code == 0 and "tiles (224 px, 1 um/px)" in out
@@ -88,22 +99,41 @@ def test_tiles_writes_images_and_index(sample_slide: Path, tmp_path: Path, capsy
         np.testing.assert_array_equal(first, read_tile(slide, grid, grid.tile(int(rows[0]["index"]))))
 
 
-def test_tiles_jpg_overlap_and_limit(sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tiles_jpg_overlap_and_limit(
+    sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_dir = tmp_path / "t"
     code, _, _ = _run(
-        ["-q", "tiles", str(sample_slide), str(out_dir), "--size", "144", "--overlap", "16", "--format", "jpg", "--max-tiles", "7"],
+        [
+            "-q",
+            "tiles",
+            str(sample_slide),
+            str(out_dir),
+            "--size",
+            "144",
+            "--overlap",
+            "16",
+            "--format",
+            "jpg",
+            "--max-tiles",
+            "7",
+        ],
         capsys,
     )
     assert code == 0 and len(list(out_dir.glob("*.jpg"))) == 7
 
 
-def test_tiles_refuses_non_empty_outdir(sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tiles_refuses_non_empty_outdir(
+    sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_dir = tmp_path / "t"
     out_dir.mkdir()
     (out_dir / "keep.txt").write_text("mine")
     code, _, err = _run(["tiles", str(sample_slide), str(out_dir), "--max-tiles", "2"], capsys)
     assert code == 1 and "already exists and is not empty" in err and (out_dir / "keep.txt").exists()
-    code, _, _ = _run(["-q", "tiles", str(sample_slide), str(out_dir), "--max-tiles", "2", "--overwrite"], capsys)
+    code, _, _ = _run(
+        ["-q", "tiles", str(sample_slide), str(out_dir), "--max-tiles", "2", "--overwrite"], capsys
+    )
     assert code == 0 and not (out_dir / "keep.txt").exists()
 
 
@@ -156,11 +186,18 @@ def test_image_without_tissue(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.parametrize(
     ("option", "words"),
-    [(["--size", "0"], "tile_size must be a positive integer"), (["--size", "-224"], "tile_size must be a positive integer"),
-     (["--overlap", "300"], "overlap must be"), (["--mpp", "-1"], "mpp must be positive"),
-     (["--min-tissue", "2"], "min_tissue must be in [0, 1]"), (["--size", "abc"], "'abc' is not a valid integer")],
+    [
+        (["--size", "0"], "tile_size must be a positive integer"),
+        (["--size", "-224"], "tile_size must be a positive integer"),
+        (["--overlap", "300"], "overlap must be"),
+        (["--mpp", "-1"], "mpp must be positive"),
+        (["--min-tissue", "2"], "min_tissue must be in [0, 1]"),
+        (["--size", "abc"], "'abc' is not a valid integer"),
+    ],
 )
-def test_bad_options(option: list[str], words: str, sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_options(
+    option: list[str], words: str, sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_dir = tmp_path / "out"
     code, _, err = _run(["tiles", str(sample_slide), str(out_dir), *option], capsys)
     assert code in (1, 2)
@@ -173,17 +210,35 @@ def test_mpp_needed_but_unknown(data_dir: Path, tmp_path: Path, capsys: pytest.C
     slide = data_dir / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
     code, _, err = _run(["tiles", str(slide), str(tmp_path / "o"), "--mpp", "0.5"], capsys)
     assert code == 1 and "does not state its microns per pixel" in err and str(slide) in err
-    code, out, _ = _run(["-q", "tiles", str(slide), str(tmp_path / "o"), "--mpp", "2", "--slide-mpp", "0.5", "--max-tiles", "3"], capsys)
+    code, out, _ = _run(
+        [
+            "-q",
+            "tiles",
+            str(slide),
+            str(tmp_path / "o"),
+            "--mpp",
+            "2",
+            "--slide-mpp",
+            "0.5",
+            "--max-tiles",
+            "3",
+        ],
+        capsys,
+    )
     assert code == 0 and len(list((tmp_path / "o").glob("*.png"))) == 3
 
 
-def test_missing_output_parent(sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_output_parent(
+    sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "no" / "such" / "dir"
     code, _, err = _run(["tiles", str(sample_slide), str(target)], capsys)
     assert code == 1 and "does not exist" in err and len(err.strip().splitlines()) == 1
 
 
-def test_interrupted_export_leaves_no_output(sample_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_export_leaves_no_output(
+    sample_slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from wsikit.pipeline import tiles as tiles_module
 
     calls = {"n": 0}
@@ -199,10 +254,14 @@ def test_interrupted_export_leaves_no_output(sample_slide: Path, tmp_path: Path,
     assert not out_dir.exists() and os.listdir(tmp_path) == []
 
 
-def test_dicom_and_plain_image_through_the_cli(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dicom_and_plain_image_through_the_cli(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = _run(["info", str(data_dir / "slides" / "small_dicom.dcm"), "--json"], capsys)
     assert code == 0 and json.loads(out)["backend"] == "dicom"
     png = tmp_path / "field.png"
     shutil.copy(data_dir / "nucls" / "images" / "train_1.png", png)
-    code, out, _ = _run(["-q", "tiles", str(png), str(tmp_path / "t"), "--size", "144", "--min-tissue", "0"], capsys)
+    code, out, _ = _run(
+        ["-q", "tiles", str(png), str(tmp_path / "t"), "--size", "144", "--min-tissue", "0"], capsys
+    )
     assert code == 0 and len(list((tmp_path / "t").glob("*.png"))) == 4

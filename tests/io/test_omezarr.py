@@ -25,13 +25,19 @@ def test_metadata_validates_against_ngff_05(tmp_path: Path) -> None:
     from ome_zarr_models.v05.image_label import ImageLabel
 
     store = _store(tmp_path)
-    store.create_label("nuclei", colors={1: (255, 0, 0, 255), 2: (0, 255, 0)}, properties={1: {"area": 10}, 2: {"area": 12}})
+    store.create_label(
+        "nuclei", colors={1: (255, 0, 0, 255), 2: (0, 255, 0)}, properties={1: {"area": 10}, 2: {"area": 12}}
+    )
     store.create_label("cell_types", dtype=np.uint8, properties={1: {"name": "epithelial"}})
     group = zarr.open_group(str(store.path), mode="r")
     image = Image.from_zarr(group)
     ms = image.attributes.ome.multiscales[0]
     assert [d.path for d in ms.datasets] == ["0", "1", "2", "3"]
-    assert ms.datasets[1].coordinateTransformations[0].scale == [1.0, 0.52, 0.5]  # (c, y, x) with mpp (x=0.25, y=0.26)
+    assert ms.datasets[1].coordinateTransformations[0].scale == [
+        1.0,
+        0.52,
+        0.5,
+    ]  # (c, y, x) with mpp (x=0.25, y=0.26)
     label = ImageLabel.from_zarr(group["labels/nuclei"])
     colors = label.attributes.ome.image_label.colors
     assert [(c.label_value, tuple(c.rgba)) for c in colors] == [(1, (255, 0, 0, 255)), (2, (0, 255, 0, 255))]
@@ -112,7 +118,9 @@ def test_pyramid_levels(tmp_path: Path) -> None:
     store.build_pyramid(IMAGE)
     store.build_pyramid("nuclei")
     lvl1 = store.read_region(IMAGE, 0, 0, 150, 260, level=1)
-    expected = (rgb[0::2, 0::2, 0].astype(int) + rgb[0::2, 1::2, 0] + rgb[1::2, 0::2, 0] + rgb[1::2, 1::2, 0] + 2) // 4
+    expected = (
+        rgb[0::2, 0::2, 0].astype(int) + rgb[0::2, 1::2, 0] + rgb[1::2, 0::2, 0] + rgb[1::2, 1::2, 0] + 2
+    ) // 4
     np.testing.assert_array_equal(lvl1[0], expected)
     lab2 = store.read_region("nuclei", 0, 0, 75, 130, level=2)
     np.testing.assert_array_equal(lab2, labels[::4, ::4])

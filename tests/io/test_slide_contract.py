@@ -66,7 +66,11 @@ class SlideContract:
 
     def test_reads_are_deterministic_and_thread_safe(self, slide: Slide) -> None:
         w, h = slide.dimensions
-        boxes = [((x, y), (64, 64)) for x in range(0, max(w - 64, 1), max(w // 5, 1)) for y in range(0, max(h - 64, 1), max(h // 5, 1))]
+        boxes = [
+            ((x, y), (64, 64))
+            for x in range(0, max(w - 64, 1), max(w // 5, 1))
+            for y in range(0, max(h - 64, 1), max(h // 5, 1))
+        ]
         serial = [slide.read_region(loc, 0, size) for loc, size in boxes]
         with ThreadPoolExecutor(4) as pool:
             parallel = list(pool.map(lambda b: slide.read_region(b[0], 0, b[1]), boxes))
@@ -77,7 +81,9 @@ class SlideContract:
         image, ds = slide.read_overview(256)
         assert max(image.shape[:2]) <= 256
         w0, h0 = slide.dimensions
-        assert image.shape[1] == pytest.approx(w0 / ds, abs=1) and image.shape[0] == pytest.approx(h0 / ds, abs=1)
+        assert image.shape[1] == pytest.approx(w0 / ds, abs=1) and image.shape[0] == pytest.approx(
+            h0 / ds, abs=1
+        )
 
     def test_bad_arguments(self, slide: Slide) -> None:
         with pytest.raises(ConfigError, match="level must be in"):

@@ -20,9 +20,17 @@ def test_defaults_match_the_paper() -> None:
 
 @pytest.mark.parametrize(
     ("width", "height", "size", "overlap", "scale"),
-    [(1000, 700, 224, 0, 1.0), (1001, 333, 144, 16, 1.0), (5000, 3000, 224, 32, 2.5), (100, 100, 224, 0, 1.0), (7, 3, 4, 3, 0.5)],
+    [
+        (1000, 700, 224, 0, 1.0),
+        (1001, 333, 144, 16, 1.0),
+        (5000, 3000, 224, 32, 2.5),
+        (100, 100, 224, 0, 1.0),
+        (7, 3, 4, 3, 0.5),
+    ],
 )
-def test_tiles_cover_every_pixel_and_edges_are_kept(width: int, height: int, size: int, overlap: int, scale: float) -> None:
+def test_tiles_cover_every_pixel_and_edges_are_kept(
+    width: int, height: int, size: int, overlap: int, scale: float
+) -> None:
     grid = TileGrid(width=width, height=height, tile_size=size, overlap=overlap, scale=scale)
     ww, wh = grid.working_size
     covered = np.zeros((wh, ww), bool)
@@ -33,7 +41,9 @@ def test_tiles_cover_every_pixel_and_edges_are_kept(width: int, height: int, siz
     rows, cols = grid.shape
     assert len(grid) == rows * cols
     last = grid.tile(len(grid) - 1)
-    assert last.x + size >= ww and last.y + size >= wh  # edge tiles reach past the edge (padded), never dropped
+    assert (
+        last.x + size >= ww and last.y + size >= wh
+    )  # edge tiles reach past the edge (padded), never dropped
     # no superfluous tiles: dropping the last column or row would leave pixels uncovered
     assert (cols - 1) * grid.stride + size < ww + size and (cols - 2) * grid.stride + size < ww or cols == 1
 
@@ -54,7 +64,11 @@ def test_transforms_round_trip() -> None:
 def test_tiles_touching_matches_brute_force() -> None:
     grid = TileGrid(width=3000, height=2000, tile_size=144, overlap=20, scale=1.5)
     box = (700.0, 333.0, 1200.0, 901.0)
-    brute = [t.index for t in grid if t.x0 < box[2] and t.x0 + t.size0 > box[0] and t.y0 < box[3] and t.y0 + t.size0 > box[1]]
+    brute = [
+        t.index
+        for t in grid
+        if t.x0 < box[2] and t.x0 + t.size0 > box[0] and t.y0 < box[3] and t.y0 + t.size0 > box[1]
+    ]
     assert [t.index for t in grid.tiles_touching(*box)] == brute
 
 

@@ -30,7 +30,9 @@ def test_batches_are_uint8_tensors_in_tile_order(sample_slide: Path) -> None:
         assert first.images.shape == (5, 3, 224, 224) and first.images.dtype == torch.uint8
         # identical to a plain sequential read
         for i, tile in enumerate(first.tiles):
-            np.testing.assert_array_equal(first.images[i].numpy().transpose(1, 2, 0), read_tile(slide, grid, tile))
+            np.testing.assert_array_equal(
+                first.images[i].numpy().transpose(1, 2, 0), read_tile(slide, grid, tile)
+            )
         assert stream.stats.tiles == len(tiles) and stream.stats.batches == len(batches)
 
 
@@ -54,7 +56,9 @@ def test_reads_from_the_best_level_at_target_resolution(data_dir: Path) -> None:
         errors = []
         for dx in range(-3, 4):
             for dy in range(-3, 4):
-                hi = slide.read_region((int(tile.x0) + dx, int(tile.y0) + dy), 0, (288, 288)).astype(np.float32)
+                hi = slide.read_region((int(tile.x0) + dx, int(tile.y0) + dy), 0, (288, 288)).astype(
+                    np.float32
+                )
                 from_level0 = hi.reshape(144, 2, 144, 2, 3).mean(axis=(1, 3))
                 errors.append(np.abs(from_level1 - from_level0).mean())
         assert min(errors) < 8
@@ -118,7 +122,10 @@ def test_empty_tile_list_yields_nothing(sample_slide: Path) -> None:
         assert list(PatchStream(slide, grid, [])) == []
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"batch_size": 0}, "batch_size"), ({"prefetch": 0}, "prefetch"), ({"workers": 0}, "workers")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"batch_size": 0}, "batch_size"), ({"prefetch": 0}, "prefetch"), ({"workers": 0}, "workers")],
+)
 def test_invalid_stream_options(sample_slide: Path, kwargs: dict[str, int], message: str) -> None:
     with open_slide(sample_slide) as slide:
         grid = TileGrid.for_slide(slide)
@@ -133,8 +140,13 @@ def test_select_tiles_thresholds(sample_slide: Path) -> None:
         loose, strict = select_tiles(grid, tm, min_tissue=0.0), select_tiles(grid, tm, min_tissue=0.9)
         assert 0 < len(strict) < len(loose) < len(grid)
         assert len(select_tiles(grid)) == len(grid)
+        rows = select_tiles(grid, tm, order="row")
+        assert [t.index for t in rows] == sorted(t.index for t in rows)
+        assert sorted(t.index for t in select_tiles(grid, tm)) == [t.index for t in rows]
         with pytest.raises(ConfigError, match="min_tissue"):
             select_tiles(grid, tm, min_tissue=1.5)
+        with pytest.raises(ConfigError, match="order"):
+            select_tiles(grid, tm, order="zigzag")  # type: ignore[arg-type]
 
 
 def test_slide_subclass_check() -> None:

@@ -50,7 +50,9 @@ def test_pen_marks_are_not_tissue(data_dir: Path) -> None:
     assert not (tm.mask & green).any()
     assert 0.3 < tm.fraction < 0.6
     # H&E pixels are not ink
-    pinkish = (overview[..., 0].astype(int) > overview[..., 1] + 40) & (overview[..., 2].astype(int) > overview[..., 1] + 20)
+    pinkish = (overview[..., 0].astype(int) > overview[..., 1] + 40) & (
+        overview[..., 2].astype(int) > overview[..., 1] + 20
+    )
     assert ink[pinkish].mean() < 0.01
 
 

@@ -36,8 +36,11 @@ def info(slide: Path, as_json: bool, thumbnail: Path | None, thumbnail_size: int
         ("mpp (x, y)", "unknown" if mpp is None else f"{mpp[0]:.4g}, {mpp[1]:.4g} um/px"),
         ("objective", "-" if data["objective_power"] is None else f"{data['objective_power']:g}x"),
         ("bounds offset", "{}, {}".format(*data["bounds_offset"])),
-        ("tissue", f"{100 * data['tissue_fraction']:.1f}% of the slide"
-         + ("" if data["tissue_area_mm2"] is None else f", {data['tissue_area_mm2']:.2f} mm^2")),
+        (
+            "tissue",
+            f"{100 * data['tissue_fraction']:.1f}% of the slide"
+            + ("" if data["tissue_area_mm2"] is None else f", {data['tissue_area_mm2']:.2f} mm^2"),
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

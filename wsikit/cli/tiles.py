@@ -15,11 +15,17 @@ __all__ = ["tiles"]
 @click.command()
 @click.argument("slide", type=click.Path(path_type=Path))
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--size", type=int, default=224, show_default=True, help="Tile side in pixels at the working resolution.")
+@click.option(
+    "--size", type=int, default=224, show_default=True, help="Tile side in pixels at the working resolution."
+)
 @click.option("--mpp", type=float, default=None, help="Working resolution in um/px [default: native].")
 @click.option("--level", type=int, default=None, help="Work at this pyramid level's native resolution.")
-@click.option("--overlap", type=int, default=0, show_default=True, help="Pixels shared by neighbouring tiles.")
-@click.option("--min-tissue", type=float, default=0.5, show_default=True, help="Minimum tissue fraction per tile.")
+@click.option(
+    "--overlap", type=int, default=0, show_default=True, help="Pixels shared by neighbouring tiles."
+)
+@click.option(
+    "--min-tissue", type=float, default=0.5, show_default=True, help="Minimum tissue fraction per tile."
+)
 @click.option("--slide-mpp", type=float, default=None, help="Level-0 um/px for slides that do not state it.")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
 @click.option("--max-tiles", type=int, default=None, help="Stop after this many tiles.")

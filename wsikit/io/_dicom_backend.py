@@ -36,7 +36,12 @@ log = get_logger(__name__)
 
 WSM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 _JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.70"}
-_JPEG2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"}
+_JPEG2K = {
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+}
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 _NON_PYRAMID_TYPES = {"LABEL", "OVERVIEW", "THUMBNAIL"}
 _REQUIRED = ("TotalPixelMatrixColumns", "TotalPixelMatrixRows", "Columns", "Rows", "SeriesInstanceUID")
@@ -121,7 +126,9 @@ def _scan_fragments(fh: Any, value_offset: int) -> tuple[list[tuple[int, int]], 
         if (group, elem) == (0xFFFE, 0xE0DD):
             break
         if (group, elem) != (0xFFFE, 0xE000):
-            raise SlideOpenError(f"{fh.name}: malformed encapsulated pixel data (item tag {group:04X},{elem:04X})")
+            raise SlideOpenError(
+                f"{fh.name}: malformed encapsulated pixel data (item tag {group:04X},{elem:04X})"
+            )
         pos = fh.tell()
         if first:
             if length:

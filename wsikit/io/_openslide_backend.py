@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from wsikit._typing import RGBImage
-from wsikit.errors import SlideOpenError
+from wsikit.errors import SlideOpenError, SlideReadError
 from wsikit.io.slide import Slide
 
 __all__ = ["OpenSlideSlide", "openslide_format"]
@@ -48,6 +48,7 @@ class OpenSlideSlide(Slide):
         import openslide
 
         self.path = path
+        self._osr: openslide.OpenSlide | None
         try:
             self._osr = openslide.OpenSlide(str(path))
         except openslide.OpenSlideError as exc:
@@ -75,6 +76,8 @@ class OpenSlideSlide(Slide):
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         ds = self.level_downsamples[level]
         loc = (int(round(x * ds)), int(round(y * ds)))
+        if self._osr is None:
+            raise SlideReadError(f"{self.path}: slide is closed")
         rgba = np.asarray(self._osr.read_region(loc, level, (w, h)))
         alpha = rgba[..., 3]
         if alpha.min() == 255:
@@ -86,7 +89,7 @@ class OpenSlideSlide(Slide):
 
     def associated_image_names(self) -> list[str]:
         """Names of associated images (label, macro, thumbnail) in the file."""
-        return list(self._osr.associated_images)
+        return [] if self._osr is None else list(self._osr.associated_images)
 
     def close(self) -> None:
         """Close the OpenSlide handle."""

@@ -73,11 +73,12 @@ def check_tiff_integrity(path: Path) -> None:
     readers open it and fail later on one tile; this check catches it at
     open time by comparing every strip/tile extent with the file size.
     """
-    import tifffile
-
     import logging
 
+    import tifffile
+
     size = path.stat().st_size
+
     class _Collect(logging.Handler):
         def __init__(self) -> None:
             super().__init__(logging.WARNING)
@@ -151,6 +152,7 @@ class TiffSlide(Slide):
         import zarr
 
         self.path = path
+        self._tif: tifffile.TiffFile | None
         try:
             self._tif = tifffile.TiffFile(path)
         except Exception as exc:
@@ -161,7 +163,9 @@ class TiffSlide(Slide):
         axes = series.axes
         dtype = np.dtype(series.dtype)
         if dtype.kind not in "ui":
-            raise UnsupportedFormatError(f"{path}: pixel type {dtype} is not supported (need integer RGB/gray)")
+            raise UnsupportedFormatError(
+                f"{path}: pixel type {dtype} is not supported (need integer RGB/gray)"
+            )
         if axes not in ("YX", "YXS", "SYX", "CYX") and not axes.endswith(("YX", "YXS")):
             raise UnsupportedFormatError(f"{path}: image axes {axes!r} are not a 2-D RGB or gray image")
         self._axes = axes

@@ -63,7 +63,9 @@ def _axes(ndim: int, mpp: tuple[float, float] | None) -> list[dict[str, str]]:
     return ([{"name": "c", "type": "channel"}] if ndim == 3 else []) + space
 
 
-def _multiscales(name: str, ndim: int, levels: int, mpp: tuple[float, float] | None, method: str) -> list[Any]:
+def _multiscales(
+    name: str, ndim: int, levels: int, mpp: tuple[float, float] | None, method: str
+) -> list[Any]:
     return [
         {
             "name": name,
@@ -88,7 +90,9 @@ def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]
 
 def default_levels(height: int, width: int, chunk: int) -> int:
     """Levels halving the image until its longest side fits in one chunk (at least 1)."""
-    return max(1, math.ceil(math.log2(max(height, width, 1) / chunk)) + 1) if max(height, width) > chunk else 1
+    return (
+        max(1, math.ceil(math.log2(max(height, width, 1) / chunk)) + 1) if max(height, width) > chunk else 1
+    )
 
 
 class OmeZarrStore:
@@ -372,7 +376,10 @@ class OmeZarrStore:
             store=str(self.path),
             name=path,
             shape=shape,
-            chunks=tuple(min(c, s) if i == 0 and len(shape) == 3 else c for i, (c, s) in enumerate(zip(chunks, shape, strict=True))),
+            chunks=tuple(
+                min(c, s) if i == 0 and len(shape) == 3 else c
+                for i, (c, s) in enumerate(zip(chunks, shape, strict=True))
+            ),
             dtype=dtype,
             fill_value=fill,
             dimension_names=("c", "y", "x") if len(shape) == 3 else ("y", "x"),
@@ -444,7 +451,12 @@ class OmeZarrStore:
         H, W = self.height, self.width
         if y < 0 or x < 0 or y + h > H or x + w > W:
             raise ShapeError(f"block {h}x{w} at (y={y}, x={x}) is outside the {H}x{W} array")
-        aligned = y % c == 0 and x % c == 0 and ((y + h) % c == 0 or y + h == H) and ((x + w) % c == 0 or x + w == W)
+        aligned = (
+            y % c == 0
+            and x % c == 0
+            and ((y + h) % c == 0 or y + h == H)
+            and ((x + w) % c == 0 or x + w == W)
+        )
         if not aligned:
             raise ShapeError(
                 f"block {h}x{w} at (y={y}, x={x}) is not aligned to {c}-px chunks; "
@@ -526,6 +538,8 @@ def _pad_to(part: npt.NDArray[Any], h: int, w: int) -> npt.NDArray[Any]:
     return np.pad(part, pad, mode="edge")
 
 
-def iter_chunks(boxes: Iterable[tuple[int, int, int, int]], done: set[tuple[int, int]], chunk: int) -> list[tuple[int, int, int, int]]:
+def iter_chunks(
+    boxes: Iterable[tuple[int, int, int, int]], done: set[tuple[int, int]], chunk: int
+) -> list[tuple[int, int, int, int]]:
     """Boxes from ``boxes`` whose chunk is not in ``done`` (helper for resuming)."""
     return [b for b in boxes if (b[0] // chunk, b[1] // chunk) not in done]

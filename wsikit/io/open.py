@@ -42,7 +42,9 @@ def _validate_path(path: Path) -> None:
     if path.is_dir():
         if any(p.suffix.lower() == ".dcm" for p in path.iterdir()):
             return
-        raise SlideOpenError(f"{path}: is a directory, not a slide file (a DICOM folder must hold .dcm files)")
+        raise SlideOpenError(
+            f"{path}: is a directory, not a slide file (a DICOM folder must hold .dcm files)"
+        )
     if not os.access(path, os.R_OK):
         raise SlideOpenError(f"{path}: permission denied")
     if path.stat().st_size == 0:

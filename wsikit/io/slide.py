@@ -260,14 +260,16 @@ class Slide(ABC):
         factor = max(1, math.ceil(max(lw, lh) / max_size))
         out_w, out_h = math.ceil(lw / factor), math.ceil(lh / factor)
         out = np.empty((out_h, out_w, 3), dtype=np.uint8)
-        rows_per_strip = max(1, (64 * 1024 * 1024) // (max(lw, 1) * 3 * factor * factor))
+        # Strips of about 16 MB keep the peak small whatever the level size.
+        rows_per_strip = max(1, (16 * 1024 * 1024) // (max(lw, 1) * 3 * factor * factor))
+        area = factor * factor
         for r0 in range(0, out_h, rows_per_strip):
             r1 = min(out_h, r0 + rows_per_strip)
             loc = (0, int(round(r0 * factor * ds_level)))
             strip = self.read_region(loc, level, (out_w * factor, (r1 - r0) * factor))
             if factor > 1:
-                blocks = strip.reshape(r1 - r0, factor, out_w, factor, 3).astype(np.float32)
-                out[r0:r1] = (blocks.mean(axis=(1, 3)) + 0.5).astype(np.uint8)
+                sums = strip.reshape(r1 - r0, factor, out_w, factor, 3).sum(axis=(1, 3), dtype=np.uint32)
+                out[r0:r1] = ((sums + area // 2) // area).astype(np.uint8)
             else:
                 out[r0:r1] = strip
         return out, ds_level * factor

@@ -36,7 +36,9 @@ def staged_directory(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
         if final.is_dir() and not any(final.iterdir()):
             final.rmdir()
         elif not overwrite:
-            raise OutputExistsError(f"{final}: already exists and is not empty (use --overwrite to replace it)")
+            raise OutputExistsError(
+                f"{final}: already exists and is not empty (use --overwrite to replace it)"
+            )
     stage = final.with_name(f".{final.name}.partial-{os.getpid()}")
     if stage.exists():
         shutil.rmtree(stage)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wsikit._typing import PathLike
 from wsikit.io import SlideInfo, open_slide
 from wsikit.pipeline._atomic import staged_file
@@ -45,7 +47,9 @@ class SlideReport:
         }
 
 
-def describe_slide(path: PathLike, *, thumbnail: PathLike | None = None, thumbnail_size: int = 1024) -> SlideReport:
+def describe_slide(
+    path: PathLike, *, thumbnail: PathLike | None = None, thumbnail_size: int = 1024
+) -> SlideReport:
     """Open a slide, detect its tissue, and optionally save a thumbnail with the tissue outlined.
 
     Parameters
@@ -77,13 +81,10 @@ def describe_slide(path: PathLike, *, thumbnail: PathLike | None = None, thumbna
             overview, _ = slide.read_overview(thumbnail_size)
             mask = tissue.mask
             if mask.shape != overview.shape[:2]:
-                mask = (
-                    Image.fromarray(mask.astype("uint8") * 255)
-                    .resize((overview.shape[1], overview.shape[0]), Image.Resampling.NEAREST)
+                resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(
+                    (overview.shape[1], overview.shape[0]), Image.Resampling.NEAREST
                 )
-                import numpy as np
-
-                mask = np.asarray(mask) > 0
+                mask = np.asarray(resized) > 0
             out = Path(thumbnail)
             with staged_file(out) as tmp:
                 Image.fromarray(outline_mask(overview, mask)).save(tmp, format="PNG")

@@ -1,4 +1,4 @@
-"""``export_tiles``: write tissue patches of a slide as image files with a CSV index (backs ``wsikit tiles``)."""
+"""``export_tiles``: tissue patches of a slide as image files plus a CSV index (``wsikit tiles``)."""
 
 from __future__ import annotations
 
@@ -108,9 +108,11 @@ def export_tiles(
         raise ConfigError(f"max_tiles must be positive, got {max_tiles}")
     out = Path(outdir)
     with open_slide(slide_path) as slide:
-        grid = TileGrid.for_slide(slide, tile_size=size, overlap=overlap, mpp=mpp, level=level, slide_mpp=slide_mpp)
+        grid = TileGrid.for_slide(
+            slide, tile_size=size, overlap=overlap, mpp=mpp, level=level, slide_mpp=slide_mpp
+        )
         tissue = tissue_mask(slide)
-        tiles = select_tiles(grid, tissue, min_tissue=min_tissue)
+        tiles = select_tiles(grid, tissue, min_tissue=min_tissue, order="row")
         if max_tiles is not None:
             tiles = tiles[:max_tiles]
         base_mpp = slide_mpp if slide_mpp is not None else slide.mpp_x
@@ -125,16 +127,26 @@ def export_tiles(
                     images = np.ascontiguousarray(batch.images.transpose(0, 2, 3, 1))
                     list(
                         writers.map(
-                            lambda item: Image.fromarray(item[1]).save(stage / item[0], quality=95)
-                            if ext == "jpg"
-                            else Image.fromarray(item[1]).save(stage / item[0], compress_level=1),
+                            lambda item: (
+                                Image.fromarray(item[1]).save(stage / item[0], quality=95)
+                                if ext == "jpg"
+                                else Image.fromarray(item[1]).save(stage / item[0], compress_level=1)
+                            ),
                             zip(names, images, strict=True),
                         )
                     )
                     for name, t in zip(names, batch.tiles, strict=True):
                         rows.append(
-                            [name, t.index, t.col, t.row, round(t.x0, 3), round(t.y0, 3), round(t.size0, 3),
-                             round(tissue.box_fraction(*t.bounds0), 4)]
+                            [
+                                name,
+                                t.index,
+                                t.col,
+                                t.row,
+                                round(t.x0, 3),
+                                round(t.y0, 3),
+                                round(t.size0, 3),
+                                round(tissue.box_fraction(*t.bounds0), 4),
+                            ]
                         )
                     done += len(batch)
                     if progress is not None:

@@ -96,7 +96,9 @@ class TileGrid:
         if not isinstance(self.tile_size, int) or self.tile_size <= 0:
             raise ConfigError(f"tile_size must be a positive integer, got {self.tile_size!r}")
         if not isinstance(self.overlap, int) or not 0 <= self.overlap < self.tile_size:
-            raise ConfigError(f"overlap must be an integer in [0, tile_size={self.tile_size}), got {self.overlap!r}")
+            raise ConfigError(
+                f"overlap must be an integer in [0, tile_size={self.tile_size}), got {self.overlap!r}"
+            )
         if not (isinstance(self.scale, int | float) and math.isfinite(self.scale) and self.scale > 0):
             raise ConfigError(f"scale (level-0 px per working px) must be positive, got {self.scale!r}")
         if self.width <= 0 or self.height <= 0:
@@ -141,7 +143,9 @@ class TileGrid:
         w, h = slide.dimensions
         if level is not None:
             if not 0 <= level < slide.level_count:
-                raise ConfigError(f"level must be in [0, {slide.level_count - 1}] for {slide.path}, got {level}")
+                raise ConfigError(
+                    f"level must be in [0, {slide.level_count - 1}] for {slide.path}, got {level}"
+                )
             scale = slide.level_downsamples[level]
         elif mpp is not None:
             if not (math.isfinite(mpp) and mpp > 0):

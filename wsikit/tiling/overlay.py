@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from wsikit._typing import BoolMask, RGBImage
 from wsikit.errors import ShapeError
 
 __all__ = ["outline_mask"]
 
 
-def outline_mask(rgb: RGBImage, mask: BoolMask, *, color: tuple[int, int, int] = (0, 160, 0), width: int = 2) -> RGBImage:
+def outline_mask(
+    rgb: RGBImage, mask: BoolMask, *, color: tuple[int, int, int] = (0, 160, 0), width: int = 2
+) -> RGBImage:
     """Return a copy of ``rgb`` with the outline of ``mask`` drawn in ``color``.
 
     Parameters

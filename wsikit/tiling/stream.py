@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from wsikit.io.slide import Slide
 from wsikit.tiling.grid import Tile, TileGrid
 from wsikit.tiling.tissue import TissueMask
 
-__all__ = ["PatchBatch", "PatchStream", "StreamStats", "read_tile", "select_tiles"]
+__all__ = ["BAND_PX", "PatchBatch", "PatchStream", "StreamStats", "band_order", "read_tile", "select_tiles"]
 
 
 def read_tile(slide: Slide, grid: TileGrid, tile: Tile) -> RGBImage:
@@ -58,8 +58,41 @@ def read_tile(slide: Slide, grid: TileGrid, tile: Tile) -> RGBImage:
     return np.asarray(Image.fromarray(region).resize((size, size), resample))
 
 
-def select_tiles(grid: TileGrid, tissue: TissueMask | None = None, *, min_tissue: float = 0.1) -> list[Tile]:
+BAND_PX = 2048
+"""Width in level-0 pixels of the vertical bands of :func:`band_order`."""
+
+
+def band_order(tiles: Sequence[Tile], grid: TileGrid, *, band_px: float = BAND_PX) -> list[Tile]:
+    """Order tiles in vertical bands about ``band_px`` level-0 pixels wide, row-major inside each band.
+
+    Slide decoders cache decoded tiles (OpenSlide: 32 MiB by default). In plain
+    row-major order a row of patches of a wide slide touches more encoded tiles
+    than the cache holds, so each one is decoded again for the next row of
+    patches; within a narrow band it stays cached. On a 40,960 px wide JPEG
+    pyramid this reads 224 px patches about 1.4x faster (docs/benchmarks.md),
+    with memory that does not depend on the slide's width.
+
+    Examples
+    --------
+    >>> grid = TileGrid(width=4096, height=2048, tile_size=1024)
+    >>> [t.index for t in band_order(list(grid), grid)]
+    [0, 1, 4, 5, 2, 3, 6, 7]
+    """
+    per_band = max(1, int(round(band_px / (grid.stride * grid.scale))))
+    return sorted(tiles, key=lambda t: (t.col // per_band, t.row, t.col))
+
+
+def select_tiles(
+    grid: TileGrid,
+    tissue: TissueMask | None = None,
+    *,
+    min_tissue: float = 0.1,
+    order: Literal["band", "row"] = "band",
+) -> list[Tile]:
     """Tiles of ``grid`` whose tissue fraction is at least ``min_tissue`` (all tiles without a mask).
+
+    ``order="band"`` (default) returns them in :func:`band_order`, the fastest
+    order to read; ``order="row"`` in row-major grid order.
 
     Examples
     --------
@@ -72,14 +105,17 @@ def select_tiles(grid: TileGrid, tissue: TissueMask | None = None, *, min_tissue
     """
     if not 0.0 <= min_tissue <= 1.0:
         raise ConfigError(f"min_tissue must be in [0, 1], got {min_tissue}")
+    if order not in ("band", "row"):
+        raise ConfigError(f"order must be 'band' or 'row', got {order!r}")
     if tissue is None:
-        return list(grid)
-    keep = []
-    for tile in grid:
-        frac = tissue.box_fraction(*tile.bounds0)
-        if frac >= min_tissue and frac > 0:
-            keep.append(tile)
-    return keep
+        keep = list(grid)
+    else:
+        keep = []
+        for tile in grid:
+            frac = tissue.box_fraction(*tile.bounds0)
+            if frac >= min_tissue and frac > 0:
+                keep.append(tile)
+    return band_order(keep, grid) if order == "band" else keep
 
 
 @dataclass

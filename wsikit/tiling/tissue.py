@@ -4,8 +4,9 @@ Pixels are tissue when they are stained (saturation above an Otsu threshold)
 or dense (optical density above an Otsu threshold); both thresholds are
 clamped to ranges that hold for bright-field H&E, so an empty slide yields an
 empty mask and a slide full of tissue is not split in half. Pen marks (green,
-blue and black ink) are removed first by hue and darkness (faint green edges of marker lines included), then the mask is
-cleaned with morphology: closing, removal of specks, filling of small holes.
+blue and black ink, faint green edges included) are removed first by hue and
+darkness, then the mask is cleaned with morphology: closing, removal of
+specks, filling of small holes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,24 @@ def _otsu(values: npt.NDArray[np.float32], lo: float, hi: float) -> float:
 
     if values.size == 0 or float(values.max() - values.min()) < 1e-6:
         return hi
-    return float(np.clip(threshold_otsu(values), lo, hi))
+    return float(np.clip(threshold_otsu(values), lo, hi))  # type: ignore[no-untyped-call]
+
+
+def _hsv(rgb: RGBImage) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Hue in degrees, saturation and value (0..1) in float32 (skimage's rgb2hsv works in float64)."""
+    f = rgb.astype(np.float32) / 255.0
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    mx = f.max(axis=-1)
+    mn = f.min(axis=-1)
+    delta = mx - mn
+    safe = np.where(delta > 0, delta, 1.0)
+    hue = np.where(mx == r, (g - b) / safe % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    hue = np.where(delta > 0, hue * 60.0, 0.0).astype(np.float32)
+    sat = np.where(mx > 0, delta / np.where(mx > 0, mx, 1.0), 0.0).astype(np.float32)
+    return hue, sat, mx.astype(np.float32)
+
+
+_OD_LUT = (-np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)).astype(np.float32)
 
 
 def pen_mask(rgb: RGBImage) -> BoolMask:
@@ -49,11 +67,7 @@ def pen_mask(rgb: RGBImage) -> BoolMask:
     numpy.ndarray
         (H, W) bool, True on ink.
     """
-    from skimage.color import rgb2hsv
-
-    hsv = rgb2hsv(rgb)
-    hue_deg = hsv[..., 0] * 360.0
-    sat, val = hsv[..., 1], hsv[..., 2]
+    hue_deg, sat, val = _hsv(rgb)
     # Green/cyan never occurs in H&E, even faintly; blue is near hematoxylin, so it must be strong.
     green_ink = (hue_deg > 60) & (hue_deg <= 200) & (sat > 0.08)
     blue_ink = (hue_deg > 200) & (hue_deg < 245) & (sat > 0.25)
@@ -110,10 +124,10 @@ def detect_tissue(
         raise ShapeError(f"rgb must be an (H, W, 3) uint8 array, got {got}")
     if min_object_px < 0 or max_hole_px < 0:
         raise ConfigError("min_object_px and max_hole_px must be >= 0")
-    f = rgb.astype(np.float32)
-    mx, mn = f.max(axis=-1), f.min(axis=-1)
+    mx = rgb.max(axis=-1).astype(np.float32)
+    mn = rgb.min(axis=-1).astype(np.float32)
     sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1.0), 0.0).astype(np.float32)
-    od = (-np.log((f + 1.0) / 256.0)).mean(axis=-1).astype(np.float32)
+    od = (_OD_LUT[rgb[..., 0]] + _OD_LUT[rgb[..., 1]] + _OD_LUT[rgb[..., 2]]) / np.float32(3.0)
     ink = pen_mask(rgb) if remove_pen else np.zeros(sat.shape, bool)
     clean = ~ink
     t_sat = _otsu(sat[clean], *_SAT_RANGE)
