@@ -13,7 +13,7 @@ import torch
 from wsikit.errors import ConfigError
 from wsikit.io import Slide, open_slide
 from wsikit.io._image_backend import ImageSlide
-from wsikit.tiling import PatchStream, TileGrid, read_tile, select_tiles, tissue_mask
+from wsikit.tiling import PatchStream, TileGrid, read_tile, read_tiles, select_tiles, tissue_mask
 
 
 def test_batches_are_uint8_tensors_in_tile_order(sample_slide: Path) -> None:
@@ -34,6 +34,16 @@ def test_batches_are_uint8_tensors_in_tile_order(sample_slide: Path) -> None:
                 first.images[i].numpy().transpose(1, 2, 0), read_tile(slide, grid, tile)
             )
         assert stream.stats.tiles == len(tiles) and stream.stats.batches == len(batches)
+
+
+@pytest.mark.parametrize("overlap", [0, 20])
+def test_grouped_reads_equal_single_reads(sample_slide: Path, overlap: int) -> None:
+    with open_slide(sample_slide) as slide:
+        grid = TileGrid.for_slide(slide, tile_size=144, overlap=overlap)  # native: runs are read in one call
+        tiles = select_tiles(grid, tissue_mask(slide), min_tissue=0.2)[:40] + [grid.tile(len(grid) - 1)]
+        grouped = read_tiles(slide, grid, tiles)
+        for i, tile in enumerate(tiles):
+            np.testing.assert_array_equal(grouped[i].transpose(1, 2, 0), read_tile(slide, grid, tile))
 
 
 def test_numpy_output_and_edge_padding() -> None:
@@ -69,7 +79,7 @@ def test_reads_from_the_best_level_at_target_resolution(data_dir: Path) -> None:
 
 
 class _CountingSlide(ImageSlide):
-    """An in-memory slide that counts reads and can be slowed down."""
+    """An in-memory slide that counts the pixels it reads and can be slowed down."""
 
     def __init__(self, pixels: np.ndarray, delay: float = 0.0) -> None:
         base = ImageSlide.from_array(pixels)
@@ -80,7 +90,7 @@ class _CountingSlide(ImageSlide):
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         with self._lock:
-            self.reads += 1
+            self.reads += w * h
         if self.delay:
             time.sleep(self.delay)
         return super()._read(level, x, y, w, h)
@@ -94,11 +104,11 @@ def test_read_ahead_is_bounded_by_prefetch() -> None:
     next(it)
     time.sleep(0.3)  # let the readers run as far ahead as they may
     # delivered 1 batch; at most prefetch + 1 more batches may have been read
-    assert slide.reads <= 8 * (1 + 2 + 1)
+    assert slide.reads <= 8 * (1 + 2 + 1) * 32 * 32
     consumed = 1
     for _ in it:
         consumed += 1
-    assert consumed == 50 and slide.reads == 400
+    assert consumed == 50 and slide.reads == 400 * 32 * 32
 
 
 def test_slow_consumer_never_waits_on_reads() -> None:

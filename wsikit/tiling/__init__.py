@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from wsikit.tiling.grid import NORMALIZER_TILE_SIZE, SEGMENTER_TILE_SIZE, Tile, TileGrid
 from wsikit.tiling.overlay import outline_mask
-from wsikit.tiling.stream import PatchBatch, PatchStream, StreamStats, band_order, read_tile, select_tiles
+from wsikit.tiling.stream import PatchBatch, PatchStream, StreamStats, band_order, read_tile, read_tiles, select_tiles
 from wsikit.tiling.tissue import TissueMask, detect_tissue, pen_mask, tissue_mask
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "PatchStream",
     "StreamStats",
     "read_tile",
+    "read_tiles",
     "select_tiles",
     "band_order",
     "outline_mask",
