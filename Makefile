@@ -28,14 +28,16 @@ demo: $(STAMP)
 	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png and $(DEMO_OUT)/tiles/ (index: tiles.csv)"
 
 test: $(STAMP)
+	$(PY) -m ruff check wsikit tests benchmarks examples
+	$(PY) -m mypy
 	$(PY) -m pytest -n 2 --doctest-modules wsikit tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -x -q tests
 
 lint: $(STAMP)
-	$(PY) -m pip install -q ruff mypy
-	$(PY) -m ruff check wsikit tests benchmarks
+	$(PY) -m ruff check wsikit tests benchmarks examples
+	$(PY) -m ruff format --check wsikit tests benchmarks examples
 	$(PY) -m mypy
 
 bench: $(STAMP)

@@ -157,9 +157,11 @@ def main() -> None:
         print(json.dumps(res, indent=1))
     print()
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print("| slide (px) | tissue tiles | raw 224 px reads, row-major MP/s | raw 224 px reads, band order MP/s | "
-          "raw 1024 px reads MP/s | PatchStream MP/s | stream / raw-224 band | full pass MP/s | "
-          "consumer wait share | peak RSS MB |")
+    print(
+        "| slide (px) | tissue tiles | raw 224 px reads, row-major MP/s | raw 224 px reads, band order MP/s | "
+        "raw 1024 px reads MP/s | PatchStream MP/s | stream / raw-224 band | full pass MP/s | "
+        "consumer wait share | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(

@@ -119,7 +119,9 @@ def build(out: Path, size: int, data: Path, quality: int = 80) -> Path:
                 description=f"wsikit benchmark mosaic of MoNuSeg images; level downsample {factor}",
             )
     tmp.rename(out)
-    print(f"built {out} ({size} x {size} px, {out.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"built {out} ({size} x {size} px, {out.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s"
+    )
     return out
 
 

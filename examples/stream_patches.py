@@ -24,8 +24,12 @@ def main() -> None:
         for batch in stream:
             x = batch.images.float().div_(255)  # (B, 3, 224, 224) in [0, 1]
             first = batch.tiles[0]
-            print(f"batch {tuple(x.shape)} mean {x.mean():.3f}, first tile at level-0 ({first.x0:.0f}, {first.y0:.0f})")
-        print(f"read {stream.stats.tiles} tiles; the consumer waited {100 * stream.stats.wait_share:.0f}% of the time")
+            print(
+                f"batch {tuple(x.shape)} mean {x.mean():.3f}, first tile at level-0 ({first.x0:.0f}, {first.y0:.0f})"
+            )
+        print(
+            f"read {stream.stats.tiles} tiles; the consumer waited {100 * stream.stats.wait_share:.0f}% of the time"
+        )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,12 @@ def main() -> None:
     with open_slide(path) as slide:
         w, h = slide.dimensions
         tm = tissue_mask(slide)
-        store = OmeZarrStore.create(out, height=h, width=w, chunk=512, mpp=slide.mpp, with_image=False, overwrite=True)
-        store.create_label("tissue", dtype=np.uint8, colors={1: (0, 160, 0, 128)}, properties={1: {"name": "tissue"}})
+        store = OmeZarrStore.create(
+            out, height=h, width=w, chunk=512, mpp=slide.mpp, with_image=False, overwrite=True
+        )
+        store.create_label(
+            "tissue", dtype=np.uint8, colors={1: (0, 160, 0, 128)}, properties={1: {"name": "tissue"}}
+        )
         for y, x, bh, bw in store.chunk_grid():  # each chunk is written by exactly one writer
             # nearest-neighbour lookup of the low-resolution mask at level-0 pixel centres
             ys = ((np.arange(y, y + bh) + 0.5) / tm.downsample).astype(int).clip(0, tm.mask.shape[0] - 1)
@@ -33,7 +37,9 @@ def main() -> None:
         store.build_pyramid("tissue")
     low = store.read_region("tissue", 0, 0, h, w, level=store.levels - 1)
     Image.fromarray(low * 255).save(f"{out}.preview.png")
-    print(f"wrote {out} ({store.levels} levels, {len(store.written_chunks('tissue'))} non-empty chunks at level 0)")
+    print(
+        f"wrote {out} ({store.levels} levels, {len(store.written_chunks('tissue'))} non-empty chunks at level 0)"
+    )
 
 
 if __name__ == "__main__":

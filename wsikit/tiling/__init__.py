@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from wsikit.tiling.grid import NORMALIZER_TILE_SIZE, SEGMENTER_TILE_SIZE, Tile, TileGrid
 from wsikit.tiling.overlay import outline_mask
-from wsikit.tiling.stream import PatchBatch, PatchStream, StreamStats, band_order, read_tile, read_tiles, select_tiles
+from wsikit.tiling.stream import (
+    PatchBatch,
+    PatchStream,
+    StreamStats,
+    band_order,
+    read_tile,
+    read_tiles,
+    select_tiles,
+)
 from wsikit.tiling.tissue import TissueMask, detect_tissue, pen_mask, tissue_mask
 
 __all__ = [

@@ -29,7 +29,16 @@ from wsikit.io.slide import Slide
 from wsikit.tiling.grid import Tile, TileGrid
 from wsikit.tiling.tissue import TissueMask
 
-__all__ = ["BAND_PX", "PatchBatch", "PatchStream", "StreamStats", "band_order", "read_tile", "read_tiles", "select_tiles"]
+__all__ = [
+    "BAND_PX",
+    "PatchBatch",
+    "PatchStream",
+    "StreamStats",
+    "band_order",
+    "read_tile",
+    "read_tiles",
+    "select_tiles",
+]
 
 
 def read_tile(slide: Slide, grid: TileGrid, tile: Tile) -> RGBImage:

@@ -42,7 +42,9 @@ def _hsv(rgb: RGBImage) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32
     mn = f.min(axis=-1)
     delta = mx - mn
     safe = np.where(delta > 0, delta, 1.0)
-    hue = np.where(mx == r, (g - b) / safe % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    hue = np.where(
+        mx == r, (g - b) / safe % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
+    )
     hue = np.where(delta > 0, hue * 60.0, 0.0).astype(np.float32)
     sat = np.where(mx > 0, delta / np.where(mx > 0, mx, 1.0), 0.0).astype(np.float32)
     return hue, sat, mx.astype(np.float32)
