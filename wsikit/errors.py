@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "StoreError",
     "OutputExistsError",
+    "NoTissueError",
 ]
 
 
@@ -51,3 +52,7 @@ class StoreError(WsikitError, OSError):
 
 class OutputExistsError(WsikitError, FileExistsError):
     """An output path exists and overwriting was not requested."""
+
+
+class NoTissueError(WsikitError, ValueError):
+    """A slide or image holds no tissue where tissue is required (e.g. exporting tissue tiles)."""

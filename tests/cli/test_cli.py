@@ -176,12 +176,19 @@ def test_bad_slides_give_one_line_and_no_output(
 def test_image_without_tissue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((300, 300, 3), 250, np.uint8)).save(blank)
-    code, out, _ = _run(["info", str(blank), "--json"], capsys)
+    # info answers (0% tissue) and warns on stderr
+    code, out, err = _run(["info", str(blank), "--json"], capsys)
     assert code == 0 and json.loads(out)["tissue_fraction"] == 0.0
+    assert err.strip() == f"wsikit: warning: {blank}: no tissue detected"
+    # tiles refuses: one line, non-zero, no output directory
     out_dir = tmp_path / "tiles"
-    code, out, _ = _run(["tiles", str(blank), str(out_dir)], capsys)
-    assert code == 0 and "wrote 0 of 4 tiles" in out
-    assert (out_dir / "tiles.csv").read_text().strip() == "file,index,col,row,x0,y0,size0,tissue_fraction"
+    code, out, err = _run(["tiles", str(blank), str(out_dir)], capsys)
+    assert code == 1 and not out_dir.exists()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(blank) in lines[0] and "no tissue was detected" in lines[0]
+    # asking for every tile exports them all
+    code, out, _ = _run(["tiles", str(blank), str(out_dir), "--min-tissue", "0"], capsys)
+    assert code == 0 and "wrote 4 of 4 tiles" in out
 
 
 @pytest.mark.parametrize(

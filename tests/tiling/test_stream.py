@@ -147,8 +147,9 @@ def test_select_tiles_thresholds(sample_slide: Path) -> None:
     with open_slide(sample_slide) as slide:
         grid = TileGrid.for_slide(slide, tile_size=224)
         tm = tissue_mask(slide)
-        loose, strict = select_tiles(grid, tm, min_tissue=0.0), select_tiles(grid, tm, min_tissue=0.9)
+        loose, strict = select_tiles(grid, tm, min_tissue=0.01), select_tiles(grid, tm, min_tissue=0.9)
         assert 0 < len(strict) < len(loose) < len(grid)
+        assert len(select_tiles(grid, tm, min_tissue=0.0)) == len(grid)
         assert len(select_tiles(grid)) == len(grid)
         rows = select_tiles(grid, tm, order="row")
         assert [t.index for t in rows] == sorted(t.index for t in rows)

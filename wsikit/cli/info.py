@@ -25,6 +25,8 @@ def info(slide: Path, as_json: bool, thumbnail: Path | None, thumbnail_size: int
     """Show levels, resolution, vendor and tissue of SLIDE."""
     report = describe_slide(slide, thumbnail=thumbnail, thumbnail_size=thumbnail_size)
     data = report.to_dict()
+    if report.tissue_fraction == 0:
+        click.echo(f"wsikit: warning: {slide}: no tissue detected", err=True)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

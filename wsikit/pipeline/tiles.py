@@ -13,7 +13,7 @@ import numpy as np
 
 from wsikit import __version__
 from wsikit._typing import PathLike
-from wsikit.errors import ConfigError
+from wsikit.errors import ConfigError, NoTissueError
 from wsikit.io import open_slide
 from wsikit.pipeline._atomic import staged_directory
 from wsikit.tiling import NORMALIZER_TILE_SIZE, PatchStream, TileGrid, select_tiles, tissue_mask
@@ -89,6 +89,13 @@ def export_tiles(
     -------
     TileExport
 
+    Raises
+    ------
+    NoTissueError
+        No tile reaches ``min_tissue`` (nothing is written).
+    OutputExistsError
+        ``outdir`` exists, is not empty, and ``overwrite`` is False.
+
     Examples
     --------
     >>> import tempfile, os
@@ -113,6 +120,17 @@ def export_tiles(
         )
         tissue = tissue_mask(slide)
         tiles = select_tiles(grid, tissue, min_tissue=min_tissue, order="row")
+        if not tiles:
+            found = (
+                "no tissue was detected"
+                if tissue.fraction == 0
+                else (
+                    f"no tile reaches {min_tissue:g} tissue (tissue covers {100 * tissue.fraction:.1f}% of the slide)"
+                )
+            )
+            raise NoTissueError(
+                f"{slide_path}: {found}; nothing to export (lower --min-tissue to export anyway)"
+            )
         if max_tiles is not None:
             tiles = tiles[:max_tiles]
         base_mpp = slide_mpp if slide_mpp is not None else slide.mpp_x

@@ -130,7 +130,7 @@ def select_tiles(
     min_tissue: float = 0.1,
     order: Literal["band", "row"] = "band",
 ) -> list[Tile]:
-    """Tiles of ``grid`` whose tissue fraction is at least ``min_tissue`` (all tiles without a mask).
+    """Tiles of ``grid`` whose tissue fraction is at least ``min_tissue`` (every tile when it is 0 or without a mask).
 
     ``order="band"`` (default) returns them in :func:`band_order`, the fastest
     order to read; ``order="row"`` in row-major grid order.
@@ -148,13 +148,13 @@ def select_tiles(
         raise ConfigError(f"min_tissue must be in [0, 1], got {min_tissue}")
     if order not in ("band", "row"):
         raise ConfigError(f"order must be 'band' or 'row', got {order!r}")
-    if tissue is None:
+    if tissue is None or min_tissue == 0:
         keep = list(grid)
     else:
         keep = []
         for tile in grid:
             frac = tissue.box_fraction(*tile.bounds0)
-            if frac >= min_tissue and frac > 0:
+            if frac >= min_tissue:
                 keep.append(tile)
     return band_order(keep, grid) if order == "band" else keep
 
