@@ -1,0 +1,114 @@
+"""Contract shared by every stain normalizer (Macenko, Reinhard, CNN), on real stain images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wsikit.errors import ConfigError, ShapeError
+from wsikit.stain import MacenkoNormalizer, ReinhardNormalizer, StainFitError, StainNormalizer
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def target(data_dir: Path) -> np.ndarray:
+    return _rgb(data_dir / "stain" / "tiatoolbox" / "target_image.png")[:512, :512]
+
+
+@pytest.fixture(scope="module")
+def source(data_dir: Path) -> np.ndarray:
+    return _rgb(data_dir / "stain" / "histoqc" / "template4.png")[:256, :256]  # pale
+
+
+class NormalizerContract:
+    def make(self) -> StainNormalizer:  # type: ignore[type-arg]
+        raise NotImplementedError
+
+    @pytest.fixture
+    def norm(self, target: np.ndarray) -> StainNormalizer:  # type: ignore[type-arg]
+        return self.make().fit(target)
+
+    def test_layouts_are_preserved(self, norm: StainNormalizer, source: np.ndarray) -> None:  # type: ignore[type-arg]
+        out = norm.transform(source)
+        assert out.shape == source.shape and out.dtype == np.uint8
+        batch = np.stack([source, source[::-1].copy()])
+        assert norm.transform(batch).shape == batch.shape
+        tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+        out_t = norm.transform(tensor)
+        assert isinstance(out_t, torch.Tensor) and out_t.shape == tensor.shape and out_t.dtype == torch.uint8
+        np.testing.assert_array_equal(out_t.permute(0, 2, 3, 1).numpy()[0], out)
+
+    def test_moves_toward_the_target(
+        self, norm: StainNormalizer, source: np.ndarray, target: np.ndarray
+    ) -> None:  # type: ignore[type-arg]
+        out = norm.transform(source)
+        tissue = source.astype(int).mean(-1) < 200
+        before = np.abs(source[tissue].mean(0) - target.reshape(-1, 3).mean(0)).sum()
+        after = np.abs(out[tissue].mean(0) - target.reshape(-1, 3).mean(0)).sum()
+        assert after < before
+
+    def test_white_and_tiny_tiles_are_unchanged(self, norm: StainNormalizer) -> None:  # type: ignore[type-arg]
+        white = np.full((64, 64, 3), 250, np.uint8)
+        np.testing.assert_array_equal(norm.transform(white), white)
+        tiny = np.full((3, 5, 3), 120, np.uint8)
+        assert norm.transform(tiny).shape == (3, 5, 3)
+
+    def test_background_is_never_colorized(self, norm: StainNormalizer, source: np.ndarray) -> None:  # type: ignore[type-arg]
+        tile = source.copy()
+        tile[:, :128] = 245  # half glass
+        out = norm.transform(tile)
+        assert np.abs(out[:, :128].astype(int) - 245).max() <= 2
+
+    def test_saturated_pixels_stay_finite(self, norm: StainNormalizer, source: np.ndarray) -> None:  # type: ignore[type-arg]
+        tile = source.copy()
+        tile[:20] = 0
+        tile[20:40] = 255
+        tile[40:60, :, 0] = 255
+        out = norm.transform(tile)
+        assert out.dtype == np.uint8 and out.shape == tile.shape
+
+    def test_slide_level_source_statistics(self, norm: StainNormalizer, source: np.ndarray) -> None:  # type: ignore[type-arg]
+        stats = norm.fit_source(source)
+        a = norm.transform(source[:128], source=stats)
+        b = norm.transform(source, source=stats)[:128]
+        if norm.name != "cnn":
+            np.testing.assert_array_equal(a, b)  # a tile is normalized the same whatever else is around it
+
+    def test_bad_inputs(self, norm: StainNormalizer) -> None:  # type: ignore[type-arg]
+        with pytest.raises(ShapeError, match=r"\(H, W, 3\)"):
+            norm.transform(np.zeros((32, 32), np.uint8))
+        with pytest.raises(ShapeError, match=r"\(H, W, 3\)"):
+            norm.transform(np.zeros((32, 32, 4), np.uint8))
+        with pytest.raises(ShapeError, match="uint8"):
+            norm.transform(np.zeros((32, 32, 3), np.uint16))
+        with pytest.raises(ShapeError, match="uint8"):
+            norm.transform(np.full((32, 32, 3), np.nan, np.float32))
+        with pytest.raises(ShapeError, match="empty"):
+            norm.transform(np.zeros((0, 32, 3), np.uint8))
+        with pytest.raises(ShapeError, match="numpy array or torch tensor"):
+            norm.transform([[1, 2, 3]])
+
+    def test_unfitted_and_unfittable(self) -> None:
+        norm = self.make()
+        with pytest.raises(ConfigError, match="not fitted"):
+            norm.transform(np.zeros((8, 8, 3), np.uint8))
+        if norm.name != "cnn":
+            with pytest.raises(StainFitError, match="too little tissue"):
+                norm.fit(np.full((64, 64, 3), 252, np.uint8))
+
+
+class TestMacenko(NormalizerContract):
+    def make(self) -> MacenkoNormalizer:
+        return MacenkoNormalizer()
+
+
+class TestReinhard(NormalizerContract):
+    def make(self) -> ReinhardNormalizer:
+        return ReinhardNormalizer()

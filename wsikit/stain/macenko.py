@@ -1,0 +1,138 @@
+"""Macenko stain normalization (SVD of optical density, angle percentiles), batched in torch.
+
+Macenko M. et al., "A method for normalizing histology slides for quantitative analysis", ISBI 2009.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from wsikit.stain.base import MIN_TISSUE_PIXELS, StainNormalizer
+from wsikit.stain.color import od_to_rgb, rgb_to_od
+
+__all__ = ["MacenkoNormalizer", "StainStats", "macenko_stain_matrix"]
+
+_MAX_SAMPLES = 500_000
+
+
+@dataclass(frozen=True)
+class StainStats:
+    """Fitted Macenko statistics.
+
+    Attributes
+    ----------
+    stain_matrix : torch.Tensor
+        (2, 3): unit optical-density vectors of hematoxylin (row 0) and eosin (row 1).
+    max_concentrations : torch.Tensor
+        (2,): 99th percentile of each stain's concentration over tissue pixels.
+    """
+
+    stain_matrix: torch.Tensor
+    max_concentrations: torch.Tensor
+
+    def to(self, device: torch.device) -> StainStats:
+        return StainStats(self.stain_matrix.to(device), self.max_concentrations.to(device))
+
+
+def _tissue_od(rgb: torch.Tensor, beta: float) -> torch.Tensor:
+    od = rgb_to_od(rgb).permute(0, 2, 3, 1).reshape(-1, 3)
+    keep = (od > beta).all(dim=1)
+    od = od[keep]
+    if od.shape[0] > _MAX_SAMPLES:  # deterministic subsample: percentiles need no more
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        idx = torch.randperm(od.shape[0], generator=gen)[:_MAX_SAMPLES].to(od.device)
+        od = od[idx]
+    return od
+
+
+def macenko_stain_matrix(od: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
+    """Hematoxylin and eosin OD vectors from tissue optical densities.
+
+    Parameters
+    ----------
+    od : torch.Tensor
+        (N, 3) optical densities of tissue pixels.
+    alpha : float
+        Percentile (and 100 - alpha) of the angle distribution taken as the extreme stains.
+
+    Returns
+    -------
+    torch.Tensor
+        (2, 3) unit vectors, hematoxylin first (the one absorbing more red).
+    """
+    od64 = od.double()
+    cov = torch.cov(od64.T)
+    _, vecs = torch.linalg.eigh(cov)
+    plane = vecs[:, 1:3]  # the two largest eigenvectors span the stain plane
+    plane = plane * torch.where(plane.sum(dim=0) < 0, -1.0, 1.0)
+    proj = od64 @ plane
+    phi = torch.atan2(proj[:, 1], proj[:, 0])
+    lo, hi = torch.quantile(
+        phi, torch.tensor([alpha / 100, 1 - alpha / 100], dtype=phi.dtype, device=phi.device)
+    )
+    v1 = plane @ torch.stack([torch.cos(lo), torch.sin(lo)])
+    v2 = plane @ torch.stack([torch.cos(hi), torch.sin(hi)])
+    he = torch.stack([v1, v2]) if v1[0] > v2[0] else torch.stack([v2, v1])
+    he = he * torch.where(he.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+    return (he / he.norm(dim=1, keepdim=True)).to(od.dtype)
+
+
+class MacenkoNormalizer(StainNormalizer[StainStats]):
+    """Macenko normalization on (B, 3, H, W) batches.
+
+    Parameters
+    ----------
+    alpha : float
+        Angle percentile for the extreme stain vectors (1 in the paper).
+    beta : float
+        Optical-density threshold: pixels below it in any channel are glass and ignored for fitting.
+    device : torch device
+        Where fitting and transforms run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from wsikit.io import open_slide
+    >>> from wsikit.sample import sample_slide_path
+    >>> with open_slide(sample_slide_path()) as s:
+    ...     target = s.read_region((900, 1000), 0, (256, 256))
+    ...     tile = s.read_region((1000, 2000), 0, (256, 256))
+    >>> norm = MacenkoNormalizer().fit(target)
+    >>> out = norm.transform(tile)
+    >>> out.shape, out.dtype
+    ((256, 256, 3), dtype('uint8'))
+    """
+
+    name = "macenko"
+
+    def __init__(self, *, alpha: float = 1.0, beta: float = 0.15, device: torch.device | str = "cpu") -> None:
+        super().__init__(device=device)
+        self.alpha = alpha
+        self.beta = beta
+
+    def _fit_stats(self, rgb: torch.Tensor) -> StainStats | None:
+        od = _tissue_od(rgb, self.beta)
+        if od.shape[0] < MIN_TISSUE_PIXELS:
+            return None
+        he = macenko_stain_matrix(od, alpha=self.alpha)
+        conc = torch.linalg.lstsq(he.T.double(), od.T.double()).solution.float()  # (2, N)
+        max_c = torch.quantile(conc, 0.99, dim=1)
+        if not torch.isfinite(max_c).all() or (max_c <= 1e-6).any():
+            return None
+        return StainStats(he, max_c)
+
+    def _apply(self, rgb: torch.Tensor, source: StainStats) -> torch.Tensor:
+        target = self.target
+        assert target is not None
+        b, _, h, w = rgb.shape
+        od = rgb_to_od(rgb).reshape(b, 3, -1)  # (B, 3, P)
+        pinv = torch.linalg.pinv(source.stain_matrix.T.double()).float()  # (2, 3)
+        conc = torch.einsum("sc,bcp->bsp", pinv, od)
+        conc = conc * (target.max_concentrations / source.max_concentrations).view(1, 2, 1)
+        od_out = torch.einsum("sc,bsp->bcp", target.stain_matrix, conc)
+        return od_to_rgb(od_out).reshape(b, 3, h, w)
+
+    def _stats_to(self, stats: StainStats, device: torch.device) -> StainStats:
+        return stats.to(device)
