@@ -76,7 +76,8 @@ def macenko_stain_matrix(od: torch.Tensor, *, alpha: float = 1.0) -> torch.Tenso
     v2 = plane @ torch.stack([torch.cos(hi), torch.sin(hi)])
     he = torch.stack([v1, v2]) if v1[0] > v2[0] else torch.stack([v2, v1])
     he = he * torch.where(he.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
-    return (he / he.norm(dim=1, keepdim=True)).to(od.dtype)
+    out: torch.Tensor = (he / he.norm(dim=1, keepdim=True)).to(od.dtype)
+    return out
 
 
 class MacenkoNormalizer(StainNormalizer[StainStats]):
