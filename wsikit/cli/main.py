@@ -40,11 +40,17 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
+    from wsikit.cli.evaluate import evaluate
     from wsikit.cli.info import info
+    from wsikit.cli.normalize import normalize
     from wsikit.cli.tiles import tiles
+    from wsikit.cli.train import train
 
     cli.add_command(info)
     cli.add_command(tiles)
+    cli.add_command(normalize)
+    cli.add_command(train)
+    cli.add_command(evaluate)
 
 
 _register()

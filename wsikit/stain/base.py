@@ -76,15 +76,26 @@ class StainNormalizer(ABC, Generic[S]):
     def _apply(self, rgb: torch.Tensor, source: S) -> torch.Tensor:
         """Normalize a (B, 3, H, W) float 0..255 batch from ``source`` to the target statistics."""
 
+    def _pooled(self, images: Any, name: str) -> torch.Tensor:
+        """A batch, or a list of images of any sizes pooled into one (1, 3, 1, N) pixel row."""
+        if isinstance(images, list | tuple):
+            if not images:
+                raise StainFitError(f"{name}: no images given")
+            rows = [to_batch(im, name=name, device=self.device).flatten(2) for im in images]
+            return torch.cat([r.permute(1, 0, 2).reshape(3, -1) for r in rows], dim=1)[
+                None, :, None, :
+            ].float()
+        return to_batch(images, name=name, device=self.device).float()
+
     def fit(self, target: Any) -> StainNormalizer[S]:
-        """Fit the target style on one image or a batch (pixels of all images pooled).
+        """Fit the target style on one image, a batch, or a list of images of any sizes (pixels pooled).
 
         Raises
         ------
         StainFitError
             The target holds fewer than :data:`MIN_TISSUE_PIXELS` tissue pixels.
         """
-        batch = to_batch(target, name="target", device=self.device).float()
+        batch = self._pooled(target, "target")
         stats = self._fit_stats(batch)
         if stats is None:
             raise StainFitError(f"target has too little tissue to fit a {self.name} style (all glass?)")
@@ -99,7 +110,7 @@ class StainNormalizer(ABC, Generic[S]):
         StainFitError
             Too little tissue in ``images``.
         """
-        batch = to_batch(images, name="source images", device=self.device).float()
+        batch = self._pooled(images, "source images")
         stats = self._fit_stats(batch)
         if stats is None:
             raise StainFitError(f"source images have too little tissue to fit {self.name} statistics")

@@ -1,0 +1,109 @@
+"""``wsikit train ...``: train the models shipped with wsikit on your own data."""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Literal, cast
+
+import click
+
+from wsikit.cli._progress import progress_bar
+
+__all__ = ["train"]
+
+
+@click.group()
+def train() -> None:
+    """Train wsikit's models."""
+
+
+@train.command("normalizer")
+@click.option(
+    "--style",
+    "style",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder or slide/image of the target style (repeatable).",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
+)
+@click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--crop", type=click.IntRange(min=8), default=224, show_default=True, help="Training patch size."
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=2),
+    default=16,
+    show_default=True,
+    help="Base width (mid-level map has 8x channels; the paper's is 32).",
+)
+@click.option(
+    "--class-by",
+    type=click.Choice(["image", "folder", "none"]),
+    default="image",
+    show_default=True,
+    help="Labels of the classification head: each image, each folder, or no head.",
+)
+@click.option(
+    "--class-share",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Share of the classification loss in the total (0 = MSE only).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", "style_name", default=None, help="Style name stored in the weights.")
+@click.option("--resume", is_flag=True, help="Continue from OUT.ckpt if a previous run stopped.")
+@click.pass_context
+def normalizer(
+    ctx: click.Context,
+    style: tuple[Path, ...],
+    out: Path,
+    steps: int,
+    batch_size: int,
+    crop: int,
+    width: int,
+    class_by: str,
+    class_share: float,
+    seed: int,
+    style_name: str | None,
+    resume: bool,
+) -> None:
+    """Train the colorization stain normalizer on a pool of images of one style."""
+    from wsikit.pipeline.train_normalizer import train_normalizer
+    from wsikit.stain.train import ColorizerTrainConfig
+
+    cfg = ColorizerTrainConfig(
+        steps=steps, batch_size=batch_size, crop=crop, width=width, class_share=class_share, seed=seed
+    )
+    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    command = "wsikit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    last = {"mse": math.nan}
+    with progress_bar("training", enabled=not quiet) as update:
+
+        def on_step(step: int, total: int, row: dict[str, float]) -> None:
+            last.update(row)
+            update(step, total)
+
+        path, summary = train_normalizer(
+            style,
+            out,
+            config=cfg,
+            class_by=cast(Literal["image", "folder", "none"], class_by),
+            resume=resume,
+            style_name=style_name,
+            progress=on_step,
+            command=command,
+        )
+    if not quiet:
+        click.echo(
+            f"wrote {path}: {summary['steps']} steps, chroma MSE {summary['mse_first']:.4f} -> "
+            f"{summary['mse_last']:.4f} in {summary['seconds']:.0f} s"
+        )

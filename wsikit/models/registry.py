@@ -1,0 +1,122 @@
+"""Weights shipped inside the package: name -> file + sha256 + architecture, and checkpoint I/O.
+
+In the spirit of torchvision's ``models/_api.py``: every default model is a
+:class:`WeightsEntry`; loading checks the file's sha256, and an unknown name
+lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsikit._typing import PathLike
+from wsikit.errors import ConfigError, WsikitError
+
+__all__ = ["WeightsEntry", "WEIGHTS", "weights_path", "save_checkpoint", "load_checkpoint", "WeightsError"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+class WeightsError(WsikitError, ValueError):
+    """A weights file is missing, corrupt, or made for another architecture."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightsEntry:
+    """A shipped weights file."""
+
+    name: str
+    arch: str
+    file: str
+    sha256: str
+    description: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / self.file
+
+
+WEIGHTS: dict[str, WeightsEntry] = {}
+
+
+def _register(entry: WeightsEntry) -> None:
+    WEIGHTS[entry.name] = entry
+
+
+def weights_path(name: str, *, arch: str | None = None) -> Path:
+    """Path of the shipped weights ``name`` after checking its sha256.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (the message lists the valid ones) or a name for another architecture.
+    WeightsError
+        The file is missing or its checksum does not match (a corrupt installation).
+    """
+    entry = WEIGHTS.get(name)
+    if entry is None or (arch is not None and entry.arch != arch):
+        valid = sorted(k for k, e in WEIGHTS.items() if arch is None or e.arch == arch)
+        raise ConfigError(f"unknown weights {name!r}; valid names: {', '.join(valid) or 'none'}")
+    if not entry.path.is_file():
+        raise WeightsError(f"{entry.path}: shipped weights {name!r} are missing from the installation")
+    digest = hashlib.sha256(entry.path.read_bytes()).hexdigest()
+    if digest != entry.sha256:
+        raise WeightsError(f"{entry.path}: checksum mismatch for weights {name!r} (corrupt installation?)")
+    return entry.path
+
+
+def save_checkpoint(
+    path: PathLike,
+    *,
+    arch: str,
+    config: dict[str, Any],
+    state: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    half: bool = True,
+) -> None:
+    """Save model weights with their architecture and config (fp16 tensors by default, to stay small)."""
+    tensors = {k: (v.half() if half and v.is_floating_point() else v) for k, v in state.items()}
+    p = Path(path)
+    tmp = p.with_name(p.name + ".partial")
+    torch.save(
+        {
+            "format": "wsikit-weights-1",
+            "arch": arch,
+            "config": config,
+            "state_dict": tensors,
+            "meta": meta or {},
+        },
+        tmp,
+    )
+    tmp.replace(p)
+
+
+def load_checkpoint(path: PathLike, *, arch: str) -> dict[str, Any]:
+    """Load a weights file written by :func:`save_checkpoint` and check its architecture.
+
+    Raises
+    ------
+    WeightsError
+        Missing, unreadable or corrupt file, or weights for another architecture.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: no such weights file")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{p}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != "wsikit-weights-1":
+        raise WeightsError(f"{p}: not a wsikit weights file")
+    if data.get("arch") != arch:
+        raise WeightsError(f"{p}: weights are for architecture {data.get('arch')!r}, expected {arch!r}")
+    data["state_dict"] = {
+        k: (v.float() if v.is_floating_point() else v) for k, v in data["state_dict"].items()
+    }
+    return data
