@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -19,7 +20,7 @@ from wsikit.errors import WsikitError
 
 __all__ = ["cli", "main", "run"]
 
-_STATE = {"verbosity": 0}
+_STATE: dict[str, Any] = {"verbosity": 0, "argv": []}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -59,6 +60,7 @@ _register()
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code (no ``sys.exit``)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _STATE["argv"] = args
     try:
         result = cli.main(args=args, prog_name="wsikit", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -90,3 +92,11 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main() -> None:
     """Console-script entry point."""
     sys.exit(run())
+
+
+def command_line() -> str:
+    """The command line being run, as a shell-quoted string (recorded in model metadata)."""
+    import shlex
+
+    argv = _STATE.get("argv") or sys.argv[1:]
+    return "wsikit " + " ".join(shlex.quote(str(a)) for a in argv)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import shlex
-import sys
 from pathlib import Path
 from typing import Literal, cast
 
@@ -84,7 +82,9 @@ def normalizer(
         steps=steps, batch_size=batch_size, crop=crop, width=width, class_share=class_share, seed=seed
     )
     quiet = bool(ctx.obj and ctx.obj.get("quiet"))
-    command = "wsikit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    from wsikit.cli.main import command_line
+
+    command = command_line()
     last = {"mse": math.nan}
     with progress_bar("training", enabled=not quiet) as update:
 
