@@ -153,13 +153,18 @@ def test_cnn_keeps_luminance_and_moves_toward_its_style(data_dir: Path) -> None:
     from wsikit.stain.metrics import stain_metrics, style_reference
 
     norm = CnnNormalizer.from_pretrained()
-    assert norm.meta["style"] == "nucls"
+    assert norm.meta["style"] == "tia"
+    style = _rgb(data_dir / "stain" / "tiatoolbox" / "target_image.png")
+    # the checkerboard blocks the network never saw in training (benchmarks/prepare_stain_data.py)
     held_out = [
-        _rgb(data_dir / "nucls" / "images" / f"train_{i}.png") for i in (9, 10)
-    ]  # not in its training pool
+        style[r * 250 : (r + 1) * 250, c * 250 : (c + 1) * 250]
+        for r in range(4)
+        for c in range(4)
+        if (r + c) % 2
+    ]
     reference = style_reference(held_out)
     src = _rgb(data_dir / "monuseg" / "train" / "TCGA-AR-A1AS-01Z-00-DX1.tif")[:512, :512]
     before = stain_metrics(src, src, reference)
     after = stain_metrics(norm.transform(src), src, reference)
     assert after["ssim_luminance"] >= 0.99
-    assert after["hellinger"] < before["hellinger"] and after["euclidean"] < before["euclidean"]
+    assert after["hellinger"] < before["hellinger"] and after["chroma_distance"] < before["chroma_distance"]

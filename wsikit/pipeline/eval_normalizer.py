@@ -90,7 +90,7 @@ def evaluate_normalizers(
 
     Macenko and Reinhard fit the target on the pooled target images and each
     source image on its own. The CNNs carry their target style in their weights
-    (``cnn`` and ``cnn-mse`` default to the shipped ``nucls`` and ``nucls-mse``).
+    (``cnn`` and ``cnn-mse`` default to the shipped ``tia`` and ``tia-mse``).
     TIAToolbox methods are skipped with a reason when it is not installed.
     """
     src_images, src_names = (
@@ -121,7 +121,7 @@ def evaluate_normalizers(
                 tia.fit(np.concatenate([t.reshape(1, -1, 3) for t in tgt_images], axis=1))
                 fn, label = tia.transform, f"TIAToolbox {method.split('-', 1)[1]}"
             elif method in ("cnn", "cnn-mse"):
-                default = "nucls" if method == "cnn" else "nucls-mse"
+                default = "tia" if method == "cnn" else "tia-mse"
                 norm = (
                     CnnNormalizer.from_weights(weights[method])
                     if method in weights
@@ -143,7 +143,7 @@ def evaluate_normalizers(
             seconds += time.perf_counter() - t0
             pixels += img.shape[0] * img.shape[1]
             res.per_image.append({"image": name, **stain_metrics(np.asarray(out, np.uint8), img, reference)})
-        keys = ("euclidean", "hist_correlation", "hellinger", "ssim_luminance")
+        keys = ("euclidean", "chroma_distance", "hist_correlation", "hellinger", "ssim_luminance")
         res.metrics = {k: float(np.mean([r[k] for r in res.per_image])) for k in keys}
         res.megapixels_per_s = pixels / 1e6 / seconds if seconds > 0 and method != "none" else float("nan")
         results.append(res)

@@ -19,8 +19,8 @@ from wsikit.stain.train import ARCH
 
 __all__ = ["CnnNormalizer", "DEFAULT_STYLE"]
 
-DEFAULT_STYLE = "nucls"
-"""Name of the shipped default style (trained on the NuCLS breast fields, CC0)."""
+DEFAULT_STYLE = "tia"
+"""Name of the shipped default style (trained on TIAToolbox's stain-normalization target image, BSD-3)."""
 
 
 class CnnNormalizer(StainNormalizer[None]):
@@ -87,7 +87,7 @@ class CnnNormalizer(StainNormalizer[None]):
 
     @classmethod
     def from_pretrained(cls, name: str = DEFAULT_STYLE, **kwargs: Any) -> CnnNormalizer:
-        """Load shipped weights by style name (``nucls`` by default; an unknown name lists the valid ones)."""
+        """Load shipped weights by style name (``tia`` by default; an unknown name lists the valid ones)."""
         return cls.from_weights(weights_path(f"colorizer-{name}", arch=ARCH), **kwargs)
 
     def _fit_stats(self, rgb: torch.Tensor) -> None:

@@ -6,6 +6,8 @@ pool T; "tissue pixels" are pixels whose tissue weight (mean optical density >= 
 
 - ``euclidean``: CIE Lab Euclidean distance (Delta E*ab, CIE76) between the mean tissue color of O and of T.
   0 is ideal; about 2.3 is a just-noticeable difference.
+- ``chroma_distance``: the same distance on the chromatic axes (a*, b*) only, leaving out lightness, which
+  carries tissue structure (a method that keeps the source's luminance, like the CNN, cannot change it).
 - ``hist_correlation``: Pearson correlation between the 64-bin histograms of O and T, per RGB channel
   over tissue pixels, averaged over the channels (OpenCV's HISTCMP_CORREL). 1 is ideal.
 - ``hellinger``: Hellinger distance sqrt(1 - sum sqrt(p q)) between the same normalized histograms,
@@ -85,6 +87,8 @@ def stain_metrics(
     >>> m = stain_metrics(img, img, style_reference([img]))
     >>> round(m["euclidean"], 6), round(m["hist_correlation"], 6), round(m["hellinger"], 6), m["ssim_luminance"]
     (0.0, 1.0, 0.0, 1.0)
+    >>> m["chroma_distance"] <= m["euclidean"]
+    True
     """
     from skimage.metrics import structural_similarity
 
@@ -100,12 +104,15 @@ def stain_metrics(
         denom = np.sqrt((a * a).sum() * (b * b).sum())
         corr.append(float((a * b).sum() / denom) if denom > 0 else 0.0)
     hell = [float(np.sqrt(max(0.0, 1.0 - np.sqrt(h[c] * ref[c]).sum()))) for c in range(3)]
-    euclid = float(np.linalg.norm(_mean_lab(pixels) - reference.mean_lab))
+    mean_lab = _mean_lab(pixels)
+    euclid = float(np.linalg.norm(mean_lab - reference.mean_lab))
+    chroma = float(np.linalg.norm(mean_lab[1:] - reference.mean_lab[1:]))
     lo = rgb_to_lab(_tensor(output))[0, 0].numpy()
     ls = rgb_to_lab(_tensor(source))[0, 0].numpy()
     ssim = float(structural_similarity(lo, ls, data_range=100.0))  # type: ignore[no-untyped-call]
     return {
         "euclidean": euclid,
+        "chroma_distance": chroma,
         "hist_correlation": float(np.mean(corr)),
         "hellinger": float(np.mean(hell)),
         "ssim_luminance": ssim,

@@ -104,9 +104,9 @@ class _Pool:
         lab = torch.stack(crops)
         light = lab[:, :1] / 100.0
         # Lightness augmentation of the input: what other stainings do to the luminance.
-        gamma = torch.from_numpy(np.exp(rng.uniform(-0.35, 0.35, (n, 1, 1, 1)))).float()
-        contrast = torch.from_numpy(rng.uniform(0.75, 1.25, (n, 1, 1, 1))).float()
-        offset = torch.from_numpy(rng.uniform(-0.08, 0.08, (n, 1, 1, 1))).float()
+        gamma = torch.from_numpy(np.exp(rng.uniform(-0.25, 0.25, (n, 1, 1, 1)))).float()
+        contrast = torch.from_numpy(rng.uniform(0.85, 1.15, (n, 1, 1, 1))).float()
+        offset = torch.from_numpy(rng.uniform(-0.06, 0.06, (n, 1, 1, 1))).float()
         light_in = ((light.clamp(0, 1) ** gamma - 0.5) * contrast + 0.5 + offset).clamp(0, 1)
         target_ab = lab[:, 1:] / AB_SCALE
         labels = torch.tensor([self.labels[i] for i in idx]) if self.labels is not None else torch.zeros(0)
