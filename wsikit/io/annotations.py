@@ -157,7 +157,7 @@ def read_instance_pngs(folder: PathLike, shape: tuple[int, int] | None = None) -
     out: npt.NDArray[np.uint32] | None = None
     for i, f in enumerate(files):
         pixels = np.asarray(Image.open(f))
-        mask = np.asarray(pixels.any(axis=-1) if pixels.ndim == 3 else pixels > 0, dtype=bool)
+        mask = np.asarray(pixels[..., :3].any(axis=-1) if pixels.ndim == 3 else pixels > 0, dtype=bool)
         if out is None:
             out = np.zeros(shape or mask.shape, np.uint32)
         if mask.shape != out.shape:

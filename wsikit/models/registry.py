@@ -120,3 +120,26 @@ def load_checkpoint(path: PathLike, *, arch: str) -> dict[str, Any]:
         k: (v.float() if v.is_floating_point() else v) for k, v in data["state_dict"].items()
     }
     return data
+
+
+_register(
+    WeightsEntry(
+        name="colorizer-tia",
+        arch="colorizer-v1",
+        file="colorizer-tia.pt",
+        sha256="5b88515910891dde8228153c8e66b2bdf4880eb9b131746d1ff0d64cb0fd4e37",
+        description="Stain-normalization CNN (MSE + classification loss, width 16) in the style of "
+        "TIAToolbox's stain-normalization target image (BSD-3-Clause); see docs/stain-normalization.md",
+        meta={"style": "tia", "license_of_training_data": "BSD-3-Clause"},
+    )
+)
+_register(
+    WeightsEntry(
+        name="colorizer-tia-mse",
+        arch="colorizer-v1",
+        file="colorizer-tia-mse.pt",
+        sha256="3a552533a24f68456d30cd2052714fbed0501dc2a139bb34ebc69c5afe0acac3",
+        description="Stain-normalization CNN, MSE loss only (the paper's ablation), same style pool as colorizer-tia",
+        meta={"style": "tia-mse", "license_of_training_data": "BSD-3-Clause"},
+    )
+)

@@ -120,15 +120,22 @@ def evaluate_normalizers(
                 tia = _tiatoolbox(method.split("-", 1)[1])
                 tia.fit(np.concatenate([t.reshape(1, -1, 3) for t in tgt_images], axis=1))
                 fn, label = tia.transform, f"TIAToolbox {method.split('-', 1)[1]}"
-            elif method in ("cnn", "cnn-mse"):
-                default = "tia" if method == "cnn" else "tia-mse"
+            elif method in ("cnn", "cnn-mse", "cnn-match"):
+                default = "tia-mse" if method == "cnn-mse" else "tia"
+                lightness = "match" if method == "cnn-match" else "keep"
+                key = "cnn" if method == "cnn-match" else method
                 norm = (
-                    CnnNormalizer.from_weights(weights[method])
-                    if method in weights
-                    else CnnNormalizer.from_pretrained(default)
+                    CnnNormalizer.from_weights(weights[key], lightness=lightness)
+                    if key in weights
+                    else CnnNormalizer.from_pretrained(default, lightness=lightness)
                 )
                 fn = norm.transform
-                label = f"CNN ({'MSE + class.' if method == 'cnn' else 'MSE only'}, {norm.meta.get('style', '?')})"
+                variant = {
+                    "cnn": "MSE + class.",
+                    "cnn-mse": "MSE only",
+                    "cnn-match": "MSE + class., L matched",
+                }
+                label = f"CNN ({variant[method]}, {norm.meta.get('style', '?')})"
             else:
                 raise ConfigError(f"unknown method {method!r}; valid: {', '.join(DEFAULT_METHODS)}")
         except ImportError as exc:

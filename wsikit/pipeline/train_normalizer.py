@@ -16,6 +16,7 @@ from wsikit.errors import ConfigError, SlideOpenError
 from wsikit.io import open_slide
 from wsikit.models.registry import save_checkpoint
 from wsikit.pipeline._atomic import check_output_parent
+from wsikit.stain.cnn import style_statistics
 from wsikit.stain.train import ARCH, ColorizerTrainConfig, TrainState, train_colorizer, training_summary
 from wsikit.tiling import TileGrid, select_tiles, tissue_mask
 
@@ -120,6 +121,7 @@ def train_normalizer(
     summary = training_summary(state)
     meta = {
         "style": style_name or Path(str(style[0])).name,
+        "style_stats": style_statistics(images),
         "pool": [str(s) for s in style],
         "pool_images": len(images),
         "classes": 0 if labels is None else max(labels) + 1,
