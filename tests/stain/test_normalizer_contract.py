@@ -203,3 +203,11 @@ def test_cnn_lightness_modes(data_dir: Path) -> None:
     assert diff.max() <= 1
     with pytest.raises(ConfigError, match="lightness must be"):
         CnnNormalizer.from_pretrained(lightness="brighter")  # type: ignore[arg-type]
+
+
+def test_fused_macenko_kernel_equals_the_generic_path(target: np.ndarray, source: np.ndarray) -> None:
+    norm = MacenkoNormalizer().fit(target)
+    stats = norm.fit_source(source)
+    fast = norm.transform(source, source=stats)
+    generic = StainNormalizer.transform(norm, source, source=stats)
+    assert np.abs(fast.astype(int) - generic.astype(int)).max() <= 1

@@ -30,6 +30,7 @@ DEFAULT_METHODS = (
     "tiatoolbox-vahadane",
     "cnn-mse",
     "cnn",
+    "cnn-match",
 )
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 

@@ -35,6 +35,8 @@ def to_batch(images: Any, *, name: str = "images", device: torch.device | str | 
             images = images[None]
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ShapeError(f"{name} must be (H, W, 3) or (B, H, W, 3) RGB, got {_describe(images)}")
+        if not images.flags.writeable:  # torch.from_numpy needs a writable buffer
+            images = images.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     elif isinstance(images, torch.Tensor):
         if images.dtype != torch.uint8:

@@ -146,7 +146,7 @@ class StainNormalizer(ABC, Generic[S]):
                 if stats is not None:
                     out[i : i + 1] = self._apply(x[i : i + 1], stats)
         w = tissue_weight(x)
-        result = (w * out + (1.0 - w) * x).round_().clamp_(0, 255).to(torch.uint8)
+        result = (w * out + (1.0 - w) * x).add_(0.5).clamp_(0, 255).to(torch.uint8)  # round half up
         return from_batch(result, images)
 
     __call__ = transform

@@ -6,9 +6,11 @@ Macenko M. et al., "A method for normalizing histology slides for quantitative a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from wsikit.stain._batch import from_batch, to_batch
 from wsikit.stain.base import MIN_TISSUE_PIXELS, StainNormalizer
 from wsikit.stain.color import od_to_rgb, rgb_to_od
 
@@ -80,6 +82,18 @@ def macenko_stain_matrix(od: torch.Tensor, *, alpha: float = 1.0) -> torch.Tenso
     return out
 
 
+def _apply_od_map(x: torch.Tensor, od_map: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Fused Macenko apply on uint8 (B, 3, H, W): OD_out = M OD, back to RGB, blended by tissue weight."""
+    f = x.float()
+    neg_od = (f + 1.0).div_(256.0).log_()  # -OD
+    b = x.shape[0]
+    out = torch.matmul(od_map, neg_od.reshape(b, 3, -1)).reshape(neg_od.shape)
+    weight = neg_od.mean(dim=1, keepdim=True).neg_().sub_(low).div_(high - low).clamp_(0.0, 1.0)
+    out = out.exp_().mul_(256.0).sub_(1.0).clamp_(0.0, 255.0)
+    out = out.sub_(f).mul_(weight).add_(f)
+    return out.add_(0.5).clamp_(0.0, 255.0).to(torch.uint8)
+
+
 class MacenkoNormalizer(StainNormalizer[StainStats]):
     """Macenko normalization on (B, 3, H, W) batches.
 
@@ -108,10 +122,37 @@ class MacenkoNormalizer(StainNormalizer[StainStats]):
 
     name = "macenko"
 
-    def __init__(self, *, alpha: float = 1.0, beta: float = 0.15, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 1.0,
+        beta: float = 0.15,
+        device: torch.device | str = "cpu",
+        compile: bool = False,
+    ) -> None:
         super().__init__(device=device)
         self.alpha = alpha
         self.beta = beta
+        # torch.compile fuses the per-pixel work into one loop (about 3x faster on a CPU); it costs
+        # ~20 s on first use, so it pays off on slides, not on a few images.
+        self._kernel = torch.compile(_apply_od_map, dynamic=True) if compile else _apply_od_map
+
+    def od_map(self, source: StainStats) -> torch.Tensor:
+        """The (3, 3) matrix M with OD_target = M OD_source for this source (all of Macenko, per slide)."""
+        target = self.target
+        assert target is not None
+        pinv = torch.linalg.pinv(source.stain_matrix.T.double())  # (2, 3)
+        scale = (target.max_concentrations / source.max_concentrations).double()
+        od_map: torch.Tensor = (target.stain_matrix.T.double() @ torch.diag(scale) @ pinv).float()
+        return od_map
+
+    def transform(self, images: Any, *, source: StainStats | None = None) -> Any:
+        """See :meth:`StainNormalizer.transform`; with ``source`` the whole batch goes through one fused kernel."""
+        if source is None or self.target is None:
+            return super().transform(images, source=source)
+        batch = to_batch(images, device=self.device)
+        out = self._kernel(batch, self.od_map(source).to(self.device), 0.15, 0.30)
+        return from_batch(out, images)
 
     def _fit_stats(self, rgb: torch.Tensor) -> StainStats | None:
         od = _tissue_od(rgb, self.beta)
