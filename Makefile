@@ -25,7 +25,8 @@ demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	$(VENV)/bin/wsikit info $(SAMPLE) --thumbnail $(DEMO_OUT)/thumbnail.png
 	$(VENV)/bin/wsikit tiles $(SAMPLE) $(DEMO_OUT)/tiles --size 224 --mpp 0.5 --overwrite
-	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png and $(DEMO_OUT)/tiles/ (index: tiles.csv)"
+	$(VENV)/bin/wsikit normalize $(SAMPLE) --out $(DEMO_OUT)/normalized.zarr --overwrite
+	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png, $(DEMO_OUT)/tiles/ (index: tiles.csv), $(DEMO_OUT)/normalized.zarr (OME-Zarr)"
 
 test: $(STAMP)
 	$(PY) -m ruff check wsikit tests benchmarks examples
