@@ -1,0 +1,212 @@
+"""Training loop of the 3-class nuclei U-Net on annotated samples (arrays in, model out).
+
+Each step draws random 144 px crops (probability proportional to image area), 90-degree rotations and
+flips, and a stain augmentation (each optical-density channel scaled and shifted at random, so the
+network sees other H&E stainings). Loss: cross-entropy with a doubled weight on the boundary class, plus a
+soft Dice loss on the nucleus (interior + boundary) foreground. Adam, lr 1e-4 (the method's). A
+5% validation split (by image, fixed by the seed) is scored with pixel Dice every ``eval_every`` steps.
+Checkpoints every ``checkpoint_every`` steps; ``resume`` continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from wsikit.errors import ConfigError
+from wsikit.models.unet import UNet, UNetConfig
+from wsikit.segment.data import Sample
+from wsikit.segment.targets import three_class_target
+
+__all__ = ["SegmenterTrainConfig", "SegmenterState", "train_segmenter", "ARCH"]
+
+ARCH = "unet-v1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmenterTrainConfig:
+    """Hyper-parameters of :func:`train_segmenter`."""
+
+    steps: int = 3000
+    batch_size: int = 16
+    crop: int = 144
+    lr: float = 1e-4
+    base: int = 16
+    boundary_weight: float = 2.0
+    val_fraction: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 100
+    eval_every: int = 250
+
+    def __post_init__(self) -> None:
+        if self.steps <= 0 or self.batch_size <= 0:
+            raise ConfigError(f"steps and batch_size must be positive, got {self.steps}, {self.batch_size}")
+        if self.crop <= 0 or self.crop % 16:
+            raise ConfigError(f"crop must be a positive multiple of 16, got {self.crop}")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
+
+
+@dataclass
+class SegmenterState:
+    """A trained model, its loss history and validation scores."""
+
+    model: UNet
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, float]] = field(default_factory=list)
+    val_names: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _pad_to(img: npt.NDArray[Any], size: int, value: int) -> npt.NDArray[Any]:
+    ph, pw = max(0, size - img.shape[0]), max(0, size - img.shape[1])
+    if not ph and not pw:
+        return img
+    pad = [(0, ph), (0, pw)] + [(0, 0)] * (img.ndim - 2)
+    return np.pad(img, pad, mode="constant", constant_values=value)
+
+
+class _Crops:
+    def __init__(self, samples: Sequence[Sample], crop: int) -> None:
+        if not samples:
+            raise ConfigError("no training samples")
+        self.images = [_pad_to(s.image, crop, 255) for s in samples]
+        self.targets = [_pad_to(three_class_target(s.labels), crop, 0) for s in samples]
+        areas = np.array([t.size for t in self.targets], float)
+        self.p = areas / areas.sum()
+        self.crop = crop
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.crop
+        xs, ys = [], []
+        for i in rng.choice(len(self.images), size=n, p=self.p):
+            img, tgt = self.images[i], self.targets[i]
+            y = int(rng.integers(0, img.shape[0] - c + 1))
+            x = int(rng.integers(0, img.shape[1] - c + 1))
+            a, b = img[y : y + c, x : x + c], tgt[y : y + c, x : x + c]
+            k = int(rng.integers(0, 4))
+            a, b = np.rot90(a, k), np.rot90(b, k)
+            if rng.random() < 0.5:
+                a, b = a[:, ::-1], b[:, ::-1]
+            xs.append(np.ascontiguousarray(a))
+            ys.append(np.ascontiguousarray(b))
+        images = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float()
+        # stain augmentation in optical density: per-channel scale and shift
+        od = -torch.log((images + 1.0) / 256.0)
+        scale = torch.from_numpy(rng.uniform(0.85, 1.15, (n, 3, 1, 1))).float()
+        shift = torch.from_numpy(rng.uniform(-0.05, 0.05, (n, 3, 1, 1))).float()
+        images = (256.0 * torch.exp(-(od * scale + shift).clamp(min=0)) - 1.0).clamp(0, 255) / 255.0
+        return images, torch.from_numpy(np.stack(ys)).long()
+
+
+def _dice(pred_fg: torch.Tensor, true_fg: torch.Tensor) -> float:
+    inter = float((pred_fg & true_fg).sum())
+    total = float(pred_fg.sum() + true_fg.sum())
+    return 2 * inter / total if total else 1.0
+
+
+@torch.no_grad()
+def _validate(model: UNet, samples: Sequence[Sample]) -> float:
+    model.eval()
+    scores = []
+    for s in samples:
+        h, w = s.labels.shape
+        ph, pw = (-h) % 16, (-w) % 16
+        x = torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1)[None].float() / 255.0
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        pred = model(x).argmax(dim=1)[0, :h, :w]
+        scores.append(_dice(pred > 0, torch.from_numpy(s.labels.astype(np.int64)) > 0))
+    model.train()
+    return float(np.mean(scores)) if scores else math.nan
+
+
+def train_segmenter(
+    samples: Sequence[Sample],
+    config: SegmenterTrainConfig | None = None,
+    *,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> SegmenterState:
+    """Train the U-Net on ``samples`` (at the working resolution). See the module docstring."""
+    cfg = config or SegmenterTrainConfig()
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(samples))
+    n_val = int(round(cfg.val_fraction * len(samples))) if len(samples) > 1 else 0
+    val = [samples[i] for i in order[:n_val]]
+    train = [samples[i] for i in order[n_val:]]
+    crops = _Crops(train, cfg.crop)
+    torch.manual_seed(cfg.seed)
+    model = UNet(UNetConfig(base=cfg.base))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    weights = torch.tensor([1.0, 1.0, cfg.boundary_weight])
+    step = 0
+    history: list[dict[str, float]] = []
+    validation: list[dict[str, float]] = []
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("arch") != ARCH or state.get("model_config") != model.config.to_dict():
+            raise ConfigError(f"{checkpoint}: checkpoint is for another model configuration")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, history, validation = int(state["step"]), list(state["history"]), list(state["validation"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+    model.train()
+    start = time.perf_counter()
+    while step < cfg.steps:
+        x, y = crops.batch(rng, cfg.batch_size)
+        logits = model(x)
+        ce = F.cross_entropy(logits, y, weight=weights)
+        probs = logits.softmax(dim=1)
+        fg_pred = probs[:, 1] + probs[:, 2]
+        fg_true = (y > 0).float()
+        soft_dice = 1 - (2 * (fg_pred * fg_true).sum() + 1) / (fg_pred.sum() + fg_true.sum() + 1)
+        loss = ce + soft_dice
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        row = {
+            "step": float(step),
+            "loss": float(loss.detach()),
+            "ce": float(ce.detach()),
+            "dice_loss": float(soft_dice.detach()),
+        }
+        history.append(row)
+        if val and (step % cfg.eval_every == 0 or step == cfg.steps):
+            validation.append({"step": float(step), "val_dice": _validate(model, val)})
+        if progress is not None:
+            progress(step, cfg.steps, row)
+        if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            tmp = checkpoint.with_name(checkpoint.name + ".partial")
+            torch.save(
+                {
+                    "arch": ARCH,
+                    "model_config": model.config.to_dict(),
+                    "train_config": asdict(cfg),
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step,
+                    "history": history,
+                    "validation": validation,
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                },
+                tmp,
+            )
+            tmp.replace(checkpoint)
+    model.eval()
+    return SegmenterState(
+        model, step, history, validation, [s.name for s in val], time.perf_counter() - start
+    )
