@@ -69,3 +69,63 @@ def normalizer(
             f"{m['hellinger']:>10.3f} "
             f"{m['ssim_luminance']:>8.4f} {speed:>7}"
         )
+
+
+@evaluate.command("segmenter")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--mpp", type=float, default=0.25, show_default=True, help="Microns per pixel of the folder's images."
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="U-Net weights [default: the shipped ones].",
+)
+@click.option(
+    "--stain",
+    type=click.Choice(["none", "macenko", "cnn"]),
+    default="none",
+    show_default=True,
+    help="Stain-normalize the images first.",
+)
+@click.option(
+    "--stain-target", type=click.Path(path_type=Path), default=None, help="Target image for macenko."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def segmenter(
+    folder: Path, mpp: float, weights: Path | None, stain: str, stain_target: Path | None, as_json: bool
+) -> None:
+    """Score nuclei segmentation on FOLDER (NAME.png + NAME.labels.tif): pixel sensitivity, specificity,
+    Dice, Jaccard (the paper's), AJI and Panoptic Quality."""
+    from wsikit.pipeline.eval_segmenter import evaluate_segmenter
+
+    result = evaluate_segmenter(
+        folder,
+        mpp=mpp,
+        weights=weights,
+        stain=stain,  # type: ignore[arg-type]
+        stain_target=stain_target,
+    )
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    keys = ("sensitivity", "specificity", "dice", "jaccard", "aji", "pq")
+    click.echo(f"{'image':<32} " + " ".join(f"{k:>11}" for k in keys))
+    for row in result["images"]:
+        click.echo(f"{row['image']:<32} " + " ".join(f"{row[k]:>11.3f}" for k in keys))
+    click.echo(f"{'mean':<32} " + " ".join(f"{result['mean'][k]:>11.3f}" for k in keys))
+
+
+@click.command("export-dataset")
+@click.argument("name", type=click.Choice(["monuseg", "miccai2015", "dsb2018", "nucls"]))
+@click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", default="test", show_default=True, help="monuseg: train or test.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True)
+def export_dataset_cmd(name: str, data: Path, split: str, out: Path, overwrite: bool) -> None:
+    """Write an annotated dataset as NAME.png + NAME.labels.tif at 0.25 um/px (input of `eval segmenter`)."""
+    from wsikit.pipeline.eval_segmenter import export_dataset
+
+    n = export_dataset(name, data, out, split=split, overwrite=overwrite)
+    click.echo(f"wrote {n} images to {out}")

@@ -41,7 +41,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from wsikit.cli.evaluate import evaluate
+    from wsikit.cli.evaluate import evaluate, export_dataset_cmd
     from wsikit.cli.info import info
     from wsikit.cli.normalize import normalize
     from wsikit.cli.tiles import tiles
@@ -52,6 +52,7 @@ def _register() -> None:
     cli.add_command(normalize)
     cli.add_command(train)
     cli.add_command(evaluate)
+    cli.add_command(export_dataset_cmd)
 
 
 _register()

@@ -107,3 +107,67 @@ def normalizer(
             f"wrote {path}: {summary['steps']} steps, chroma MSE {summary['mse_first']:.4f} -> "
             f"{summary['mse_last']:.4f} in {summary['seconds']:.0f} s"
         )
+
+
+@train.command("segmenter")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder holding the datasets (monuseg/, miccai2015/, dsb2018/, nucls/).",
+)
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    type=click.Choice(["monuseg", "miccai2015", "dsb2018", "nucls"]),
+    help="Datasets to train on (repeatable) [default: all].",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
+)
+@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "--base",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="U-Net base width (the paper's is 32: 512 channels at 9x9).",
+)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT.ckpt if a previous run stopped.")
+@click.pass_context
+def segmenter(
+    ctx: click.Context,
+    data: Path,
+    datasets: tuple[str, ...],
+    out: Path,
+    steps: int,
+    batch_size: int,
+    base: int,
+    lr: float,
+    seed: int,
+    resume: bool,
+) -> None:
+    """Train the 3-class nuclei U-Net (background / interior / boundary) at 0.25 um/px."""
+    from wsikit.cli.main import command_line
+    from wsikit.pipeline.train_segmenter import train_segmenter
+    from wsikit.segment.data import DATASETS
+    from wsikit.segment.train import SegmenterTrainConfig
+
+    cfg = SegmenterTrainConfig(steps=steps, batch_size=batch_size, base=base, lr=lr, seed=seed)
+    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    with progress_bar("training", enabled=not quiet) as update:
+        path, summary = train_segmenter(
+            data,
+            out,
+            datasets=datasets or DATASETS,
+            config=cfg,
+            resume=resume,
+            progress=lambda step, total, row: update(step, total),
+            command=command_line(),
+        )
+    if not quiet:
+        click.echo(f"wrote {path}: {summary['steps']} steps, validation Dice {summary['val_dice']}")

@@ -1,0 +1,67 @@
+"""Segmenter inference and `wsikit eval segmenter` / `export-dataset` with a small model trained here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsikit.cli.main import run
+from wsikit.models.registry import WeightsError, save_checkpoint
+from wsikit.pipeline.eval_segmenter import evaluate_segmenter, export_dataset, load_labelled_folder
+from wsikit.segment.data import load_dataset
+from wsikit.segment.infer import Segmenter
+from wsikit.segment.train import ARCH, SegmenterTrainConfig, train_segmenter
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    samples = load_dataset("nucls", data_dir)[:3]
+    cfg = SegmenterTrainConfig(steps=6, batch_size=2, crop=64, base=2, val_fraction=0.0, lr=3e-3)
+    state = train_segmenter(samples, cfg)
+    path = tmp_path_factory.mktemp("w") / "unet.pt"
+    save_checkpoint(
+        path,
+        arch=ARCH,
+        config=state.model.config.to_dict(),
+        state=state.model.state_dict(),
+        meta={"mpp": 0.25},
+    )
+    return path
+
+
+def test_probabilities_tile_large_images(tiny_weights: Path, data_dir: Path) -> None:
+    seg = Segmenter.from_weights(tiny_weights, window=128, overlap=16)
+    image = load_dataset("nucls", data_dir)[0].image  # 325 x 360 at 0.25 um/px: several windows
+    probs = seg.probabilities(image)
+    assert probs.shape == (3, *image.shape[:2])
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-4)
+    assert seg.instances(image).dtype == np.uint32
+
+
+def test_export_and_evaluate(
+    tiny_weights: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "monuseg_test"
+    assert export_dataset("monuseg", data_dir, out, split="test") == 4
+    items = load_labelled_folder(out)
+    assert len(items) == 4 and all(lab.max() > 100 for _, _, lab in items)
+    result = evaluate_segmenter(out, weights=tiny_weights)
+    assert set(result["mean"]) == {"sensitivity", "specificity", "dice", "jaccard", "aji", "pq"}
+    assert all(0.0 <= v <= 1.0 for v in result["mean"].values())
+    code = run(["eval", "segmenter", str(out), "--weights", str(tiny_weights), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(data["images"]) == 4
+
+
+def test_errors(tmp_path: Path, tiny_weights: Path) -> None:
+    from wsikit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no NAME.png with NAME.labels.tif"):
+        load_labelled_folder(tmp_path)
+    colorizer = tmp_path / "c.pt"
+    save_checkpoint(colorizer, arch="colorizer-v1", config={}, state={})
+    with pytest.raises(WeightsError, match="architecture 'colorizer-v1', expected 'unet-v1'"):
+        Segmenter.from_weights(colorizer)

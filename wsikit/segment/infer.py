@@ -1,0 +1,107 @@
+"""Inference of the nuclei U-Net on an image at the working resolution: class probabilities and instances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from wsikit._typing import PathLike
+from wsikit.errors import ShapeError
+from wsikit.models.registry import WeightsError, load_checkpoint, weights_path
+from wsikit.models.unet import UNet, UNetConfig
+from wsikit.segment.targets import instances_from_probabilities
+from wsikit.segment.train import ARCH
+
+__all__ = ["Segmenter"]
+
+
+class Segmenter:
+    """A trained 3-class U-Net.
+
+    Images are processed in overlapping windows (``window`` px, ``overlap`` px shared) whose centres are
+    kept, so the result does not depend on where a nucleus falls relative to a window.
+
+    Parameters
+    ----------
+    model : UNet
+        A trained network.
+    mpp : float
+        Microns per pixel the network works at.
+    device : str
+        ``cpu`` or ``cuda`` (bf16 autocast there).
+    """
+
+    def __init__(
+        self,
+        model: UNet,
+        *,
+        mpp: float = 0.25,
+        device: str = "cpu",
+        window: int = 512,
+        overlap: int = 64,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.eval().to(device)
+        self.mpp = mpp
+        self.device = torch.device(device)
+        self.window = window
+        self.overlap = overlap
+        self.meta = meta or {}
+
+    @classmethod
+    def from_weights(cls, path: PathLike, **kwargs: Any) -> Segmenter:
+        """Load weights written by ``wsikit train segmenter``."""
+        data = load_checkpoint(path, arch=ARCH)
+        model = UNet(UNetConfig(**data["config"]))
+        try:
+            model.load_state_dict(data["state_dict"])
+        except RuntimeError as exc:
+            raise WeightsError(f"{path}: weights do not fit the stated architecture: {exc}") from exc
+        meta = {**data["meta"], "weights": str(Path(path))}
+        return cls(model, mpp=float(meta.get("mpp", 0.25)), meta=meta, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name: str = "nuclei", **kwargs: Any) -> Segmenter:
+        """Load the shipped weights ``unet-<name>``."""
+        return cls.from_weights(weights_path(f"unet-{name}", arch=ARCH), **kwargs)
+
+    @torch.no_grad()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = self.model(x).float().softmax(dim=1)
+        else:
+            out = self.model(x).softmax(dim=1)
+        return out
+
+    def probabilities(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """(3, H, W) probabilities of background / interior / boundary for an (H, W, 3) uint8 image."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ShapeError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+        win, ov = self.window, self.overlap
+        if h <= win and w <= win:
+            ph, pw = (-h) % 16, (-w) % 16
+            xp = F.pad(x, (0, pw, 0, ph), mode="replicate").to(self.device)
+            return self._forward(xp)[0, :, :h, :w].cpu().numpy()
+        out = np.zeros((3, h, w), np.float32)
+        step = win - 2 * ov
+        xp = F.pad(x, (ov, ov + win, ov, ov + win), mode="replicate")
+        for y in range(0, h, step):
+            for x0 in range(0, w, step):
+                tile = xp[:, :, y : y + win, x0 : x0 + win].to(self.device)
+                probs = self._forward(tile)[0].cpu().numpy()
+                ch, cw = min(step, h - y), min(step, w - x0)
+                out[:, y : y + ch, x0 : x0 + cw] = probs[:, ov : ov + ch, ov : ov + cw]
+        return out
+
+    def instances(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
+        """Nucleus instance labels (uint32, 0 = background) of an image at the working resolution."""
+        return instances_from_probabilities(self.probabilities(image))
