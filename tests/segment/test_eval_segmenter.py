@@ -65,3 +65,25 @@ def test_errors(tmp_path: Path, tiny_weights: Path) -> None:
     save_checkpoint(colorizer, arch="colorizer-v1", config={}, state={})
     with pytest.raises(WeightsError, match="architecture 'colorizer-v1', expected 'unet-v1'"):
         Segmenter.from_weights(colorizer)
+
+
+def test_segment_slide_cli(
+    tiny_weights: Path, sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    from wsikit.io.omezarr import OmeZarrStore
+
+    out = tmp_path / "nuclei.zarr"
+    code = run(
+        ["segment", str(sample_slide), "--out", str(out), "--weights", str(tiny_weights), "--device", "cpu"]
+    )
+    text = capsys.readouterr().out
+    assert code == 0 and "nuclei" in text
+    store = OmeZarrStore.open(out)
+    assert store.label_names == ["nuclei"] and (store.width, store.height) == (2220, 2967)
+    labels = store.read_region("nuclei", 0, 0, 2967, 2220)
+    n = int(text.split()[1])
+    assert len(np.unique(labels)) - 1 <= n  # ids unique; a few tiny ones may vanish when mapped to 0.5 um/px
+    # a slide without mpp needs --slide-mpp
+    slide = data_dir / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
+    code = run(["segment", str(slide), "--out", str(tmp_path / "x.zarr"), "--weights", str(tiny_weights)])
+    assert code == 1 and "--slide-mpp" in capsys.readouterr().err and not (tmp_path / "x.zarr").exists()

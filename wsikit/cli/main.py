@@ -44,12 +44,14 @@ def _register() -> None:
     from wsikit.cli.evaluate import evaluate, export_dataset_cmd
     from wsikit.cli.info import info
     from wsikit.cli.normalize import normalize
+    from wsikit.cli.segment import segment
     from wsikit.cli.tiles import tiles
     from wsikit.cli.train import train
 
     cli.add_command(info)
     cli.add_command(tiles)
     cli.add_command(normalize)
+    cli.add_command(segment)
     cli.add_command(train)
     cli.add_command(evaluate)
     cli.add_command(export_dataset_cmd)

@@ -80,6 +80,10 @@ class Segmenter:
             out = self.model(x).softmax(dim=1)
         return out
 
+    def batch_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) probabilities for a (B, 3, H, W) uint8 batch (H, W multiples of 16)."""
+        return self._forward(images.to(self.device).float().div_(255.0)).cpu()
+
     def probabilities(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """(3, H, W) probabilities of background / interior / boundary for an (H, W, 3) uint8 image."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
