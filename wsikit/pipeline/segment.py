@@ -110,7 +110,8 @@ def segment_slide(
             store.create_label("nuclei", dtype=np.uint32)
             assembler = ChunkAssembler(h0, w0, chunk)
             done = 0
-            for batch in PatchStream(slide, grid, tiles, batch_size=batch_size):
+            stream = PatchStream(slide, grid, tiles, batch_size=batch_size)
+            for batch in stream:
                 probs = seg.batch_probabilities(batch.images).numpy()
                 for p, tile in zip(probs, batch.tiles, strict=True):
                     labels = instances_from_probabilities(p)
