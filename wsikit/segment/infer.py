@@ -89,7 +89,7 @@ class Segmenter:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+        x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
         win, ov = self.window, self.overlap
         if h <= win and w <= win:
             ph, pw = (-h) % 16, (-w) % 16
