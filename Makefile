@@ -26,7 +26,8 @@ demo: $(STAMP)
 	$(VENV)/bin/wsikit info $(SAMPLE) --thumbnail $(DEMO_OUT)/thumbnail.png
 	$(VENV)/bin/wsikit tiles $(SAMPLE) $(DEMO_OUT)/tiles --size 224 --mpp 0.5 --overwrite
 	$(VENV)/bin/wsikit normalize $(SAMPLE) --out $(DEMO_OUT)/normalized.zarr --overwrite
-	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png, $(DEMO_OUT)/tiles/ (index: tiles.csv), $(DEMO_OUT)/normalized.zarr (OME-Zarr)"
+	$(VENV)/bin/wsikit segment $(SAMPLE) --out $(DEMO_OUT)/nuclei.zarr --overwrite
+	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png, $(DEMO_OUT)/tiles/ (index: tiles.csv), $(DEMO_OUT)/normalized.zarr and $(DEMO_OUT)/nuclei.zarr (OME-Zarr)"
 
 test: $(STAMP)
 	$(PY) -m ruff check wsikit tests benchmarks examples

@@ -143,3 +143,14 @@ _register(
         meta={"style": "tia-mse", "license_of_training_data": "BSD-3-Clause"},
     )
 )
+_register(
+    WeightsEntry(
+        name="unet-nuclei",
+        arch="unet-v1",
+        file="unet-nuclei.pt",
+        sha256="96d7acfed179de07863df9f7bc0f99c1bc2d4312b23cae19d47df0758f0073e0",
+        description="3-class nuclei U-Net (base 16) at 0.25 um/px, trained on MoNuSeg train, MICCAI 2015, DSB 2018 "
+        "and NuCLS; see docs/segmentation.md",
+        meta={"mpp": 0.25},
+    )
+)
