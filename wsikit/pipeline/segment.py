@@ -137,4 +137,7 @@ def segment_slide(
         "working_mpp": seg.mpp,
         "slide_mpp": base_mpp,
         "out": str(out),
+        "tile_megapixels_level0": round(len(tiles) * (core * scale) ** 2 / 1e6, 2),
+        "read_wait_share": round(stream.stats.wait_share, 3),
+        "stream_seconds": round(stream.stats.total_s, 1),
     }
