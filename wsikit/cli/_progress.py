@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "is_quiet", "resolve_device"]
 
 
 @contextmanager
@@ -32,3 +32,18 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Callable
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def is_quiet(ctx: object) -> bool:
+    """Whether the global ``-q`` flag was given (click context object set by the ``wsikit`` group)."""
+    obj = getattr(ctx, "obj", None)
+    return bool(obj and obj.get("quiet"))
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; other values unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -7,7 +7,7 @@ from typing import Literal, cast
 
 import click
 
-from wsikit.cli._progress import progress_bar
+from wsikit.cli._progress import is_quiet, progress_bar, resolve_device
 
 __all__ = ["normalize"]
 
@@ -46,11 +46,8 @@ def normalize(
     """Stain-normalize SOURCE (image or slide) to a target style."""
     from wsikit.pipeline.normalize import normalize as run_normalize
 
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    device = resolve_device(device)
+    quiet = is_quiet(ctx)
     with progress_bar("normalize", enabled=not quiet) as update:
         path = run_normalize(
             source,

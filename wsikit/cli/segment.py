@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from wsikit.cli._progress import progress_bar
+from wsikit.cli._progress import is_quiet, progress_bar, resolve_device
 
 __all__ = ["segment"]
 
@@ -38,13 +38,10 @@ def segment(
     overwrite: bool,
 ) -> None:
     """Segment the nuclei of SLIDE into OUT (labels/nuclei: uint32 instance ids, unique across the slide)."""
-    import torch
-
     from wsikit.pipeline.segment import segment_slide
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    device = resolve_device(device)
+    quiet = is_quiet(ctx)
     with progress_bar("segment", enabled=not quiet) as update:
         result = segment_slide(
             slide,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from wsikit.cli._progress import progress_bar
+from wsikit.cli._progress import is_quiet, progress_bar
 from wsikit.pipeline import export_tiles
 
 __all__ = ["tiles"]
@@ -48,7 +48,7 @@ def tiles(
     overwrite: bool,
 ) -> None:
     """Write the tissue tiles of SLIDE to OUTDIR as images plus tiles.csv."""
-    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    quiet = is_quiet(ctx)
     with progress_bar("tiles", enabled=not quiet) as update:
         result = export_tiles(
             slide,

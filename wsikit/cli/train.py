@@ -8,7 +8,7 @@ from typing import Literal, cast
 
 import click
 
-from wsikit.cli._progress import progress_bar
+from wsikit.cli._progress import is_quiet, progress_bar
 
 __all__ = ["train"]
 
@@ -81,7 +81,7 @@ def normalizer(
     cfg = ColorizerTrainConfig(
         steps=steps, batch_size=batch_size, crop=crop, width=width, class_share=class_share, seed=seed
     )
-    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    quiet = is_quiet(ctx)
     from wsikit.cli.main import command_line
 
     command = command_line()
@@ -158,7 +158,7 @@ def segmenter(
     from wsikit.segment.train import SegmenterTrainConfig
 
     cfg = SegmenterTrainConfig(steps=steps, batch_size=batch_size, base=base, lr=lr, seed=seed)
-    quiet = bool(ctx.obj and ctx.obj.get("quiet"))
+    quiet = is_quiet(ctx)
     with progress_bar("training", enabled=not quiet) as update:
         path, summary = train_segmenter(
             data,

@@ -66,8 +66,8 @@ def _ome_mpp(ome_xml: str | None) -> tuple[float, float] | None:
     return (x, y) if x > 0 and y > 0 else None
 
 
-def check_tiff_integrity(path: Path) -> None:
-    """Raise :class:`SlideOpenError` if a TIFF's image data lies past the end of the file.
+def check_tiff_integrity(path: Path) -> bool:
+    """Raise :class:`SlideOpenError` if a TIFF's image data lies past the end of the file; return whether it is OME-TIFF.
 
     A slide cut short by an interrupted copy still has intact headers, so
     readers open it and fail later on one tile; this check catches it at
@@ -111,6 +111,7 @@ def check_tiff_integrity(path: Path) -> None:
                             f"{path}: file is truncated: image data reaches byte {end} "
                             f"but the file has {size} bytes"
                         )
+            return bool(tif.is_ome)
     except SlideOpenError:
         raise
     except Exception as exc:  # tifffile raises many types on corrupt headers

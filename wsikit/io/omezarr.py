@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -536,10 +536,3 @@ def _pad_to(part: npt.NDArray[Any], h: int, w: int) -> npt.NDArray[Any]:
         return part
     pad = [(0, 0)] * (part.ndim - 2) + [(0, max(ph, 0)), (0, max(pw, 0))]
     return np.pad(part, pad, mode="edge")
-
-
-def iter_chunks(
-    boxes: Iterable[tuple[int, int, int, int]], done: set[tuple[int, int]], chunk: int
-) -> list[tuple[int, int, int, int]]:
-    """Boxes from ``boxes`` whose chunk is not in ``done`` (helper for resuming)."""
-    return [b for b in boxes if (b[0] // chunk, b[1] // chunk) not in done]

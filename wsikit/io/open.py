@@ -26,16 +26,6 @@ def _sniff(path: Path) -> bytes:
         return fh.read(132)
 
 
-def _is_ome_tiff(path: Path) -> bool:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return bool(tif.is_ome)
-    except Exception:  # noqa: BLE001 - integrity was checked before; treat as not OME
-        return False
-
-
 def _validate_path(path: Path) -> None:
     if not path.exists():
         raise SlideOpenError(f"{path}: no such file")
@@ -105,8 +95,9 @@ def open_slide(path: PathLike, *, backend: Backend = "auto") -> Slide:
         return DicomSlide(p)
     head = _sniff(p)
     is_tiff = head[:4] in _TIFF_MAGIC
+    is_ome = False
     if is_tiff and backend in ("auto", "openslide", "tifffile"):
-        check_tiff_integrity(p)
+        is_ome = check_tiff_integrity(p)
     if backend == "openslide":
         return OpenSlideSlide(p)
     if backend == "tifffile":
@@ -115,7 +106,7 @@ def open_slide(path: PathLike, *, backend: Backend = "auto") -> Slide:
         return ImageSlide(p)
     vendor = openslide_format(p)
     # OpenSlide's generic-tiff ignores OME-TIFF SubIFD pyramids and OME metadata: tifffile reads both.
-    if vendor == "generic-tiff" and _is_ome_tiff(p):
+    if vendor == "generic-tiff" and is_ome:
         return TiffSlide(p)
     # Flat (untiled) TIFFs are declined by OpenSlide and go to tifffile, which reads strips lazily.
     if vendor is not None:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from wsikit.errors import ConfigError
+from wsikit.models.training_state import load_training_state, save_training_state
 from wsikit.models.unet import UNet, UNetConfig
 from wsikit.segment.data import Sample
 from wsikit.segment.targets import three_class_target
@@ -154,14 +155,10 @@ def train_segmenter(
     history: list[dict[str, float]] = []
     validation: list[dict[str, float]] = []
     if resume and checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state.get("arch") != ARCH or state.get("model_config") != model.config.to_dict():
-            raise ConfigError(f"{checkpoint}: checkpoint is for another model configuration")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, history, validation = int(state["step"]), list(state["history"]), list(state["validation"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        step, extra = load_training_state(
+            checkpoint, arch=ARCH, model=model, model_config=model.config.to_dict(), optimizer=opt, rng=rng
+        )
+        history, validation = list(extra["history"]), list(extra["validation"])
     model.train()
     start = time.perf_counter()
     while step < cfg.steps:
@@ -189,23 +186,16 @@ def train_segmenter(
         if progress is not None:
             progress(step, cfg.steps, row)
         if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            tmp = checkpoint.with_name(checkpoint.name + ".partial")
-            torch.save(
-                {
-                    "arch": ARCH,
-                    "model_config": model.config.to_dict(),
-                    "train_config": asdict(cfg),
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "step": step,
-                    "history": history,
-                    "validation": validation,
-                    "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                },
-                tmp,
+            save_training_state(
+                checkpoint,
+                arch=ARCH,
+                model=model,
+                model_config=model.config.to_dict(),
+                optimizer=opt,
+                step=step,
+                rng=rng,
+                extra={"train_config": asdict(cfg), "history": history, "validation": validation},
             )
-            tmp.replace(checkpoint)
     model.eval()
     return SegmenterState(
         model, step, history, validation, [s.name for s in val], time.perf_counter() - start

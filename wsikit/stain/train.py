@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.colorizer import AB_SCALE, ColorizerConfig, ColorizerNet
+from wsikit.models.training_state import load_training_state, save_training_state
 from wsikit.stain.color import rgb_to_lab
 
 __all__ = ["ColorizerTrainConfig", "TrainState", "train_colorizer", "ARCH"]
@@ -113,33 +114,6 @@ class _Pool:
         return light_in, target_ab, labels
 
 
-def _save(
-    path: Path,
-    model: ColorizerNet,
-    opt: torch.optim.Optimizer,
-    step: int,
-    cfg: ColorizerTrainConfig,
-    history: list[dict[str, float]],
-    rng: np.random.Generator,
-) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(
-        {
-            "arch": ARCH,
-            "model_config": model.config.to_dict(),
-            "train_config": asdict(cfg),
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "history": history,
-            "rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-        },
-        tmp,
-    )
-    tmp.replace(path)
-
-
 def train_colorizer(
     images: Sequence[np.ndarray],
     labels: Sequence[int] | None = None,
@@ -186,17 +160,10 @@ def train_colorizer(
     step = 0
     history: list[dict[str, float]] = []
     if resume and checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state.get("arch") != ARCH or state.get("model_config") != model.config.to_dict():
-            raise ConfigError(
-                f"{checkpoint}: checkpoint is for another model configuration; remove it or change --out"
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        history = list(state["history"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        step, extra = load_training_state(
+            checkpoint, arch=ARCH, model=model, model_config=model.config.to_dict(), optimizer=opt, rng=rng
+        )
+        history = list(extra["history"])
     model.train()
     start = time.perf_counter()
     while step < cfg.steps:
@@ -220,7 +187,16 @@ def train_colorizer(
         if progress is not None:
             progress(step, cfg.steps, row)
         if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            _save(checkpoint, model, opt, step, cfg, history, rng)
+            save_training_state(
+                checkpoint,
+                arch=ARCH,
+                model=model,
+                model_config=model.config.to_dict(),
+                optimizer=opt,
+                step=step,
+                rng=rng,
+                extra={"train_config": asdict(cfg), "history": history},
+            )
     model.eval()
     return TrainState(model=model, step=step, history=history, seconds=time.perf_counter() - start)
 
