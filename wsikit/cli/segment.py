@@ -53,6 +53,8 @@ def segment(
             overwrite=overwrite,
             progress=update,
         )
+    if result["tiles"] == 0:
+        click.echo(f"wsikit: warning: {slide}: no tissue detected; the result holds 0 nuclei", err=True)
     if not quiet:
         click.echo(
             f"wrote {result['nuclei']} nuclei ({result['tiles']} tiles at {result['working_mpp']} um/px) to {out}"
