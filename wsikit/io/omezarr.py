@@ -241,6 +241,16 @@ class OmeZarrStore:
         return dict(self._group.attrs["wsikit"])
 
     @property
+    def attributes(self) -> dict[str, Any]:
+        """wsikit's own attributes of the store (size, chunk, levels, mpp, and whatever was added)."""
+        return self._meta
+
+    def update_attributes(self, **values: Any) -> None:
+        """Add JSON-serializable attributes (e.g. the source slide and its bounds offset)."""
+        self._check_writable()
+        self._group.attrs["wsikit"] = {**self._meta, **values}
+
+    @property
     def height(self) -> int:
         """Level-0 height in pixels."""
         return int(self._meta["height"])

@@ -96,6 +96,15 @@ class UNet(nn.Module):
         """(channels, height, width) at the bottom for a ``size`` x ``size`` input."""
         return (16 * self.config.base, size // 16, size // 16)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck features (B, 16 * base, H / 16, W / 16) of an input batch (the encoder only)."""
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] % 16 or x.shape[-2] % 16:
+            raise ConfigError(f"input must be (B, 3, H, W) with H, W multiples of 16, got {tuple(x.shape)}")
+        for block in self.down:
+            x = self.pool(block(x))
+        out: torch.Tensor = self.bottom(x)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ConfigError(f"input must be (B, 3, H, W), got {tuple(x.shape)}")

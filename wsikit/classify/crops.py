@@ -1,0 +1,131 @@
+"""40x40 nucleus crops at a fixed resolution, the classifier's input (numpy in, numpy out).
+
+Each nucleus is cut out centred on its centroid from a window of ``size`` pixels at :data:`CROP_MPP`
+(0.5 um/px, so a crop spans 20 um and nuclear size stays a visible feature); a nucleus too large for the
+window is cut from a window that fits it and shrunk to ``size``. With ``whiten`` (default) every pixel
+outside the nucleus mask becomes white, so the crop shows the nucleus alone.
+
+Before cropping, :func:`standardize_stain` maps a field to one reference H&E color distribution
+(Reinhard, Lab mean/std of the bundled CMU-1 sample slide) so that clusters follow cell type, not the
+staining of the lab the image came from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from wsikit.errors import ShapeError
+from wsikit.stain.base import StainFitError
+from wsikit.stain.reinhard import LabStats, ReinhardNormalizer
+
+__all__ = ["CROP_MPP", "CROP_SIZE", "nucleus_crops", "standardize_stain", "crop_augment"]
+
+CROP_MPP = 0.5
+"""Resolution of the crops, in microns per pixel."""
+CROP_SIZE = 40
+"""Side of a crop in pixels."""
+
+# Lab mean / std of tissue pixels of the CMU-1 sample slide (its 1024 px overview), the reference style.
+_REFERENCE = LabStats(torch.tensor([47.35, 28.76, -12.52]), torch.tensor([17.19, 10.81, 7.02]))
+
+
+def standardize_stain(image: npt.NDArray[np.uint8], *, source: LabStats | None = None) -> npt.NDArray[np.uint8]:
+    """Reinhard-normalize an (H, W, 3) field (or with ``source`` statistics of its slide) to the reference.
+
+    An image with too little tissue to fit comes back unchanged.
+    """
+    norm = ReinhardNormalizer()
+    norm.target = _REFERENCE
+    if source is None:
+        try:
+            source = norm.fit_source(image)
+        except StainFitError:
+            return image
+    out: npt.NDArray[np.uint8] = norm.transform(image, source=source)
+    return out
+
+
+def nucleus_crops(
+    image: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.integer],
+    *,
+    mpp: float,
+    size: int = CROP_SIZE,
+    crop_mpp: float = CROP_MPP,
+    whiten: bool = True,
+    ids: npt.NDArray[np.integer] | None = None,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Cut one crop per nucleus.
+
+    Parameters
+    ----------
+    image
+        (H, W, 3) uint8 RGB field.
+    labels
+        (H, W) instance ids (0 = background).
+    mpp
+        Resolution of ``image`` in microns per pixel.
+    ids
+        Crop these ids, in this order (default: every id present, ascending).
+
+    Returns
+    -------
+    crops : (N, size, size, 3) uint8
+    ids : (N,) int64, the instance id of each crop
+
+    Examples
+    --------
+    >>> lab = np.zeros((60, 60), np.int32); lab[20:30, 25:33] = 7
+    >>> crops, ids = nucleus_crops(np.full((60, 60, 3), 90, np.uint8), lab, mpp=0.25)
+    >>> crops.shape, ids.tolist(), int(crops[0, 0, 0, 0]), int(crops[0, 20, 20, 0])
+    ((1, 40, 40, 3), [7], 255, 90)
+    """
+    from PIL import Image
+    from scipy import ndimage as ndi
+
+    if image.ndim != 3 or image.shape[2] != 3 or labels.shape != image.shape[:2]:
+        raise ShapeError(f"image must be (H, W, 3) and labels (H, W) of the same size, got {image.shape}, {labels.shape}")
+    if mpp <= 0 or crop_mpp <= 0 or size < 8:
+        raise ShapeError(f"mpp and crop_mpp must be positive and size >= 8, got {mpp}, {crop_mpp}, {size}")
+    lab = np.asarray(labels)
+    objects = ndi.find_objects(lab.astype(np.int64, copy=False))
+    present = np.array([i + 1 for i, s in enumerate(objects) if s is not None], np.int64)
+    want = present if ids is None else np.asarray(ids, np.int64)
+    out = np.empty((len(want), size, size, 3), np.uint8)
+    window = size * crop_mpp / mpp  # source pixels spanned by a crop
+    h, w = lab.shape
+    for k, nid in enumerate(want):
+        sl = objects[nid - 1] if 0 < nid <= len(objects) else None
+        if sl is None:
+            raise ShapeError(f"id {int(nid)} is not present in labels")
+        ys, xs = sl
+        cy, cx = (ys.start + ys.stop) / 2, (xs.start + xs.stop) / 2
+        extent = max(ys.stop - ys.start, xs.stop - xs.start) * 1.15
+        side = int(np.ceil(max(window, extent)))
+        y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
+        patch = np.full((side, side, 3), 255, np.uint8)
+        ya, yb, xa, xb = max(y0, 0), min(y0 + side, h), max(x0, 0), min(x0 + side, w)
+        patch[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
+        if whiten:
+            inside = np.zeros((side, side), bool)
+            inside[ya - y0 : yb - y0, xa - x0 : xb - x0] = lab[ya:yb, xa:xb] == nid
+            patch[~inside] = 255
+        out[k] = np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.BILINEAR))
+    return out, want
+
+
+def crop_augment(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random 90-degree rotations and flips of a (B, C, H, W) batch (one draw per crop)."""
+    if crops.ndim != 4:
+        raise ShapeError(f"crops must be (B, C, H, W), got {tuple(crops.shape)}")
+    k = torch.randint(0, 4, (crops.shape[0],), generator=generator)
+    flip = torch.randint(0, 2, (crops.shape[0],), generator=generator).bool()
+    out = crops.clone()
+    for r in range(4):
+        sel = k == r
+        if sel.any():
+            out[sel] = torch.rot90(crops[sel], r, dims=(2, 3))
+    out[flip] = out[flip].flip(3)
+    return out

@@ -1,0 +1,125 @@
+"""InfoGAN for nucleus crops: a generator G(z, c) and a critic trunk with two heads (D_D and D_Q).
+
+After Hu et al. 2018 ("Unsupervised learning for cell-level visual representation in histopathology
+images with generative adversarial networks"), as used by the method's paper:
+
+- G: z (``noise_dim``, default 16) concatenated with a one-hot categorical code c (``n_classes``) ->
+  fully connected -> 5x5 map -> three stride-2 transposed convolutions -> 40x40x3 in [-1, 1];
+- D trunk: three stride-2 convolutions 40 -> 20 -> 10 -> 5 with LeakyReLU and no batch norm (a WGAN-GP
+  critic must not mix samples of a batch);
+- D_D: a linear Wasserstein critic on the trunk features;
+- D_Q: a two-layer head predicting c (logits), the mutual-information term's posterior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from wsikit.errors import ConfigError, ShapeError
+
+__all__ = ["InfoGanConfig", "Generator", "Critic"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfoGanConfig:
+    """Architecture of the InfoGAN (both networks).
+
+    Parameters
+    ----------
+    n_classes : int
+        Categories of the code c, the number of clusters (3 default; 5 supported).
+    noise_dim : int
+        Size of the noise vector z.
+    width : int
+        Channels of the first critic layer (doubles at each stride).
+    size : int
+        Side of the crops (40; must be divisible by 8).
+    """
+
+    n_classes: int = 3
+    noise_dim: int = 16
+    width: int = 64
+    size: int = 40
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_classes, int) or self.n_classes < 2:
+            raise ConfigError(f"n_classes must be an integer >= 2, got {self.n_classes!r}")
+        if self.noise_dim < 1 or self.width < 4:
+            raise ConfigError(f"noise_dim must be >= 1 and width >= 4, got {self.noise_dim}, {self.width}")
+        if self.size % 8 or self.size < 16:
+            raise ConfigError(f"size must be a multiple of 8 and >= 16, got {self.size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Generator(nn.Module):
+    """G(z, c): (B, noise_dim) noise and (B,) integer codes -> (B, 3, size, size) images in [-1, 1]."""
+
+    def __init__(self, config: InfoGanConfig) -> None:
+        super().__init__()
+        self.config = config
+        w, s = config.width, config.size // 8
+        self.fc = nn.Sequential(
+            nn.Linear(config.noise_dim + config.n_classes, 4 * w * s * s),
+            nn.BatchNorm1d(4 * w * s * s),
+            nn.ReLU(inplace=True),
+        )
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1),
+            nn.BatchNorm2d(2 * w),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(w, 3, 4, 2, 1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if z.ndim != 2 or z.shape[1] != cfg.noise_dim or c.shape != (z.shape[0],):
+            raise ShapeError(f"z must be (B, {cfg.noise_dim}) and c (B,), got {tuple(z.shape)}, {tuple(c.shape)}")
+        onehot = torch.nn.functional.one_hot(c.long(), cfg.n_classes).to(z.dtype)
+        h = self.fc(torch.cat([z, onehot], dim=1))
+        s = cfg.size // 8
+        return self.net(h.view(z.shape[0], 4 * cfg.width, s, s))  # type: ignore[no-any-return]
+
+
+class Critic(nn.Module):
+    """Shared trunk with the Wasserstein head D_D and the code posterior head D_Q.
+
+    ``forward(x)`` returns ``(critic, logits)``: (B,) scores and (B, n_classes) logits of c.
+    Input (B, 3, size, size) in [-1, 1].
+    """
+
+    def __init__(self, config: InfoGanConfig) -> None:
+        super().__init__()
+        self.config = config
+        w, s = config.width, config.size // 8
+        self.trunk = nn.Sequential(
+            nn.Conv2d(3, w, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(),
+        )
+        feat = 4 * w * s * s
+        self.d_head = nn.Linear(feat, 1)
+        self.q_head = nn.Sequential(nn.Linear(feat, 128), nn.LeakyReLU(0.2, inplace=True), nn.Linear(128, config.n_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.config.size
+        if x.ndim != 4 or x.shape[1:] != (3, size, size):
+            raise ShapeError(f"crops must be (B, 3, {size}, {size}), got {tuple(x.shape)}")
+        return self.trunk(x)  # type: ignore[no-any-return]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return self.d_head(f).squeeze(1), self.q_head(f)
