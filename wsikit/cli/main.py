@@ -42,6 +42,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from wsikit.cli.evaluate import evaluate, export_dataset_cmd
+    from wsikit.cli.export import export
     from wsikit.cli.info import info
     from wsikit.cli.normalize import normalize
     from wsikit.cli.segment import segment
@@ -52,6 +53,7 @@ def _register() -> None:
     cli.add_command(tiles)
     cli.add_command(normalize)
     cli.add_command(segment)
+    cli.add_command(export)
     cli.add_command(train)
     cli.add_command(evaluate)
     cli.add_command(export_dataset_cmd)

@@ -108,6 +108,12 @@ def segment_slide(
                 name=f"{Path(slide_path).name} nuclei",
             )
             store.create_label("nuclei", dtype=np.uint32)
+            store.update_attributes(
+                slide=str(Path(slide_path).resolve()),
+                slide_id=Path(slide_path).stem,
+                bounds_offset=list(slide.bounds_offset),
+                slide_mpp=base_mpp,
+            )
             assembler = ChunkAssembler(h0, w0, chunk)
             done = 0
             stream = PatchStream(slide, grid, tiles, batch_size=batch_size)

@@ -32,10 +32,15 @@ UNLABELLED_DATASETS = ("monuseg", "miccai2015", "dsb2018")
 evaluation and are never used for training."""
 
 
+MIN_AREA_UM2 = 10.0
+"""Annotated objects smaller than this (fragments, debris; a lymphocyte nucleus is about 20-40 um^2) are not used."""
+
+
 def gather_crops(
     data: PathLike,
     *,
     datasets: tuple[str, ...] = UNLABELLED_DATASETS,
+    min_area_um2: float = MIN_AREA_UM2,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
     """Crops of every annotated nucleus of ``datasets`` (both MoNuSeg splits: no cell-type labels are used).
@@ -56,10 +61,11 @@ def gather_crops(
         image = standardize_stain(s.image)
         c, ids = nucleus_crops(image, s.labels, mpp=WORKING_MPP)
         m = measure_nuclei(image, s.labels, mpp=WORKING_MPP, ids=ids)
-        crops.append(c)
-        area.append(m["area"])
-        ecc.append(m["eccentricity"])
-        source.extend([s.name] * len(ids))
+        keep = m["area"] >= min_area_um2
+        crops.append(c[keep])
+        area.append(m["area"][keep])
+        ecc.append(m["eccentricity"][keep])
+        source.extend([s.name] * int(keep.sum()))
         if progress is not None:
             progress(i + 1, len(samples))
     return {
