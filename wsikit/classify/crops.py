@@ -20,7 +20,7 @@ from wsikit.errors import ShapeError
 from wsikit.stain.base import StainFitError
 from wsikit.stain.reinhard import LabStats, ReinhardNormalizer
 
-__all__ = ["CROP_MPP", "CROP_SIZE", "nucleus_crops", "standardize_stain", "crop_augment"]
+__all__ = ["CROP_MPP", "CROP_SIZE", "nucleus_crops", "standardize_stain", "fit_stain_source", "crop_augment"]
 
 CROP_MPP = 0.5
 """Resolution of the crops, in microns per pixel."""
@@ -29,6 +29,15 @@ CROP_SIZE = 40
 
 # Lab mean / std of tissue pixels of the CMU-1 sample slide (its 1024 px overview), the reference style.
 _REFERENCE = LabStats(torch.tensor([47.35, 28.76, -12.52]), torch.tensor([17.19, 10.81, 7.02]))
+
+
+def fit_stain_source(image: npt.NDArray[np.uint8]) -> LabStats | None:
+    """Reinhard statistics of a slide's overview for :func:`standardize_stain` (None: too little tissue)."""
+    norm = ReinhardNormalizer()
+    try:
+        return norm.fit_source(image)
+    except StainFitError:
+        return None
 
 
 def standardize_stain(image: npt.NDArray[np.uint8], *, source: LabStats | None = None) -> npt.NDArray[np.uint8]:

@@ -1,25 +1,38 @@
-"""``segment_slide``: whole-slide nuclei segmentation into the labels/nuclei image of an OME-Zarr store."""
+"""``segment_slide``: whole-slide nuclei segmentation into the labels/nuclei image of an OME-Zarr store.
+
+:func:`segment_into_store` is the shared core (also used by ``wsikit run``): tiles are read ahead by a
+:class:`~wsikit.tiling.PatchStream`, optionally stain-normalized, segmented in batches, turned into
+instances by a worker pool, stitched (:mod:`wsikit.segment.stitch`) and written chunk-aligned. With a
+``journal`` file the pending state is saved whenever chunk rows are written, so a killed run resumes
+where it stopped and ends with the same labels.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
 from wsikit.io import open_slide
 from wsikit.io.omezarr import OmeZarrStore
+from wsikit.io.slide import Slide
 from wsikit.pipeline._atomic import staged_directory
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.stitch import ChunkAssembler, keep_core_instances
 from wsikit.segment.targets import instances_from_probabilities
 from wsikit.tiling import PatchStream, Tile, TileGrid, tissue_mask
+from wsikit.tiling.tissue import TissueMask
 
-__all__ = ["segment_slide"]
+__all__ = ["segment_slide", "segment_into_store", "SegmentationPlan", "plan_segmentation"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +51,119 @@ def _to_level0(rows: np.ndarray, cols: np.ndarray, scale: float) -> tuple[np.nda
     return r0, c0
 
 
+@dataclass(frozen=True)
+class SegmentationPlan:
+    """Tiles to segment (row-major, tissue only) and the geometry tying them to level 0."""
+
+    grid: TileGrid
+    tiles: list[Tile]
+    rows: int
+    core: int
+    margin: int
+    scale: float  # level-0 px per working px
+
+
+def plan_segmentation(
+    slide: Slide, tissue: TissueMask, *, working_mpp: float, slide_mpp: float, core: int = 512, margin: int = 64,
+    min_tissue: float = 0.01,
+) -> SegmentationPlan:
+    """Tiles of ``core + 2 * margin`` working px whose core holds at least ``min_tissue`` tissue."""
+    if core <= 0 or margin < 0 or (core + 2 * margin) % 16:
+        raise ConfigError(f"core + 2 * margin must be a positive multiple of 16, got {core} + 2 * {margin}")
+    w0, h0 = slide.dimensions
+    size = core + 2 * margin
+    scale = working_mpp / slide_mpp
+    grid = TileGrid(width=w0, height=h0, tile_size=size, overlap=2 * margin, scale=scale)
+    rows, cols = -(-int(np.ceil(h0 / scale)) // core), -(-int(np.ceil(w0 / scale)) // core)
+    tiles = []
+    for r in range(rows):
+        for c in range(cols):
+            y, x = r * core - margin, c * core - margin
+            box = (c * core * scale, r * core * scale, (c + 1) * core * scale, (r + 1) * core * scale)
+            if tissue.box_fraction(*box) >= min_tissue:
+                tiles.append(Tile(r * cols + c, c, r, x, y, x * scale, y * scale, size * scale))
+    return SegmentationPlan(grid, tiles, rows, core, margin, scale)
+
+
+def _tile_nuclei(args: tuple[npt.NDArray[np.float32], Tile, int, int, float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    probs, tile, margin, core, scale = args
+    labels = instances_from_probabilities(probs)
+    return [
+        _to_level0(rr + tile.y, cc + tile.x, scale)
+        for rr, cc in keep_core_instances(labels, (margin, margin, margin + core, margin + core))
+    ]
+
+
+def segment_into_store(
+    slide: Slide,
+    store: OmeZarrStore,
+    plan: SegmentationPlan,
+    segmenter: Segmenter,
+    *,
+    normalize: Callable[[Any], Any] | None = None,
+    batch_size: int = 4,
+    workers: int = 2,
+    journal: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Segment ``plan``'s tiles into ``store``'s ``labels/nuclei`` (which must exist); returns counts and timing.
+
+    ``normalize`` maps a (B, 3, H, W) uint8 batch to a normalized one before the U-Net. With ``journal``,
+    a run resumes from the last saved state (tiles done, pending nuclei, next id).
+    """
+    h0, w0 = store.height, store.width
+    tiles = plan.tiles
+    start = 0
+    asm = ChunkAssembler(h0, w0, store.chunk)
+    if journal is not None and journal.exists():
+        with np.load(journal) as z:
+            state = {k: z[k] for k in z.files}
+        start = int(state.pop("done"))
+        asm = ChunkAssembler.from_state(state)
+        log.info("resuming segmentation at tile %d of %d", start, len(tiles))
+
+    def save_journal(done: int) -> None:
+        if journal is None:
+            return
+        tmp = journal.with_name(journal.name + ".partial.npz")
+        np.savez_compressed(tmp, done=np.array(done), **asm.state())
+        os.replace(tmp, journal)
+
+    done = start
+    peak_pending = 0
+    stream = PatchStream(slide, plan.grid, tiles[start:], batch_size=batch_size)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for batch in stream:
+            images = batch.images if normalize is None else normalize(batch.images)
+            probs = segmenter.batch_probabilities(images).numpy()
+            jobs = [(p, t, plan.margin, plan.core, plan.scale) for p, t in zip(probs, batch.tiles, strict=True)]
+            for nuclei in pool.map(_tile_nuclei, jobs):
+                for rr, cc in nuclei:
+                    asm.add(rr, cc)
+            done += len(batch)
+            peak_pending = max(peak_pending, asm.pending_bytes)
+            # later tiles start at least one tile row below the current one, minus their margin
+            next_row = tiles[done].row if done < len(tiles) else plan.rows + 1
+            wrote = False
+            for y, x, block in asm.flush_above(int(np.floor((next_row * plan.core - plan.margin) * plan.scale))):
+                store.write_region("nuclei", y, x, block)
+                wrote = True
+            if wrote:
+                save_journal(done)
+            if progress is not None:
+                progress(done, len(tiles))
+    for y, x, block in asm.flush_above(h0):
+        store.write_region("nuclei", y, x, block)
+    save_journal(done)
+    return {
+        "nuclei": asm.next_id - 1,
+        "tiles": len(tiles),
+        "read_wait_share": round(stream.stats.wait_share, 3),
+        "stream_seconds": round(stream.stats.total_s, 1),
+        "peak_pending_mb": round(peak_pending / 2**20, 1),
+    }
+
+
 def segment_slide(
     slide_path: PathLike,
     out: PathLike,
@@ -50,6 +176,7 @@ def segment_slide(
     chunk: int = 1024,
     slide_mpp: float | None = None,
     min_tissue: float = 0.01,
+    workers: int = 2,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -65,47 +192,18 @@ def segment_slide(
     ConfigError
         The slide does not state its mpp and ``slide_mpp`` is not given, or bad tile sizes.
     """
-    if core <= 0 or margin < 0 or (core + 2 * margin) % 16:
-        raise ConfigError(f"core + 2 * margin must be a positive multiple of 16, got {core} + 2 * {margin}")
-    seg = (
-        Segmenter.from_weights(weights, device=device)
-        if weights
-        else Segmenter.from_pretrained(device=device)
-    )
-    size = core + 2 * margin
+    seg = Segmenter.from_weights(weights, device=device) if weights else Segmenter.from_pretrained(device=device)
     with open_slide(slide_path) as slide:
         base_mpp = slide_mpp if slide_mpp is not None else slide.mpp_x
         if base_mpp is None:
-            raise ConfigError(
-                f"{slide_path}: the slide does not state its microns per pixel; give --slide-mpp"
-            )
+            raise ConfigError(f"{slide_path}: the slide does not state its microns per pixel; give --slide-mpp")
         w0, h0 = slide.dimensions
-        scale = seg.mpp / base_mpp  # level-0 px per working px
-        grid = TileGrid(width=w0, height=h0, tile_size=size, overlap=2 * margin, scale=scale)
-        rows, cols = -(-int(np.ceil(h0 / scale)) // core), -(-int(np.ceil(w0 / scale)) // core)
-        tissue = tissue_mask(slide)
-        tiles = []
-        for r in range(rows):
-            for c in range(cols):
-                y, x = r * core - margin, c * core - margin
-                core_box = (
-                    c * core * scale,
-                    r * core * scale,
-                    (c + 1) * core * scale,
-                    (r + 1) * core * scale,
-                )
-                if tissue.box_fraction(*core_box) >= min_tissue:
-                    tiles.append(Tile(r * cols + c, c, r, x, y, x * scale, y * scale, size * scale))
+        plan = plan_segmentation(slide, tissue_mask(slide), working_mpp=seg.mpp, slide_mpp=base_mpp, core=core,
+                                 margin=margin, min_tissue=min_tissue)
         with staged_directory(Path(out), overwrite=overwrite) as stage:
             store = OmeZarrStore.create(
-                stage,
-                height=h0,
-                width=w0,
-                chunk=chunk,
-                mpp=slide.mpp or (base_mpp, base_mpp),
-                with_image=False,
-                overwrite=True,
-                name=f"{Path(slide_path).name} nuclei",
+                stage, height=h0, width=w0, chunk=chunk, mpp=slide.mpp or (base_mpp, base_mpp), with_image=False,
+                overwrite=True, name=f"{Path(slide_path).name} nuclei",
             )
             store.create_label("nuclei", dtype=np.uint32)
             store.update_attributes(
@@ -114,36 +212,14 @@ def segment_slide(
                 bounds_offset=list(slide.bounds_offset),
                 slide_mpp=base_mpp,
             )
-            assembler = ChunkAssembler(h0, w0, chunk)
-            done = 0
-            stream = PatchStream(slide, grid, tiles, batch_size=batch_size)
-            for batch in stream:
-                probs = seg.batch_probabilities(batch.images).numpy()
-                for p, tile in zip(probs, batch.tiles, strict=True):
-                    labels = instances_from_probabilities(p)
-                    for rr, cc in keep_core_instances(labels, (margin, margin, margin + core, margin + core)):
-                        assembler.add(*_to_level0(rr + tile.y, cc + tile.x, scale))
-                done += len(batch)
-                if progress is not None:
-                    progress(done, len(tiles))
-                # later tiles start at least one tile row below the current one, minus their margin
-                next_row = tiles[done].row if done < len(tiles) else rows + 1
-                for y, x, block in assembler.flush_above(int(np.floor((next_row * core - margin) * scale))):
-                    store.write_region("nuclei", y, x, block)
-            for y, x, block in assembler.flush_above(h0):
-                store.write_region("nuclei", y, x, block)
+            stats = segment_into_store(slide, store, plan, seg, batch_size=batch_size, workers=workers,
+                                       progress=progress)
             store.build_pyramid("nuclei")
-            count = assembler.next_id - 1
-            store.set_label_metadata(
-                "nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)}
-            )
+            store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})
     return {
-        "nuclei": count,
-        "tiles": len(tiles),
+        **stats,
         "working_mpp": seg.mpp,
         "slide_mpp": base_mpp,
         "out": str(out),
-        "tile_megapixels_level0": round(len(tiles) * (core * scale) ** 2 / 1e6, 2),
-        "read_wait_share": round(stream.stats.wait_share, 3),
-        "stream_seconds": round(stream.stats.total_s, 1),
+        "tile_megapixels_level0": round(len(plan.tiles) * (core * plan.scale) ** 2 / 1e6, 2),
     }

@@ -54,21 +54,24 @@ class ChunkAssembler:
     """Accumulate nuclei into chunk-aligned blocks of an (height, width) label image, row band by row band.
 
     Call :meth:`add` with level-0 pixel coordinates of a nucleus; call :meth:`flush_above` with the
-    smallest y any later nucleus may reach, and write the blocks it yields. Memory holds the chunk rows
-    between the flushed part and the lowest pending nucleus (a band of the slide's width).
+    smallest y any later nucleus may reach, and write the blocks it yields. Only chunks that hold a
+    pending nucleus are in memory (tissue chunks of a band of the slide, never the whole slide).
+    :meth:`state` / :meth:`from_state` save and restore everything pending, for resuming a run.
     """
 
     def __init__(self, height: int, width: int, chunk: int) -> None:
         self.height, self.width, self.chunk = height, width, chunk
-        self._rows: dict[int, npt.NDArray[np.uint32]] = {}
+        self._blocks: dict[tuple[int, int], npt.NDArray[np.uint32]] = {}
         self._flushed_until = 0
         self.next_id = 1
 
-    def _row(self, r: int) -> npt.NDArray[np.uint32]:
-        if r not in self._rows:
+    def _block(self, r: int, c: int) -> npt.NDArray[np.uint32]:
+        key = (r, c)
+        if key not in self._blocks:
             h = min(self.chunk, self.height - r * self.chunk)
-            self._rows[r] = np.zeros((h, self.width), np.uint32)
-        return self._rows[r]
+            w = min(self.chunk, self.width - c * self.chunk)
+            self._blocks[key] = np.zeros((h, w), np.uint32)
+        return self._blocks[key]
 
     def add(self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp]) -> int:
         """Paint one nucleus (clipped to the image) with the next id; returns the id (0 if nothing is inside)."""
@@ -80,10 +83,11 @@ class ChunkAssembler:
             raise RuntimeError("a nucleus reaches a chunk row that was already written (margin too small)")
         nid = self.next_id
         self.next_id += 1
-        chunk_rows = rows // self.chunk
-        for r in np.unique(chunk_rows):
-            sel = chunk_rows == r
-            self._row(int(r))[rows[sel] - r * self.chunk, cols[sel]] = nid
+        key = (rows // self.chunk) * (1 << 20) + cols // self.chunk
+        for k in np.unique(key):
+            r, c = int(k) >> 20, int(k) & ((1 << 20) - 1)
+            sel = key == k
+            self._block(r, c)[rows[sel] - r * self.chunk, cols[sel] - c * self.chunk] = nid
         return nid
 
     def flush_above(self, y: int) -> Iterator[tuple[int, int, npt.NDArray[np.uint32]]]:
@@ -91,11 +95,35 @@ class ChunkAssembler:
         limit = min(y, self.height)
         r = self._flushed_until // self.chunk
         while r * self.chunk < self.height and min((r + 1) * self.chunk, self.height) <= limit:
-            row = self._rows.pop(r, None)
-            if row is not None:
-                for x in range(0, self.width, self.chunk):
-                    block = row[:, x : x + self.chunk]
-                    if block.any():
-                        yield r * self.chunk, x, np.ascontiguousarray(block)
+            for key in sorted(k for k in self._blocks if k[0] == r):
+                block = self._blocks.pop(key)
+                if block.any():
+                    yield r * self.chunk, key[1] * self.chunk, block
             r += 1
             self._flushed_until = min(r * self.chunk, self.height)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Memory held by pending chunks."""
+        return sum(b.nbytes for b in self._blocks.values())
+
+    def state(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Everything pending, as arrays (for ``numpy.savez_compressed``)."""
+        keys = sorted(self._blocks)
+        out: dict[str, npt.NDArray[np.generic]] = {
+            "meta": np.array([self.height, self.width, self.chunk, self._flushed_until, self.next_id], np.int64),
+            "keys": np.array(keys, np.int64).reshape(-1, 2),
+        }
+        for i, k in enumerate(keys):
+            out[f"block_{i}"] = self._blocks[k]
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, npt.NDArray[np.generic]]) -> ChunkAssembler:
+        """Rebuild an assembler saved by :meth:`state`."""
+        h, w, c, flushed, next_id = (int(v) for v in state["meta"])
+        asm = cls(h, w, c)
+        asm._flushed_until, asm.next_id = flushed, next_id
+        for i, (r, q) in enumerate(np.asarray(state["keys"]).reshape(-1, 2)):
+            asm._blocks[(int(r), int(q))] = np.asarray(state[f"block_{i}"], np.uint32)
+        return asm

@@ -1,0 +1,225 @@
+"""Slide-level statistics (``summary.json``), cell-type and density maps, and the one-page HTML report."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from wsikit import __version__
+from wsikit.classify.naming import CELL_TYPE_COLORS, CELL_TYPES
+from wsikit.io.omezarr import OmeZarrStore
+from wsikit.io.slide import Slide
+from wsikit.tiling.tissue import TissueMask
+
+__all__ = ["write_summary", "write_report", "DENSITY_BIN_UM", "colormap"]
+
+DENSITY_BIN_UM = 100.0
+"""Side of a density-map bin in microns."""
+
+_MORPHOMETRY = {"area": "area_um2", "eccentricity": "eccentricity", "hematoxylin_od_mean": "hematoxylin_od_mean"}
+
+# a perceptually ordered dark-blue -> yellow ramp (viridis stops)
+_STOPS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64)
+
+
+def colormap(values: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
+    """Map values in [0, 1] to RGB along the viridis stops (NaN -> white)."""
+    v = np.clip(np.nan_to_num(values, nan=0.0), 0, 1) * (len(_STOPS) - 1)
+    i = np.minimum(v.astype(int), len(_STOPS) - 2)
+    f = (v - i)[..., None]
+    rgb = _STOPS[i] * (1 - f) + _STOPS[i + 1] * f
+    rgb[np.isnan(values)] = 255
+    return rgb.round().astype(np.uint8)
+
+
+def _columns(part_files: list[Path], names: list[str]) -> dict[str, npt.NDArray[Any]]:
+    import pyarrow.parquet as pq
+
+    out: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in names}
+    for p in part_files:
+        t = pq.read_table(p, columns=names)
+        for k in names:
+            out[k].append(t.column(k).to_numpy())
+    return {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
+
+
+def _stats(values: npt.NDArray[np.floating]) -> dict[str, float | None]:
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return {"median": None, "q1": None, "q3": None, "iqr": None}
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return {"median": round(float(med), 4), "q1": round(float(q1), 4), "q3": round(float(q3), 4),
+            "iqr": round(float(q3 - q1), 4)}
+
+
+def write_summary(
+    work: Path, part_files: list[Path], *, slide_p: Path, slide: Slide, mpp: float, tissue: TissueMask,
+    models: dict[str, Any], options: dict[str, Any], segmentation: dict[str, Any],
+) -> dict[str, Any]:
+    """Compute the slide-level statistics and write ``summary.json`` into ``work``; returns them."""
+    cols = _columns(part_files, ["class", "area", "eccentricity", "hematoxylin_od_mean"])
+    n = len(cols["class"])
+    area_mm2 = float(tissue.area_mm2) if tissue.area_mm2 is not None else None
+    if area_mm2 is None:  # the mask's mpp is the slide's; compute from the mpp used for the run
+        area_mm2 = float(tissue.mask.sum() * (tissue.downsample * mpp / 1000.0) ** 2)
+    classes: dict[str, Any] = {}
+    for i, name in enumerate(CELL_TYPES):
+        sel = cols["class"] == i
+        count = int(sel.sum())
+        classes[name] = {
+            "count": count,
+            "fraction": round(count / n, 4) if n else None,
+            "density_per_mm2": round(count / area_mm2, 2) if area_mm2 else None,
+            "morphometry": {
+                "area_um2": _stats(cols["area"][sel]),
+                "eccentricity": _stats(cols["eccentricity"][sel]),
+                "hematoxylin_od": _stats(cols["hematoxylin_od_mean"][sel]),
+            },
+        }
+    lym, epi = classes["lymphocyte"]["count"], classes["epithelial"]["count"]
+    summary = {
+        "slide_id": slide_p.stem,
+        "slide": str(slide_p),
+        "dimensions": list(slide.dimensions),
+        "mpp": mpp,
+        "tissue_area_mm2": round(area_mm2, 4),
+        "nuclei": n,
+        "nuclei_per_mm2": round(n / area_mm2, 2) if area_mm2 else None,
+        "classes": classes,
+        "lymphocyte_to_epithelial_ratio": round(lym / epi, 4) if epi else None,
+        "models": models,
+        "options": options,
+        "segmentation": segmentation,
+        "wsikit_version": __version__,
+    }
+    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _png(image: npt.NDArray[np.uint8]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _label_level(store: OmeZarrStore, name: str, max_size: int) -> tuple[npt.NDArray[Any], int]:
+    level = 0
+    while level < store.levels - 1 and max(store.height, store.width) / 2**level > max_size:
+        level += 1
+    arr = store.array(name, level)
+    return np.asarray(arr[:]), 2**level
+
+
+def write_report(work: Path, part_files: list[Path], *, slide: Slide, store: OmeZarrStore,
+                 summary: dict[str, Any]) -> None:
+    """Write ``cell_types.png``, ``density_<class>.png`` and the self-contained ``report.html`` into ``work``."""
+    from PIL import Image
+
+    overview, down = slide.read_overview(2048)
+    oh, ow = overview.shape[:2]
+    # cell-type map: the label pyramid level nearest the overview, nearest-neighbour resized onto it
+    types, _ = _label_level(store, "cell_types", 2 * max(oh, ow))
+    types_small = np.asarray(Image.fromarray(types).resize((ow, oh), Image.Resampling.NEAREST))
+    colored = overview.copy()
+    lut = np.zeros((len(CELL_TYPES) + 1, 3), np.uint8)
+    for i, t in enumerate(CELL_TYPES):
+        lut[i + 1] = CELL_TYPE_COLORS[t]
+    mask = types_small > 0
+    colored[mask] = (0.25 * overview[mask] + 0.75 * lut[types_small[mask]]).astype(np.uint8)
+    (work / "cell_types.png").write_bytes(_png(colored))
+    # density maps: nuclei per mm^2 in DENSITY_BIN_UM bins
+    mpp = float(summary["mpp"])
+    cols = _columns(part_files, ["class", "centroid_x", "centroid_y", "class_probability", "nucleus_id"])
+    bin_px = DENSITY_BIN_UM / mpp
+    w0, h0 = slide.dimensions
+    nb_x, nb_y = max(1, int(np.ceil(w0 / bin_px))), max(1, int(np.ceil(h0 / bin_px)))
+    bin_mm2 = (DENSITY_BIN_UM / 1000.0) ** 2
+    maps: dict[str, tuple[bytes, float]] = {}
+    for i, name in enumerate(CELL_TYPES):
+        sel = cols["class"] == i
+        hist, _, _ = np.histogram2d(cols["centroid_y"][sel], cols["centroid_x"][sel], bins=(nb_y, nb_x),
+                                    range=((0, nb_y * bin_px), (0, nb_x * bin_px)))
+        dens = hist / bin_mm2
+        top = float(dens.max()) if dens.size else 0.0
+        img = colormap(dens / top if top > 0 else dens)
+        img = np.asarray(Image.fromarray(img).resize((ow, oh), Image.Resampling.NEAREST))
+        png = _png(img)
+        (work / f"density_{name}.png").write_bytes(png)
+        maps[name] = (png, top)
+    # example nuclei: the most confident of each class
+    examples: dict[str, list[bytes]] = {}
+    side = int(round(24.0 / mpp))
+    for i, name in enumerate(CELL_TYPES):
+        sel = np.nonzero(cols["class"] == i)[0]
+        best = sel[np.argsort(-cols["class_probability"][sel], kind="stable")[:8]]
+        tiles = []
+        for j in best:
+            x, y = int(cols["centroid_x"][j]) - side // 2, int(cols["centroid_y"][j]) - side // 2
+            crop = slide.read_region((x, y), 0, (side, side))
+            tiles.append(_png(np.asarray(Image.fromarray(crop).resize((96, 96), Image.Resampling.BILINEAR))))
+        examples[name] = tiles
+    _write_html(work / "report.html", summary, overview, colored, maps, examples)
+
+
+def _img_tag(png: bytes, alt: str, width: int | None = None) -> str:
+    w = f' width="{width}"' if width else ""
+    return f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _write_html(path: Path, s: dict[str, Any], overview: npt.NDArray[np.uint8], colored: npt.NDArray[np.uint8],
+                maps: dict[str, tuple[bytes, float]], examples: dict[str, list[bytes]]) -> None:
+    rows = []
+    for name in CELL_TYPES:
+        c = s["classes"][name]
+        m = c["morphometry"]
+
+        def fmt(st: dict[str, Any]) -> str:
+            return "-" if st["median"] is None else f"{st['median']:.2f} [{st['q1']:.2f}, {st['q3']:.2f}]"
+
+        rgb = CELL_TYPE_COLORS[name]
+        rows.append(
+            f"<tr><td><span style='color:rgb{rgb}'>&#9632;</span> {name}</td><td>{c['count']}</td>"
+            f"<td>{c['fraction'] if c['fraction'] is not None else '-'}</td>"
+            f"<td>{c['density_per_mm2'] if c['density_per_mm2'] is not None else '-'}</td>"
+            f"<td>{fmt(m['area_um2'])}</td><td>{fmt(m['eccentricity'])}</td><td>{fmt(m['hematoxylin_od'])}</td></tr>"
+        )
+    dens = "".join(
+        f"<figure>{_img_tag(png, f'{n} density', 360)}<figcaption>{n}: 0 - {top:.0f} nuclei/mm&sup2; "
+        f"({DENSITY_BIN_UM:.0f} &micro;m bins)</figcaption></figure>"
+        for n, (png, top) in maps.items()
+    )
+    ex = "".join(
+        f"<h3>{n}</h3><div>{''.join(_img_tag(p, n) for p in tiles) or 'none'}</div>" for n, tiles in examples.items()
+    )
+    ratio = s["lymphocyte_to_epithelial_ratio"]
+    timing = ", ".join(f"{k} {v} s" for k, v in s.get("seconds", {}).items())
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>wsikit report: {html.escape(s['slide_id'])}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
+figure{{display:inline-block;margin:0 1em 1em 0}}img{{image-rendering:pixelated}}</style></head><body>
+<h1>{html.escape(s['slide_id'])}</h1>
+<p>{s['dimensions'][0]} x {s['dimensions'][1]} px at {s['mpp']} &micro;m/px; tissue {s['tissue_area_mm2']} mm&sup2;;
+<b>{s['nuclei']}</b> nuclei ({s['nuclei_per_mm2']} per mm&sup2;); lymphocyte-to-epithelial ratio {ratio}.</p>
+<figure>{_img_tag(_png(overview), 'thumbnail', 480)}<figcaption>slide</figcaption></figure>
+<figure>{_img_tag(_png(colored), 'cell types', 480)}<figcaption>nuclei by cell type</figcaption></figure>
+<h2>Cell types</h2>
+<table><tr><th>class</th><th>nuclei</th><th>fraction</th><th>per mm&sup2;</th><th>area &micro;m&sup2; median [IQR]</th>
+<th>eccentricity</th><th>hematoxylin OD</th></tr>{''.join(rows)}</table>
+<h2>Density</h2>{dens}
+<h2>Most confident examples (24 &micro;m)</h2>{ex}
+<h2>Run</h2><p>wsikit {html.escape(str(s['wsikit_version']))}; stain {html.escape(str(s['options'].get('stain')))};
+segmenter {html.escape(str(s['models']['segmenter']['weights']))}; classifier
+{html.escape(str(s['models']['classifier']['weights']))}. {html.escape(timing)}</p>
+</body></html>
+"""
+    path.write_text(doc)

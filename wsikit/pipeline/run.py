@@ -1,0 +1,438 @@
+"""``run_slide``: one slide end to end - tissue, tiles, stain normalization, segmentation, stitching,
+vectorization + measurements, InfoGAN classification, exports and report - resumable after any crash.
+
+Layout of the output folder ``OUT`` (default ``SLIDE_NAME.wsikit`` beside the slide)::
+
+    OUT/result.zarr        OME-Zarr: labels/nuclei (uint32), labels/cell_types (uint8, colors + names)
+    OUT/nuclei.geojson     QuPath detections with classes and measurements
+    OUT/cells.parquet      the same rows as a GeoParquet table
+    OUT/summary.json       slide-level statistics, models, run time per stage
+    OUT/cell_types.png, OUT/density_<class>.png, OUT/report.html
+    OUT/DONE               written last: hashes of the inputs, models and options
+
+Work happens in ``OUT/.work``: the segmentation journal (pending nuclei, tiles done), one Parquet part
+per label chunk for vectorization + classification, and the outputs in progress. A run killed at any
+point continues from there; finished outputs are moved into ``OUT`` at the end and ``DONE`` written last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from wsikit import __version__
+from wsikit._typing import PathLike
+from wsikit.classify.crops import fit_stain_source, nucleus_crops, standardize_stain
+from wsikit.classify.infer import CellClassifier
+from wsikit.classify.naming import CELL_TYPE_COLORS, CELL_TYPES
+from wsikit.errors import ConfigError, OutputExistsError, StoreError
+from wsikit.io import open_slide
+from wsikit.io.omezarr import OmeZarrStore
+from wsikit.io.slide import Slide
+from wsikit.pipeline._atomic import check_output_parent
+from wsikit.pipeline._run_state import RunLock, fingerprint_file, fingerprint_slide, key_of, read_done, write_done
+from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter
+from wsikit.pipeline.segment import plan_segmentation, segment_into_store
+from wsikit.segment.infer import Segmenter
+from wsikit.tiling import tissue_mask
+from wsikit.vectorize.chunked import NucleusBatch, Window, vectorize_chunk
+from wsikit.vectorize.measure import MEASUREMENT_UNITS
+
+__all__ = ["RunConfig", "run_slide", "default_output", "STAGES", "OUTPUT_FILES"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("tissue", "segment", "classify", "labels", "export", "report")
+OUTPUT_FILES = ("nuclei.geojson", "cells.parquet", "summary.json", "cell_types.png", "report.html")
+STAIN_METHODS = ("cnn", "macenko", "reinhard", "none")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Options of :func:`run_slide` (those that change results are part of the DONE hash)."""
+
+    stain: str = "cnn"
+    device: str = "cpu"
+    batch_size: int = 4
+    workers: int = 2
+    slide_mpp: float | None = None
+    chunk: int = 1024
+    min_tissue: float = 0.01
+    segmenter_weights: str | None = None
+    classifier_weights: str | None = None
+    normalizer_weights: str | None = None
+    stain_target: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stain not in STAIN_METHODS:
+            raise ConfigError(f"stain must be one of {', '.join(STAIN_METHODS)}, got {self.stain!r}")
+        if self.batch_size <= 0 or self.workers <= 0:
+            raise ConfigError(f"batch_size and workers must be positive, got {self.batch_size}, {self.workers}")
+        if self.slide_mpp is not None and not 0 < self.slide_mpp < 100:
+            raise ConfigError(f"mpp must be a positive number of microns per pixel, got {self.slide_mpp}")
+        if self.chunk <= 0 or self.chunk % 16:
+            raise ConfigError(f"chunk must be a positive multiple of 16, got {self.chunk}")
+
+    def result_options(self) -> dict[str, Any]:
+        """Options that can change the outputs (not batch size or workers)."""
+        d = asdict(self)
+        for k in ("batch_size", "workers", "device"):
+            d.pop(k)
+        d["device_type"] = "cuda" if self.device.startswith("cuda") else "cpu"
+        return d
+
+
+def default_output(slide: PathLike) -> Path:
+    """``SLIDE_NAME.wsikit`` beside the slide (the slide's name without its last suffix)."""
+    p = Path(slide)
+    return p.with_name((p.stem if p.suffix else p.name) + ".wsikit")
+
+
+@dataclass
+class _Models:
+    segmenter: Segmenter
+    classifier: CellClassifier
+    normalize: Callable[[Any], Any] | None
+    info: dict[str, Any]
+
+
+def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
+    from wsikit.models.registry import weights_path
+
+    seg = (Segmenter.from_weights(cfg.segmenter_weights, device=cfg.device) if cfg.segmenter_weights
+           else Segmenter.from_pretrained(device=cfg.device))
+    clf = (CellClassifier.from_weights(cfg.classifier_weights, device=cfg.device) if cfg.classifier_weights
+           else CellClassifier.from_pretrained(device=cfg.device))
+    seg_file = Path(cfg.segmenter_weights) if cfg.segmenter_weights else weights_path("unet-nuclei")
+    clf_file = Path(cfg.classifier_weights) if cfg.classifier_weights else weights_path("infogan-cells")
+    info: dict[str, Any] = {
+        "segmenter": {"weights": seg_file.name, "sha256": fingerprint_file(seg_file)},
+        "classifier": {"weights": clf_file.name, "sha256": fingerprint_file(clf_file),
+                       "cluster_names": clf.cluster_names},
+        "normalizer": {"method": cfg.stain},
+    }
+    normalize = None
+    if cfg.stain != "none":
+        from wsikit.pipeline.normalize import make_normalizer
+        from wsikit.sample import sample_slide_path
+
+        if cfg.stain == "cnn":
+            norm = make_normalizer("cnn", weights=cfg.normalizer_weights, device=cfg.device)
+            nfile = Path(cfg.normalizer_weights) if cfg.normalizer_weights else weights_path("colorizer-tia")
+            info["normalizer"].update(weights=nfile.name, sha256=fingerprint_file(nfile))
+
+            def normalize(images: Any) -> Any:
+                return norm.transform(images)
+        else:
+            target = Path(cfg.stain_target) if cfg.stain_target else sample_slide_path()
+            norm = make_normalizer(cfg.stain, target=target, device=cfg.device)  # type: ignore[arg-type]
+            info["normalizer"].update(target=target.name, sha256=fingerprint_file(target))
+            overview, _ = slide.read_overview(2048)
+            source = norm.fit_source(overview)
+
+            def normalize(images: Any) -> Any:
+                return norm.transform(images, source=source)
+
+    return _Models(seg, clf, normalize, info)
+
+
+# ------------------------------------------------------------------ per-chunk parts
+_MEAS = list(MEASUREMENT_UNITS)
+
+
+def _part_path(parts: Path, y: int, x: int) -> Path:
+    return parts / f"{y:09d}_{x:09d}.parquet"
+
+
+def _write_part(path: Path, batch: NucleusBatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import shapely
+
+    cols: dict[str, Any] = {"nucleus_id": pa.array(batch.ids, pa.int64())}
+    for k in ("centroid_x", "centroid_y", *_MEAS):
+        cols[k] = pa.array(batch.columns[k], pa.float64())
+    n = len(batch)
+    cols["class"] = pa.array(batch.extra.get("class", np.zeros(n, np.int64)), pa.int64())
+    cols["class_probability"] = pa.array(batch.extra.get("class_probability", np.zeros(n)), pa.float64())
+    cols["cluster"] = pa.array(batch.extra.get("cluster", np.zeros(n, np.int64)), pa.int64())
+    cols["geometry"] = pa.array(shapely.to_wkb(np.asarray(batch.polygons, dtype=object)) if n else [], pa.binary())
+    tmp = path.with_name(path.name + ".partial")
+    pq.write_table(pa.table(cols), tmp)
+    tmp.replace(path)
+
+
+def _read_part(path: Path) -> NucleusBatch:
+    import pyarrow.parquet as pq
+    import shapely
+
+    t = pq.read_table(path)
+    d = {k: t.column(k).to_numpy() for k in t.column_names if k != "geometry"}
+    geoms = list(shapely.from_wkb(np.asarray(t.column("geometry").to_pylist(), dtype=object))) if t.num_rows else []
+    return NucleusBatch(
+        ids=d["nucleus_id"].astype(np.int64),
+        polygons=geoms,
+        columns={k: d[k].astype(np.float64) for k in ("centroid_x", "centroid_y", *_MEAS)},
+        extra={"class": d["class"], "class_probability": d["class_probability"], "cluster": d["cluster"]},
+    )
+
+
+def _classify_window(clf: CellClassifier, source: Any, mpp: float) -> Callable[[Window], dict[str, npt.NDArray[np.generic]]]:
+    def on_window(win: Window) -> dict[str, npt.NDArray[np.generic]]:
+        image = standardize_stain(win.image, source=source) if source is not None else standardize_stain(win.image)
+        crops, _ = nucleus_crops(image, win.labels, mpp=mpp, ids=win.local_ids)
+        pred = clf.predict(crops)
+        return {"class": pred.cell_type, "class_probability": pred.probability.astype(np.float64),
+                "cluster": pred.cluster}
+
+    return on_window
+
+
+# ------------------------------------------------------------------ the run
+def run_slide(
+    slide_path: PathLike,
+    out: PathLike | None = None,
+    *,
+    config: RunConfig | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline on one slide; returns the summary (``summary.json``).
+
+    A finished output with the same inputs, models and options is left as is (the summary is returned
+    with ``"skipped": True``); ``overwrite`` redoes it.
+
+    Raises
+    ------
+    SlideOpenError, UnsupportedFormatError
+        Missing, unreadable or truncated slide.
+    ConfigError
+        The slide states no mpp and ``config.slide_mpp`` is not given; bad options.
+    OutputExistsError
+        ``out`` holds a finished run made differently (without ``overwrite``), or another run holds it.
+    StoreError
+        ``out`` cannot be created.
+    """
+    cfg = config or RunConfig()
+    slide_p = Path(slide_path)
+    out_p = Path(out) if out is not None else default_output(slide_p)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with open_slide(slide_p) as slide:  # fails first, with a clear message, on a bad slide
+        mpp = cfg.slide_mpp if cfg.slide_mpp is not None else slide.mpp_x
+        if mpp is None:
+            raise ConfigError(f"{slide_p}: the slide does not state its microns per pixel; give --mpp")
+        check_output_parent(out_p)
+        out_p.mkdir(exist_ok=True)
+        with RunLock(out_p):
+            models = _load_models(cfg, slide)
+            fp = {
+                "slide": {"name": slide_p.name, "sha256": fingerprint_slide(slide_p)},
+                "models": models.info,
+                "options": cfg.result_options(),
+                "wsikit": __version__,
+            }
+            key = key_of(fp)
+            done = read_done(out_p)
+            if done is not None and not overwrite:
+                if done.get("key") == key:
+                    summary: dict[str, Any] = json.loads((out_p / "summary.json").read_text())
+                    return {**summary, "skipped": True, "out": str(out_p)}
+                raise OutputExistsError(
+                    f"{out_p}: holds a finished run made with other inputs, models or options; use --overwrite"
+                )
+            if overwrite or done is not None:
+                _clear(out_p)
+            work = out_p / ".work"
+            key_file = work / "KEY"
+            if work.exists() and (not key_file.exists() or key_file.read_text().strip() != key):
+                log.warning("%s: discarding unfinished work made with other inputs or options", work)
+                shutil.rmtree(work)
+            work.mkdir(exist_ok=True)
+            key_file.write_text(key)
+            summary = _run(slide, slide_p, out_p, work, cfg, models, float(mpp), fp, timings, progress)
+            timings["total"] = round(time.perf_counter() - t0, 2)
+            summary["seconds"] = timings
+            (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            _finish(work, out_p)
+            write_done(out_p, fp)
+    return {**summary, "out": str(out_p)}
+
+
+def _clear(out: Path) -> None:
+    (out / "DONE").unlink(missing_ok=True)  # first: the folder no longer looks finished
+    for name in (*OUTPUT_FILES, "result.zarr"):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+    for p in out.glob("density_*.png"):
+        p.unlink()
+    shutil.rmtree(out / ".work", ignore_errors=True)
+
+
+def _finish(work: Path, out: Path) -> None:
+    for p in sorted(work.iterdir()):
+        if p.name in (*OUTPUT_FILES, "result.zarr") or p.name.startswith("density_"):
+            target = out / p.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            p.replace(target)
+    shutil.rmtree(work)
+
+
+def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
+    t = time.perf_counter()
+    result = fn()
+    timings[name] = round(time.perf_counter() - t, 2)
+    log.info("stage %s: %.1f s", name, timings[name])
+    return result
+
+
+def _run(
+    slide: Slide, slide_p: Path, out: Path, work: Path, cfg: RunConfig, models: _Models, mpp: float,
+    fp: dict[str, Any], timings: dict[str, float], progress: Progress | None,
+) -> dict[str, Any]:
+    from wsikit.pipeline.report import write_report, write_summary
+
+    def tick(stage: str) -> Callable[[int, int], None]:
+        return (lambda d, t: progress(stage, d, t)) if progress is not None else (lambda d, t: None)
+
+    tissue = _stage("tissue", timings, lambda: tissue_mask(slide))
+    w0, h0 = slide.dimensions
+    store_path = work / "result.zarr"
+    seg_done = work / "segment.done"
+    seg_stats: dict[str, Any] = {}
+
+    def segment() -> OmeZarrStore:
+        journal = work / "segment.journal.npz"
+        if seg_done.exists():
+            return OmeZarrStore.open(store_path, mode="r+")
+        if store_path.exists() and journal.exists():
+            store = OmeZarrStore.open(store_path, mode="r+")
+        else:
+            journal.unlink(missing_ok=True)
+            store = OmeZarrStore.create(store_path, height=h0, width=w0, chunk=cfg.chunk, mpp=(mpp, mpp),
+                                        with_image=False, overwrite=True, name=f"{slide_p.name} wsikit result")
+            store.create_label("nuclei", dtype=np.uint32)
+            store.update_attributes(slide=str(slide_p.resolve()), slide_id=slide_p.stem,
+                                    bounds_offset=list(slide.bounds_offset), slide_mpp=mpp, has_classes=False)
+        plan = plan_segmentation(slide, tissue, working_mpp=models.segmenter.mpp, slide_mpp=mpp,
+                                 min_tissue=cfg.min_tissue)
+        stats = segment_into_store(slide, store, plan, models.segmenter, normalize=models.normalize,
+                                   batch_size=cfg.batch_size, workers=cfg.workers, journal=journal,
+                                   progress=tick("segment"))
+        store.build_pyramid("nuclei", workers=cfg.workers)
+        store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})
+        (work / "segment.json").write_text(json.dumps(stats))
+        seg_done.touch()
+        return store
+
+    store = _stage("segment", timings, segment)
+    if (work / "segment.json").exists():
+        seg_stats = json.loads((work / "segment.json").read_text())
+
+    parts = work / "parts"
+    parts.mkdir(exist_ok=True)
+    chunks = sorted(store.written_chunks("nuclei"))
+    c = store.chunk
+
+    def classify() -> None:
+        overview, _ = slide.read_overview(2048)
+        source = fit_stain_source(overview)
+        on_window = _classify_window(models.classifier, source, mpp)
+        todo = [(r * c, q * c) for r, q in chunks if not _part_path(parts, r * c, q * c).exists()]
+        halo = int(np.ceil(32.0 / mpp))
+
+        def one(origin: tuple[int, int]) -> None:
+            y, x = origin
+
+            def read_labels(yy: int, xx: int, hh: int, ww: int) -> npt.NDArray[np.generic]:
+                return store.read_region("nuclei", yy, xx, hh, ww)
+
+            def read_image(yy: int, xx: int, hh: int, ww: int) -> npt.NDArray[np.generic]:
+                return slide.read_region((xx, yy), 0, (ww, hh))
+
+            batch = vectorize_chunk(read_labels, read_image, y, x, chunk=c, height=h0, width=w0, halo=halo,
+                                    mpp=mpp, on_window=on_window)
+            _write_part(_part_path(parts, y, x), batch)
+
+        done = len(chunks) - len(todo)
+        with ThreadPoolExecutor(cfg.workers) as pool:
+            for _ in pool.map(one, todo):
+                done += 1
+                tick("classify")(done, len(chunks))
+
+    _stage("classify", timings, classify)
+    part_files = [_part_path(parts, r * c, q * c) for r, q in chunks]
+    _stage("labels", timings, lambda: _write_cell_types(store, part_files, cfg.workers))
+    _stage("export", timings, lambda: _export(work, part_files, slide_p, slide, mpp))
+    summary = write_summary(work, part_files, slide_p=slide_p, slide=slide, mpp=mpp, tissue=tissue,
+                            models=models.info, options=cfg.result_options(), segmentation=seg_stats)
+    summary["seconds"] = timings
+    _stage("report", timings, lambda: write_report(work, part_files, slide=slide, store=store, summary=summary))
+    return summary
+
+
+def _write_cell_types(store: OmeZarrStore, part_files: list[Path], workers: int) -> None:
+    import pyarrow.parquet as pq
+    import zarr
+
+    n = 0
+    ids_l, cls_l, prob_l = [], [], []
+    for p in part_files:
+        t = pq.read_table(p, columns=["nucleus_id", "class", "class_probability"])
+        ids_l.append(t.column("nucleus_id").to_numpy())
+        cls_l.append(t.column("class").to_numpy())
+        prob_l.append(t.column("class_probability").to_numpy())
+    ids = np.concatenate(ids_l) if ids_l else np.zeros(0, np.int64)
+    n = int(ids.max()) + 1 if len(ids) else 1
+    lut = np.zeros(n, np.uint8)
+    prob = np.full(n, np.nan, np.float32)
+    if len(ids):
+        lut[ids] = np.concatenate(cls_l).astype(np.uint8) + 1
+        prob[ids] = np.concatenate(prob_l)
+    if "cell_types" not in store.label_names:
+        store.create_label("cell_types", dtype=np.uint8)
+    for y, x, h, w in store.chunk_grid():
+        if (y // store.chunk, x // store.chunk) not in store.written_chunks("nuclei"):
+            continue
+        block = store.read_region("nuclei", y, x, h, w)
+        store.write_region("cell_types", y, x, lut[np.minimum(block, n - 1)])
+    store.build_pyramid("cell_types", workers=workers)
+    store.set_label_metadata(
+        "cell_types",
+        properties={0: {"name": "background"}, **{i + 1: {"name": t} for i, t in enumerate(CELL_TYPES)}},
+        colors={0: (0, 0, 0, 0), **{i + 1: (*CELL_TYPE_COLORS[t], 255) for i, t in enumerate(CELL_TYPES)}},
+    )
+    root = zarr.open_group(str(store.path), mode="r+")
+    arr = root.create_array(CLASS_PROBABILITY, shape=(n,), dtype=np.float32, chunks=(min(n, 1 << 20),),
+                            overwrite=True)
+    arr[:] = prob
+    store.update_attributes(has_classes=True, cell_types=list(CELL_TYPES))
+
+
+def _export(work: Path, part_files: list[Path], slide_p: Path, slide: Slide, mpp: float) -> None:
+    writer = NucleusTableWriter(slide_id=slide_p.stem, has_mpp=True, mpp=mpp,
+                                offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
+                                geojson=work / "nuclei.geojson", parquet=work / "cells.parquet", with_classes=True)
+    try:
+        for p in part_files:
+            writer.write(_read_part(p))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
