@@ -23,7 +23,7 @@ class Prediction:
     """Per-nucleus output: ``cell_type`` index into :data:`CELL_TYPES`, ``cluster`` of the model, ``probability``."""
 
     def __init__(self, cell_type: npt.NDArray[np.int64], cluster: npt.NDArray[np.int64],
-                 probability: npt.NDArray[np.float32]) -> None:
+                 probability: npt.NDArray[np.float64]) -> None:
         self.cell_type = cell_type
         self.cluster = cluster
         self.probability = probability
@@ -50,8 +50,10 @@ class CellClassifier:
         unknown = set(cluster_names) - set(CELL_TYPES)
         if unknown:
             raise ConfigError(f"unknown cell types {sorted(unknown)}; valid: {', '.join(CELL_TYPES)}")
-        self.model = model.eval().to(device)
         self.device = torch.device(device)
+        # float64 on the CPU: the same crops give the same probabilities whatever the thread count
+        # (float32 sums in another order differ in the 4th decimal), so runs are reproducible.
+        self.model = model.eval().to(device).to(torch.float64 if self.device.type == "cpu" else torch.float32)
         self.cluster_names = list(cluster_names)
         self.meta = meta or {}
         self._lut = np.array([CELL_TYPES.index(n) for n in cluster_names], np.int64)
@@ -91,7 +93,9 @@ class CellClassifier:
         size = self.model.config.size
         if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
             raise ShapeError(f"crops must be (N, {size}, {size}, 3) uint8, got {crops.shape}")
-        x = to_tensor(crops).to(self.device)
+        dtype = next(self.model.parameters()).dtype
+        x = to_tensor(crops).to(self.device, dtype)
         cl, conf = self.model.predict(x, batch_size=batch_size)
         cluster = cl.cpu().numpy().astype(np.int64)
-        return Prediction(self._lut[cluster], cluster, conf.cpu().numpy().astype(np.float32))
+        prob = np.round(conf.cpu().numpy().astype(np.float64), 6)
+        return Prediction(self._lut[cluster], cluster, prob)

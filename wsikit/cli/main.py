@@ -41,9 +41,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from wsikit.cli.evaluate import evaluate, export_dataset_cmd
+    from wsikit.cli.evaluate import evaluate, export_classes_cmd, export_dataset_cmd
     from wsikit.cli.export import export
     from wsikit.cli.info import info
+    from wsikit.cli.run import run_cmd, stats
     from wsikit.cli.normalize import normalize
     from wsikit.cli.segment import segment
     from wsikit.cli.tiles import tiles
@@ -54,9 +55,12 @@ def _register() -> None:
     cli.add_command(normalize)
     cli.add_command(segment)
     cli.add_command(export)
+    cli.add_command(run_cmd)
+    cli.add_command(stats)
     cli.add_command(train)
     cli.add_command(evaluate)
     cli.add_command(export_dataset_cmd)
+    cli.add_command(export_classes_cmd)
 
 
 _register()

@@ -154,3 +154,14 @@ _register(
         meta={"mpp": 0.25},
     )
 )
+_register(
+    WeightsEntry(
+        name="infogan-cells",
+        arch="infogan-v1",
+        file="infogan-cells.pt",
+        sha256="3499847da3d7aa9190ee2d09a4aacdaa95c8099447be40412348e2ebd32cc888",
+        description="InfoGAN nucleus classifier (K=3: epithelial / lymphocyte / fibroblast), trained without labels "
+        "on nucleus crops of MoNuSeg, MICCAI 2015 and DSB 2018; see docs/classification.md",
+        meta={"crop_mpp": 0.5, "n_classes": 3},
+    )
+)

@@ -88,7 +88,9 @@ class RunConfig:
     def result_options(self) -> dict[str, Any]:
         """Options that can change the outputs (not batch size or workers)."""
         d = asdict(self)
-        for k in ("batch_size", "workers", "device"):
+        # weights and targets enter through their sha256 (models); their paths do not matter
+        for k in ("batch_size", "workers", "device", "segmenter_weights", "classifier_weights",
+                  "normalizer_weights", "stain_target"):
             d.pop(k)
         d["device_type"] = "cuda" if self.device.startswith("cuda") else "cpu"
         return d

@@ -1,0 +1,198 @@
+"""``wsikit run`` end to end on a real slide region: outputs, DONE no-op, resume after SIGKILL, a real Dask
+LocalCluster, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLE, write_pyramid_tiff
+from wsikit.cli.main import run
+from wsikit.io.geojson import read_qupath_geojson
+from wsikit.io.omezarr import OmeZarrStore
+from wsikit.pipeline.run import OUTPUT_FILES, RunConfig, run_slide
+
+CFG = RunConfig(stain="none", workers=2, chunk=256)  # the fixture's options; every comparison uses the same
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory) -> Path:
+    """A 900 x 1400 px region of the CMU-1 sample slide (0.499 um/px) as a pyramidal TIFF."""
+    from wsikit.io import open_slide
+
+    root = tmp_path_factory.mktemp("run")
+    with open_slide(SAMPLE) as s:
+        img = s.read_region((700, 900), 0, (900, 1400))
+    return write_pyramid_tiff(root / "region.tiff", img, levels=2, tile=256, mpp=0.499)
+
+
+@pytest.fixture(scope="module")
+def reference(region, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "region.wsikit"
+    run_slide(region, out, config=CFG)
+    return out
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    import pyarrow.parquet as pq
+
+    assert (a / "nuclei.geojson").read_bytes() == (b / "nuclei.geojson").read_bytes()
+    assert pq.read_table(a / "cells.parquet").to_pandas().equals(pq.read_table(b / "cells.parquet").to_pandas())
+    sa, sb = OmeZarrStore.open(a / "result.zarr"), OmeZarrStore.open(b / "result.zarr")
+    for name in ("nuclei", "cell_types"):
+        assert np.array_equal(sa.array(name)[:], sb.array(name)[:])
+    ja, jb = json.loads((a / "summary.json").read_text()), json.loads((b / "summary.json").read_text())
+    for key in ("seconds", "slide", "segmentation"):
+        ja.pop(key), jb.pop(key)
+    assert ja == jb
+
+
+def test_outputs_are_complete_and_consistent(reference):
+    out = reference
+    for name in (*OUTPUT_FILES, "result.zarr", "DONE", "density_lymphocyte.png"):
+        assert (out / name).exists(), name
+    assert not (out / ".work").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    n = summary["nuclei"]
+    assert n > 300
+    assert sum(c["count"] for c in summary["classes"].values()) == n
+    assert summary["tissue_area_mm2"] > 0 and summary["nuclei_per_mm2"] > 0
+    assert set(summary["seconds"]) >= {"tissue", "segment", "classify", "labels", "export", "report", "total"}
+    assert summary["models"]["classifier"]["weights"] == "infogan-cells.pt"
+    # the label store: nuclei and cell types with the same levels, names and colors
+    store = OmeZarrStore.open(out / "result.zarr")
+    assert store.label_names == ["nuclei", "cell_types"]
+    meta = store.label_metadata("cell_types")
+    assert {p["name"] for p in meta["properties"]} == {"background", "epithelial", "lymphocyte", "fibroblast"}
+    nuclei = store.array("nuclei")[:]
+    assert len(np.unique(nuclei)) - 1 == n
+    types = store.array("cell_types")[:]
+    assert ((types > 0) == (nuclei > 0)).all()
+    # exports: the same nuclei, classified, QuPath-importable
+    objs = list(read_qupath_geojson(out / "nuclei.geojson"))
+    assert len(objs) == n and all(o.classification and o.color for o in objs)
+    import geopandas
+
+    table = geopandas.read_parquet(out / "cells.parquet")
+    assert len(table) == n and set(table["class"]) <= {"epithelial", "lymphocyte", "fibroblast"}
+    assert table["class_probability"].between(0, 1).all()
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html  # self-contained: images inline, nothing fetched
+    assert 'src="http' not in html and "<link" not in html and "<script" not in html
+
+
+def test_rerun_is_a_noop_and_other_options_refuse(region, reference, capsys):
+    t = time.perf_counter()
+    again = run_slide(region, reference, config=CFG)
+    assert again["skipped"] and time.perf_counter() - t < 10
+    assert run(["-q", "run", str(region), "--out", str(reference), "--stain", "reinhard", "--chunk", "256"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "other inputs, models or options" in err and "--overwrite" in err and err.count("\n") == 0
+
+
+def test_resume_after_sigkill_gives_identical_outputs(region, reference, tmp_path):
+    out = tmp_path / "killed.wsikit"
+    cmd = [sys.executable, "-m", "wsikit.cli", "-q", "run", str(region), "--out", str(out), "--stain", "none",
+           "--chunk", "256"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / ".work" / "segment.journal.npz"
+    deadline = time.time() + 120
+    while not journal.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "DONE").exists() and not (out / "nuclei.geojson").exists()
+    done_tiles = int(np.load(journal)["done"])
+    assert done_tiles > 0 and not (out / ".work" / "segment.done").exists()
+    res = subprocess.run([*cmd[:3], "-v", *cmd[4:]], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming segmentation at tile {done_tiles}" in res.stderr
+    _same_outputs(reference, out)
+
+
+def test_dask_cluster_equals_single_process_and_isolates_failures(region, reference, tmp_path):
+    from distributed import LocalCluster
+
+    from wsikit.pipeline.cohort import SlideJob, run_cohort
+
+    bad = tmp_path / "broken.svs"
+    bad.write_bytes(b"not a slide at all")
+    jobs = [SlideJob(region, tmp_path / "dask.wsikit"), SlideJob(bad, tmp_path / "broken.wsikit")]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        results = run_cohort(jobs, config=CFG, scheduler=cluster.scheduler_address)
+    assert [r["ok"] for r in results] == [True, False]
+    assert "broken.svs" in results[1]["error"]
+    _same_outputs(reference, tmp_path / "dask.wsikit")
+    assert not (tmp_path / "broken.wsikit" / "DONE").exists()
+    # a study table from the results
+    assert run(["-q", "stats", str(reference), str(tmp_path / "dask.wsikit"), "--out", str(tmp_path / "s.csv")]) == 0
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("slide_id,mpp,tissue_area_mm2,nuclei")
+
+
+def _no_finished_output(out: Path) -> None:
+    assert not (out / "DONE").exists()
+    for name in OUTPUT_FILES:
+        assert not (out / name).exists()
+
+
+def test_bad_inputs_fail_with_one_line(tmp_path, capsys, generated):
+    def fails(args: list[str], *fragments: str) -> None:
+        assert run(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0, err
+        for f in fragments:
+            assert f in err, err
+
+    fails(["run", str(tmp_path / "missing.svs")], "missing.svs", "no such")
+    notslide = tmp_path / "notes.svs"
+    notslide.write_text("hello")
+    fails(["run", str(notslide)], "notes.svs")
+    _no_finished_output(tmp_path / "notes.wsikit")
+    data = SAMPLE.read_bytes()
+    trunc = tmp_path / "trunc.svs"
+    trunc.write_bytes(data[: len(data) // 2])
+    fails(["run", str(trunc)], "trunc.svs")
+    _no_finished_output(tmp_path / "trunc.wsikit")
+    # no mpp: --mpp is required, said clearly
+    fails(["run", str(generated["plain_png"]), "--out", str(tmp_path / "p.wsikit")], "--mpp")
+    # unwritable output
+    fails(["run", str(SAMPLE), "--out", str(tmp_path / "no" / "such" / "dir")], "does not exist")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not os.access(ro, os.W_OK):  # root ignores permissions
+            fails(["run", str(SAMPLE), "--out", str(ro / "x.wsikit")], "no write permission")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_slide_without_tissue_gives_a_valid_empty_result(generated, tmp_path, capsys):
+    out = tmp_path / "blank.wsikit"
+    assert run(["-q", "run", str(generated["blank_png"]), "--mpp", "0.5", "--out", str(out), "--stain", "none",
+           "--chunk", "256"]) == 0
+    assert "no nuclei" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nuclei"] == 0 and (out / "DONE").exists()
+    assert json.loads((out / "nuclei.geojson").read_text())["features"] == []
+
+
+def test_two_runs_on_one_output_refuse(region, tmp_path):
+    from wsikit.errors import OutputExistsError
+    from wsikit.pipeline._run_state import RunLock
+
+    out = tmp_path / "locked.wsikit"
+    out.mkdir()
+    with RunLock(out), pytest.raises(OutputExistsError, match="another wsikit run is writing"):
+        run_slide(region, out, config=CFG)
