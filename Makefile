@@ -25,9 +25,9 @@ demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	$(VENV)/bin/wsikit info $(SAMPLE) --thumbnail $(DEMO_OUT)/thumbnail.png
 	$(VENV)/bin/wsikit tiles $(SAMPLE) $(DEMO_OUT)/tiles --size 224 --mpp 0.5 --overwrite
-	$(VENV)/bin/wsikit normalize $(SAMPLE) --out $(DEMO_OUT)/normalized.zarr --overwrite
-	$(VENV)/bin/wsikit segment $(SAMPLE) --out $(DEMO_OUT)/nuclei.zarr --overwrite
-	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png, $(DEMO_OUT)/tiles/ (index: tiles.csv), $(DEMO_OUT)/normalized.zarr and $(DEMO_OUT)/nuclei.zarr (OME-Zarr)"
+	$(VENV)/bin/wsikit run $(SAMPLE) --out $(DEMO_OUT)/cmu-1-small-region.wsikit
+	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png, $(DEMO_OUT)/tiles/ (index: tiles.csv) and $(DEMO_OUT)/cmu-1-small-region.wsikit/"
+	@echo "report: $(DEMO_OUT)/cmu-1-small-region.wsikit/report.html"
 
 test: $(STAMP)
 	$(PY) -m ruff check wsikit tests benchmarks examples

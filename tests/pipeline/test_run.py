@@ -44,8 +44,14 @@ def reference(region, tmp_path_factory) -> Path:
 def _same_outputs(a: Path, b: Path) -> None:
     import pyarrow.parquet as pq
 
+    fa = json.loads((a / "nuclei.geojson").read_text())["features"]
+    fb = json.loads((b / "nuclei.geojson").read_text())["features"]
+    diff = [(x["id"], x["properties"], y["properties"]) for x, y in zip(fa, fb, strict=True) if x != y]
+    assert not diff, f"{len(diff)} features differ, first: {diff[0]}"
     assert (a / "nuclei.geojson").read_bytes() == (b / "nuclei.geojson").read_bytes()
-    assert pq.read_table(a / "cells.parquet").to_pandas().equals(pq.read_table(b / "cells.parquet").to_pandas())
+    assert (
+        pq.read_table(a / "cells.parquet").to_pandas().equals(pq.read_table(b / "cells.parquet").to_pandas())
+    )
     sa, sb = OmeZarrStore.open(a / "result.zarr"), OmeZarrStore.open(b / "result.zarr")
     for name in ("nuclei", "cell_types"):
         assert np.array_equal(sa.array(name)[:], sb.array(name)[:])
@@ -93,15 +99,29 @@ def test_rerun_is_a_noop_and_other_options_refuse(region, reference, capsys):
     t = time.perf_counter()
     again = run_slide(region, reference, config=CFG)
     assert again["skipped"] and time.perf_counter() - t < 10
-    assert run(["-q", "run", str(region), "--out", str(reference), "--stain", "reinhard", "--chunk", "256"]) == 1
+    assert (
+        run(["-q", "run", str(region), "--out", str(reference), "--stain", "reinhard", "--chunk", "256"]) == 1
+    )
     err = capsys.readouterr().err.strip()
     assert "other inputs, models or options" in err and "--overwrite" in err and err.count("\n") == 0
 
 
 def test_resume_after_sigkill_gives_identical_outputs(region, reference, tmp_path):
     out = tmp_path / "killed.wsikit"
-    cmd = [sys.executable, "-m", "wsikit.cli", "-q", "run", str(region), "--out", str(out), "--stain", "none",
-           "--chunk", "256"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wsikit.cli",
+        "-q",
+        "run",
+        str(region),
+        "--out",
+        str(out),
+        "--stain",
+        "none",
+        "--chunk",
+        "256",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = out / ".work" / "segment.journal.npz"
     deadline = time.time() + 120
@@ -127,15 +147,19 @@ def test_dask_cluster_equals_single_process_and_isolates_failures(region, refere
     bad = tmp_path / "broken.svs"
     bad.write_bytes(b"not a slide at all")
     jobs = [SlideJob(region, tmp_path / "dask.wsikit"), SlideJob(bad, tmp_path / "broken.wsikit")]
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         results = run_cohort(jobs, config=CFG, scheduler=cluster.scheduler_address)
     assert [r["ok"] for r in results] == [True, False]
     assert "broken.svs" in results[1]["error"]
     _same_outputs(reference, tmp_path / "dask.wsikit")
     assert not (tmp_path / "broken.wsikit" / "DONE").exists()
     # a study table from the results
-    assert run(["-q", "stats", str(reference), str(tmp_path / "dask.wsikit"), "--out", str(tmp_path / "s.csv")]) == 0
+    assert (
+        run(["-q", "stats", str(reference), str(tmp_path / "dask.wsikit"), "--out", str(tmp_path / "s.csv")])
+        == 0
+    )
     lines = (tmp_path / "s.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith("slide_id,mpp,tissue_area_mm2,nuclei")
 
@@ -180,8 +204,24 @@ def test_bad_inputs_fail_with_one_line(tmp_path, capsys, generated):
 
 def test_slide_without_tissue_gives_a_valid_empty_result(generated, tmp_path, capsys):
     out = tmp_path / "blank.wsikit"
-    assert run(["-q", "run", str(generated["blank_png"]), "--mpp", "0.5", "--out", str(out), "--stain", "none",
-           "--chunk", "256"]) == 0
+    assert (
+        run(
+            [
+                "-q",
+                "run",
+                str(generated["blank_png"]),
+                "--mpp",
+                "0.5",
+                "--out",
+                str(out),
+                "--stain",
+                "none",
+                "--chunk",
+                "256",
+            ]
+        )
+        == 0
+    )
     assert "no nuclei" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["nuclei"] == 0 and (out / "DONE").exists()
@@ -196,3 +236,14 @@ def test_two_runs_on_one_output_refuse(region, tmp_path):
     out.mkdir()
     with RunLock(out), pytest.raises(OutputExistsError, match="another wsikit run is writing"):
         run_slide(region, out, config=CFG)
+
+
+def test_export_of_a_run_result_carries_the_classes(reference, tmp_path):
+    out = tmp_path / "again.geojson"
+    assert run(["-q", "export", str(reference), "--geojson", str(out)]) == 0
+    ours = {o.id: o for o in read_qupath_geojson(out)}
+    theirs = {o.id: o for o in read_qupath_geojson(reference / "nuclei.geojson")}
+    assert ours.keys() == theirs.keys()
+    for k, o in theirs.items():
+        assert ours[k].classification == o.classification
+        assert ours[k].measurements["class_probability"] == pytest.approx(o.measurements["class_probability"], abs=1e-4)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import resource
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ import shapely
 from wsikit.cli.main import run
 from wsikit.errors import SlideOpenError, StoreError
 from wsikit.io.annotations import rasterize_polygons, read_imagescope_xml
-from wsikit.io.geojson import GeoJsonWriter, nucleus_uuid, read_qupath_geojson
+from wsikit.io.geojson import read_qupath_geojson
 from wsikit.io.omezarr import OmeZarrStore
 from wsikit.pipeline.export import export_nuclei
 
@@ -63,13 +62,15 @@ def test_geojson_follows_qupath_rules_and_matches_geopandas(monusac, tmp_path):
     ring = f0["geometry"]["coordinates"][0]
     assert ring[0] == ring[-1]
     text = gj.read_text()
-    assert '.00]' in text and "e-" not in text.split('"properties"')[0]  # 2 decimals, no exponents
+    assert ".00]" in text and "e-" not in text.split('"properties"')[0]  # 2 decimals, no exponents
     table = geopandas.read_parquet(pq)
     assert len(table) == n_ids and table.geometry.is_valid.all()
     by_id = {o.id: o for o in objs}
     for _, row in table.head(50).iterrows():
         o = by_id[row["id"]]
-        assert shapely.equals_exact(shapely.normalize(o.geometry), shapely.normalize(row.geometry), tolerance=0.005)
+        assert shapely.equals_exact(
+            shapely.normalize(o.geometry), shapely.normalize(row.geometry), tolerance=0.005
+        )
         assert o.measurements["area_um2"] == pytest.approx(row["area_um2"], rel=1e-4)
         assert o.measurements["hematoxylin_od_mean"] == pytest.approx(row["hematoxylin_od_mean"], rel=1e-3)
     # geopandas reads the GeoJSON to the same polygons too
@@ -126,9 +127,12 @@ def test_bad_inputs(tmp_path, capsys):
 
 
 def test_strict_reader_applies_qupath_rules(tmp_path):
-    ok = {"type": "Feature", "id": str(uuid.uuid4()),
-          "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 0]]]},
-          "properties": {"objectType": "annotation", "classification": {"name": "Tumor", "color": [200, 0, 0]}}}
+    ok = {
+        "type": "Feature",
+        "id": str(uuid.uuid4()),
+        "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 0]]]},
+        "properties": {"objectType": "annotation", "classification": {"name": "Tumor", "color": [200, 0, 0]}},
+    }
     p = tmp_path / "qupath.geojson"
     p.write_text(json.dumps([ok]))  # a bare list of Features, as QuPath exports it
     (o,) = read_qupath_geojson(p)
@@ -136,7 +140,10 @@ def test_strict_reader_applies_qupath_rules(tmp_path):
     cases = {
         "no [r, g, b] color": {**ok, "properties": {"classification": {"name": "Tumor"}}},
         "not a UUID": {**ok, "id": "nucleus-1"},
-        "not closed": {**ok, "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 1]]]}},
+        "not closed": {
+            **ok,
+            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 1]]]},
+        },
         "not a number": {**ok, "properties": {"measurements": {"area": "big"}}},
     }
     for problem, feature in cases.items():
@@ -160,8 +167,12 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
     peaks = []
     for n in (20_000, 200_000):
-        out = subprocess.run([sys.executable, "-c", code, str(n), str(tmp_path / f"{n}.geojson")],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(n), str(tmp_path / f"{n}.geojson")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         peaks.append(int(out.stdout.strip()) / 1024)
     assert peaks[1] - peaks[0] < 10, peaks
     assert sum(1 for _ in read_qupath_geojson(tmp_path / "200000.geojson")) == 200_000

@@ -70,7 +70,11 @@ def test_chunked_vectorizer_merges_nuclei_across_chunk_borders(monusac_labels, c
         iter_nucleus_batches(
             lambda y, x, hh, ww: labels[y : y + hh, x : x + ww],
             lambda y, x, hh, ww: image[y : y + hh, x : x + ww],
-            height=h, width=w, chunk=chunk, halo=halo, mpp=0.19448,
+            height=h,
+            width=w,
+            chunk=chunk,
+            halo=halo,
+            mpp=0.19448,
         )
     )
     ids = np.concatenate([b.ids for b in batches])
@@ -106,7 +110,9 @@ def test_measurements_of_known_shapes():
     assert m["area"][0] == pytest.approx(np.pi * 20**2 * 0.25, rel=0.02)
     assert m["major_axis"][1] == pytest.approx(80 * 0.5, rel=0.03)
     assert m["minor_axis"][1] == pytest.approx(20 * 0.5, rel=0.06)
-    assert m["eccentricity"][0] < 0.1 and m["eccentricity"][1] == pytest.approx(np.sqrt(1 - (10 / 40) ** 2), abs=0.01)
+    assert m["eccentricity"][0] < 0.1 and m["eccentricity"][1] == pytest.approx(
+        np.sqrt(1 - (10 / 40) ** 2), abs=0.01
+    )
     assert m["circularity"][0] > 0.85 > m["circularity"][1]
     assert m["solidity"][0] > 0.95
     assert m["hematoxylin_od_mean"][0] > m["hematoxylin_od_mean"][1]

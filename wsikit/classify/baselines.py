@@ -13,7 +13,9 @@ from wsikit.models.unet import UNet
 __all__ = ["kmeans", "pixel_features", "cnn_features", "standardized"]
 
 
-def kmeans(features: npt.NDArray[np.floating], k: int, *, seed: int = 0, restarts: int = 10) -> npt.NDArray[np.int64]:
+def kmeans(
+    features: npt.NDArray[np.floating], k: int, *, seed: int = 0, restarts: int = 10
+) -> npt.NDArray[np.int64]:
     """k-means (k-means++ init, best of ``restarts`` by inertia) with a fixed seed; cluster index per row."""
     from scipy.cluster.vq import kmeans2
 
@@ -28,7 +30,8 @@ def kmeans(features: npt.NDArray[np.floating], k: int, *, seed: int = 0, restart
         if inertia < best_inertia:
             best, best_inertia = labels, inertia
     assert best is not None
-    return best.astype(np.int64)
+    out: npt.NDArray[np.int64] = best.astype(np.int64)
+    return out
 
 
 def pixel_features(crops: npt.NDArray[np.uint8], *, size: int = 32) -> npt.NDArray[np.float32]:
@@ -39,7 +42,9 @@ def pixel_features(crops: npt.NDArray[np.uint8], *, size: int = 32) -> npt.NDArr
 
 
 @torch.no_grad()
-def cnn_features(crops: npt.NDArray[np.uint8], model: UNet, *, upscale: int = 2, batch_size: int = 256) -> npt.NDArray[np.float32]:
+def cnn_features(
+    crops: npt.NDArray[np.uint8], model: UNet, *, upscale: int = 2, batch_size: int = 256
+) -> npt.NDArray[np.float32]:
     """Global-average-pooled bottleneck of the segmentation U-Net's encoder on each crop.
 
     Crops (0.5 um/px) are upscaled by ``upscale`` to the U-Net's 0.25 um/px first. No ImageNet-pretrained
@@ -48,7 +53,10 @@ def cnn_features(crops: npt.NDArray[np.uint8], model: UNet, *, upscale: int = 2,
     model.eval()
     out = []
     for i in range(0, len(crops), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(crops[i : i + batch_size])).permute(0, 3, 1, 2).float() / 255.0
+        x = (
+            torch.from_numpy(np.ascontiguousarray(crops[i : i + batch_size])).permute(0, 3, 1, 2).float()
+            / 255.0
+        )
         size = crops.shape[1] * upscale
         size += (-size) % 16
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
@@ -62,4 +70,5 @@ def standardized(columns: list[npt.NDArray[np.floating]]) -> npt.NDArray[np.floa
     med = np.nanmedian(x, axis=0)
     x = np.where(np.isnan(x), med, x)
     sd = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    z: npt.NDArray[np.float64] = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    return z

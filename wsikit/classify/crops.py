@@ -17,8 +17,7 @@ import numpy.typing as npt
 import torch
 
 from wsikit.errors import ShapeError
-from wsikit.stain.base import StainFitError
-from wsikit.stain.reinhard import LabStats, ReinhardNormalizer
+from wsikit.stain.reinhard import LabStats
 
 __all__ = ["CROP_MPP", "CROP_SIZE", "nucleus_crops", "standardize_stain", "fit_stain_source", "crop_augment"]
 
@@ -30,30 +29,64 @@ CROP_SIZE = 40
 # Lab mean / std of tissue pixels of the CMU-1 sample slide (its 1024 px overview), the reference style.
 _REFERENCE = LabStats(torch.tensor([47.35, 28.76, -12.52]), torch.tensor([17.19, 10.81, 7.02]))
 
+_RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+_WHITE = np.array([0.950456, 1.0, 1.088754])
+_MIN_TISSUE = 256
+
+
+def _rgb_to_lab(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    c = rgb.astype(np.float64) / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = (c @ _RGB_TO_XYZ.T) / _WHITE
+    eps = 216 / 24389
+    f = np.where(xyz > eps, np.cbrt(np.maximum(xyz, 1e-12)), (24389 / 27 * xyz + 16) / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def _lab_to_rgb(lab: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
+    xyz = np.where(f > 6 / 29, f**3, (116 * f - 16) * 27 / 24389) * _WHITE
+    lin = np.maximum(xyz @ np.linalg.inv(_RGB_TO_XYZ).T, 0.0)
+    srgb = np.where(lin > 0.0031308, 1.055 * np.maximum(lin, 1e-12) ** (1 / 2.4) - 0.055, 12.92 * lin)
+    return np.clip(srgb * 255.0, 0.0, 255.0)
+
+
+def _tissue_weight(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    od = -np.log((rgb.astype(np.float64) + 1.0) / 256.0).mean(axis=-1)
+    return np.clip((od - 0.15) / 0.15, 0.0, 1.0)  # glass below 0.15, tissue above 0.30 (as the normalizers)
+
 
 def fit_stain_source(image: npt.NDArray[np.uint8]) -> LabStats | None:
-    """Reinhard statistics of a slide's overview for :func:`standardize_stain` (None: too little tissue)."""
-    norm = ReinhardNormalizer()
-    try:
-        return norm.fit_source(image)
-    except StainFitError:
+    """Lab mean/std of the tissue pixels of a slide's overview, for :func:`standardize_stain` (None: too little
+    tissue). Computed in float64 with numpy, so it does not depend on thread counts."""
+    lab = _rgb_to_lab(image)[_tissue_weight(image) >= 0.5]
+    if len(lab) < _MIN_TISSUE:
         return None
+    std = lab.std(axis=0)
+    if (std < 1e-3).any():
+        return None
+    return LabStats(torch.from_numpy(lab.mean(axis=0)), torch.from_numpy(std))
 
 
 def standardize_stain(image: npt.NDArray[np.uint8], *, source: LabStats | None = None) -> npt.NDArray[np.uint8]:
     """Reinhard-normalize an (H, W, 3) field (or with ``source`` statistics of its slide) to the reference.
 
-    An image with too little tissue to fit comes back unchanged.
+    Glass is left as it is (tissue weight as in the stain normalizers); an image with too little tissue to
+    fit comes back unchanged. Float64 numpy throughout: the same pixels give the same output on any
+    machine and thread count (the classifier's input must be reproducible).
     """
-    norm = ReinhardNormalizer()
-    norm.target = _REFERENCE
     if source is None:
-        try:
-            source = norm.fit_source(image)
-        except StainFitError:
+        source = fit_stain_source(image)
+        if source is None:
             return image
-    out: npt.NDArray[np.uint8] = norm.transform(image, source=source)
-    return out
+    mean, std = source.mean.double().numpy(), source.std.double().numpy()
+    ref_mean, ref_std = _REFERENCE.mean.double().numpy(), _REFERENCE.std.double().numpy()
+    lab = (_rgb_to_lab(image) - mean) * (ref_std / std) + ref_mean
+    w = _tissue_weight(image)[..., None]
+    out = w * _lab_to_rgb(lab) + (1.0 - w) * image.astype(np.float64)
+    result: npt.NDArray[np.uint8] = np.floor(out + 0.5).clip(0, 255).astype(np.uint8)
+    return result
 
 
 def nucleus_crops(
@@ -95,7 +128,9 @@ def nucleus_crops(
     from scipy import ndimage as ndi
 
     if image.ndim != 3 or image.shape[2] != 3 or labels.shape != image.shape[:2]:
-        raise ShapeError(f"image must be (H, W, 3) and labels (H, W) of the same size, got {image.shape}, {labels.shape}")
+        raise ShapeError(
+            f"image must be (H, W, 3) and labels (H, W) of the same size, got {image.shape}, {labels.shape}"
+        )
     if mpp <= 0 or crop_mpp <= 0 or size < 8:
         raise ShapeError(f"mpp and crop_mpp must be positive and size >= 8, got {mpp}, {crop_mpp}, {size}")
     lab = np.asarray(labels)

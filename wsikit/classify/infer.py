@@ -22,8 +22,12 @@ __all__ = ["CellClassifier", "Prediction"]
 class Prediction:
     """Per-nucleus output: ``cell_type`` index into :data:`CELL_TYPES`, ``cluster`` of the model, ``probability``."""
 
-    def __init__(self, cell_type: npt.NDArray[np.int64], cluster: npt.NDArray[np.int64],
-                 probability: npt.NDArray[np.float64]) -> None:
+    def __init__(
+        self,
+        cell_type: npt.NDArray[np.int64],
+        cluster: npt.NDArray[np.int64],
+        probability: npt.NDArray[np.float64],
+    ) -> None:
         self.cell_type = cell_type
         self.cluster = cluster
         self.probability = probability
@@ -43,8 +47,14 @@ class CellClassifier:
         Cell-type name of each cluster (from the naming rule at training time).
     """
 
-    def __init__(self, model: InfoGan, *, cluster_names: list[str], device: str = "cpu",
-                 meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: InfoGan,
+        *,
+        cluster_names: list[str],
+        device: str = "cpu",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         if len(cluster_names) != model.config.n_classes:
             raise ConfigError(f"{len(cluster_names)} cluster names for {model.config.n_classes} clusters")
         unknown = set(cluster_names) - set(CELL_TYPES)
@@ -97,5 +107,5 @@ class CellClassifier:
         x = to_tensor(crops).to(self.device, dtype)
         cl, conf = self.model.predict(x, batch_size=batch_size)
         cluster = cl.cpu().numpy().astype(np.int64)
-        prob = np.round(conf.cpu().numpy().astype(np.float64), 6)
+        prob = np.round(conf.cpu().numpy().astype(np.float64), 6).astype(np.float64)
         return Prediction(self._lut[cluster], cluster, prob)

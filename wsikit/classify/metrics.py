@@ -73,8 +73,9 @@ def classification_report(
     return ClassificationReport(tuple(classes), conf, precision, sensitivity, f1, acc, int(len(t)))
 
 
-def hungarian_mapping(truth: npt.NDArray[np.integer], clusters: npt.NDArray[np.integer], n_clusters: int,
-                      n_classes: int) -> npt.NDArray[np.int64]:
+def hungarian_mapping(
+    truth: npt.NDArray[np.integer], clusters: npt.NDArray[np.integer], n_clusters: int, n_classes: int
+) -> npt.NDArray[np.int64]:
     """Best one-to-one cluster -> class map (maximum agreement); clusters left over map to their majority class.
 
     Examples
@@ -89,4 +90,5 @@ def hungarian_mapping(truth: npt.NDArray[np.integer], clusters: npt.NDArray[np.i
     rows, cols = linear_sum_assignment(-counts)
     mapping = counts.argmax(axis=1).astype(np.int64)
     mapping[rows] = cols
-    return mapping
+    out: npt.NDArray[np.int64] = mapping
+    return out

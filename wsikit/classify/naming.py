@@ -56,8 +56,10 @@ def name_clusters(
     ['lymphocyte', 'epithelial', 'fibroblast', 'epithelial', 'lymphocyte']
     """
     if not (len(clusters) == len(area) == len(eccentricity)):
-        raise ShapeError(f"clusters, area and eccentricity must have one entry per nucleus, got "
-                         f"{len(clusters)}, {len(area)}, {len(eccentricity)}")
+        raise ShapeError(
+            f"clusters, area and eccentricity must have one entry per nucleus, got "
+            f"{len(clusters)}, {len(area)}, {len(eccentricity)}"
+        )
     if n_clusters < 2:
         raise ShapeError(f"n_clusters must be >= 2, got {n_clusters}")
     med_area = np.array([_median(area, clusters == k) for k in range(n_clusters)])

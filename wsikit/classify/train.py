@@ -36,7 +36,15 @@ from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.infogan import Critic, Generator, InfoGanConfig
 from wsikit.models.training_state import load_training_state, save_training_state
 
-__all__ = ["ClassifierTrainConfig", "InfoGan", "ClassifierState", "train_classifier", "ARCH", "MIN_CROPS", "to_tensor"]
+__all__ = [
+    "ClassifierTrainConfig",
+    "InfoGan",
+    "ClassifierState",
+    "train_classifier",
+    "ARCH",
+    "MIN_CROPS",
+    "to_tensor",
+]
 
 ARCH = "infogan-v1"
 MIN_CROPS = 256
@@ -111,7 +119,12 @@ class InfoGan(nn.Module):
         self.generator.train(was)
         s = cfg.size
         arr = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-        return arr.reshape(rows, cfg.n_classes, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(rows * s, cfg.n_classes * s, 3)
+        grid: npt.NDArray[np.uint8] = (
+            arr.reshape(rows, cfg.n_classes, s, s, 3)
+            .transpose(0, 2, 1, 3, 4)
+            .reshape(rows * s, cfg.n_classes * s, 3)
+        )
+        return grid
 
 
 def to_tensor(crops: npt.NDArray[np.uint8]) -> torch.Tensor:
@@ -166,7 +179,9 @@ def train_classifier(
     if crops.ndim != 4 or crops.shape[1:] != (mcfg.size, mcfg.size, 3):
         raise ShapeError(f"crops must be (N, {mcfg.size}, {mcfg.size}, 3), got {crops.shape}")
     if len(crops) < MIN_CROPS:
-        raise ConfigError(f"too few nuclei to train the classifier: {len(crops)} crops, need at least {MIN_CROPS}")
+        raise ConfigError(
+            f"too few nuclei to train the classifier: {len(crops)} crops, need at least {MIN_CROPS}"
+        )
     data = to_tensor(crops)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)

@@ -133,14 +133,26 @@ def export_dataset_cmd(name: str, data: Path, split: str, out: Path, overwrite: 
 
 @evaluate.command("classifier")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--mpp", type=float, default=0.25, show_default=True, help="Microns per pixel of the folder's images.")
-@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="InfoGAN weights [default: the shipped ones].")
-@click.option("--method", "methods", multiple=True,
-              type=click.Choice(["infogan", "kmeans-pixels", "kmeans-cnn", "kmeans-morphology"]),
-              help="Methods to run (repeatable) [default: all].")
+@click.option(
+    "--mpp", type=float, default=0.25, show_default=True, help="Microns per pixel of the folder's images."
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="InfoGAN weights [default: the shipped ones].",
+)
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    type=click.Choice(["infogan", "kmeans-pixels", "kmeans-cnn", "kmeans-morphology"]),
+    help="Methods to run (repeatable) [default: all].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def classifier(folder: Path, mpp: float, weights: Path | None, methods: tuple[str, ...], as_json: bool) -> None:
+def classifier(
+    folder: Path, mpp: float, weights: Path | None, methods: tuple[str, ...], as_json: bool
+) -> None:
     """Score nucleus classification on FOLDER (NAME.png + NAME.points.csv [+ NAME.labels.tif]): the InfoGAN
     and the k-means baselines side by side, with clusters named by the morphology rule and under the
     best one-to-one (Hungarian) mapping."""
@@ -151,11 +163,12 @@ def classifier(folder: Path, mpp: float, weights: Path | None, methods: tuple[st
         click.echo(json.dumps(result, indent=2))
         return
     per = ", ".join(f"{k} {v}" for k, v in result["per_class"].items())
-    click.echo(f"{result['nuclei']} labelled nuclei ({per}); {result['unmatched_points']} points outside any "
-               f"nucleus, {result['skipped_points']} of other classes")
+    click.echo(
+        f"{result['nuclei']} labelled nuclei ({per}); {result['unmatched_points']} points outside any "
+        f"nucleus, {result['skipped_points']} of other classes"
+    )
     classes = list(result["per_class"])
-    head = f"{'method':<18} {'naming':<9} {'acc':>6} " + " ".join(
-        f"{c[:5] + ' P/S/F1':>19}" for c in classes)
+    head = f"{'method':<18} {'naming':<9} {'acc':>6} " + " ".join(f"{c[:5] + ' P/S/F1':>19}" for c in classes)
     click.echo(head)
     click.echo("-" * len(head))
     for r in result["results"]:

@@ -44,8 +44,8 @@ def _register() -> None:
     from wsikit.cli.evaluate import evaluate, export_classes_cmd, export_dataset_cmd
     from wsikit.cli.export import export
     from wsikit.cli.info import info
-    from wsikit.cli.run import run_cmd, stats
     from wsikit.cli.normalize import normalize
+    from wsikit.cli.run import run_cmd, stats
     from wsikit.cli.segment import segment
     from wsikit.cli.tiles import tiles
     from wsikit.cli.train import train

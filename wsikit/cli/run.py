@@ -26,43 +26,110 @@ def _table(results: list[dict[str, Any]]) -> None:
             counts = [str(r["classes"][c]["count"]) for c in CELL_TYPES]
             ratio = r.get("lymphocyte_to_epithelial_ratio")
             status = "done (unchanged)" if r.get("skipped") else "done"
-            t.add_row(Path(r["slide"]).name, str(r["nuclei"]), *counts, "-" if ratio is None else f"{ratio:.2f}",
-                      status, r["out"])
+            t.add_row(
+                Path(r["slide"]).name,
+                str(r["nuclei"]),
+                *counts,
+                "-" if ratio is None else f"{ratio:.2f}",
+                status,
+                r["out"],
+            )
         else:
-            t.add_row(Path(r["slide"]).name, "-", *["-"] * len(CELL_TYPES), "-", "[red]failed[/red]", r["error"])
+            t.add_row(
+                Path(r["slide"]).name, "-", *["-"] * len(CELL_TYPES), "-", "[red]failed[/red]", r["error"]
+            )
     Console().print(t)
 
 
 @click.command("run")
 @click.argument("slides", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CSV with a 'slide' column (optional 'out', 'mpp'), one slide per row.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (one slide) or parent folder of SLIDE_NAME.wsikit folders (several) "
-                   "[default: SLIDE_NAME.wsikit beside each slide].")
-@click.option("--stain", type=click.Choice(["cnn", "macenko", "reinhard", "none"]), default="cnn", show_default=True,
-              help="Stain normalization before segmentation.")
-@click.option("--stain-target", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Target image for macenko/reinhard [default: the bundled sample slide].")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV with a 'slide' column (optional 'out', 'mpp'), one slide per row.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (one slide) or parent folder of SLIDE_NAME.wsikit folders (several) "
+    "[default: SLIDE_NAME.wsikit beside each slide].",
+)
+@click.option(
+    "--stain",
+    type=click.Choice(["cnn", "macenko", "reinhard", "none"]),
+    default="cnn",
+    show_default=True,
+    help="Stain normalization before segmentation.",
+)
+@click.option(
+    "--stain-target",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Target image for macenko/reinhard [default: the bundled sample slide].",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Threads for post-processing (watershed, vectorization, classification).")
-@click.option("--mpp", type=float, default=None, help="Level-0 microns per pixel for slides that do not state it.")
-@click.option("--segmenter-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="U-Net weights [default: the shipped ones].")
-@click.option("--classifier-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="InfoGAN weights [default: the shipped ones].")
-@click.option("--chunk", type=click.IntRange(min=16), default=1024, show_default=True,
-              help="Chunk side of the OME-Zarr labels (also the unit of resume).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Threads for post-processing (watershed, vectorization, classification).",
+)
+@click.option(
+    "--mpp", type=float, default=None, help="Level-0 microns per pixel for slides that do not state it."
+)
+@click.option(
+    "--segmenter-weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="U-Net weights [default: the shipped ones].",
+)
+@click.option(
+    "--classifier-weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="InfoGAN weights [default: the shipped ones].",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=16),
+    default=1024,
+    show_default=True,
+    help="Chunk side of the OME-Zarr labels (also the unit of resume).",
+)
 @click.option("--overwrite", is_flag=True, help="Redo finished runs.")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Run the slides on this Dask cluster.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Slides run in parallel in a local process pool (without --scheduler).")
+@click.option(
+    "--scheduler", default=None, metavar="tcp://HOST:PORT", help="Run the slides on this Dask cluster."
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Slides run in parallel in a local process pool (without --scheduler).",
+)
 @click.pass_context
-def run_cmd(ctx: click.Context, slides: tuple[Path, ...], manifest: Path | None, out: Path | None, stain: str,
-            stain_target: Path | None, device: str, batch_size: int, workers: int, mpp: float | None,
-            segmenter_weights: Path | None, classifier_weights: Path | None, chunk: int, overwrite: bool, scheduler: str | None, jobs: int) -> None:
+def run_cmd(
+    ctx: click.Context,
+    slides: tuple[Path, ...],
+    manifest: Path | None,
+    out: Path | None,
+    stain: str,
+    stain_target: Path | None,
+    device: str,
+    batch_size: int,
+    workers: int,
+    mpp: float | None,
+    segmenter_weights: Path | None,
+    classifier_weights: Path | None,
+    chunk: int,
+    overwrite: bool,
+    scheduler: str | None,
+    jobs: int,
+) -> None:
     """Run the whole pipeline on SLIDES: nuclei, cell types, maps, statistics and a report per slide."""
     from wsikit.errors import ConfigError
     from wsikit.pipeline.cohort import SlideJob, read_manifest, run_cohort
@@ -71,10 +138,17 @@ def run_cmd(ctx: click.Context, slides: tuple[Path, ...], manifest: Path | None,
     items = [SlideJob(s) for s in slides] + (read_manifest(manifest) if manifest else [])
     if not items:
         raise click.UsageError("give at least one SLIDE or --manifest")
-    cfg = RunConfig(stain=stain, device=resolve_device(device), batch_size=batch_size, workers=workers,
-                    slide_mpp=mpp, stain_target=str(stain_target) if stain_target else None,
-                    segmenter_weights=str(segmenter_weights) if segmenter_weights else None,
-                    classifier_weights=str(classifier_weights) if classifier_weights else None, chunk=chunk)
+    cfg = RunConfig(
+        stain=stain,
+        device=resolve_device(device),
+        batch_size=batch_size,
+        workers=workers,
+        slide_mpp=mpp,
+        stain_target=str(stain_target) if stain_target else None,
+        segmenter_weights=str(segmenter_weights) if segmenter_weights else None,
+        classifier_weights=str(classifier_weights) if classifier_weights else None,
+        chunk=chunk,
+    )
     quiet = is_quiet(ctx)
     if len(items) == 1 and scheduler is None:
         job = items[0]
@@ -86,8 +160,10 @@ def run_cmd(ctx: click.Context, slides: tuple[Path, ...], manifest: Path | None,
                 cfg = replace(cfg, slide_mpp=job.mpp)
             summary = run_slide(job.slide, target, config=cfg, overwrite=overwrite, progress=update)
         if summary["nuclei"] == 0:
-            click.echo(f"wsikit: warning: {job.slide}: no nuclei found (no tissue?); wrote a valid empty result",
-                       err=True)
+            click.echo(
+                f"wsikit: warning: {job.slide}: no nuclei found (no tissue?); wrote a valid empty result",
+                err=True,
+            )
         results = [{"slide": str(job.slide), "ok": True, **summary}]
     else:
         if out is not None:
@@ -109,7 +185,9 @@ def run_cmd(ctx: click.Context, slides: tuple[Path, ...], manifest: Path | None,
 
 @click.command("stats")
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write."
+)
 @click.pass_context
 def stats(ctx: click.Context, results: tuple[Path, ...], out: Path) -> None:
     """Merge the summaries of several `wsikit run` results into one CSV (one row per slide)."""

@@ -174,9 +174,15 @@ def segmenter(
 
 
 @train.command("crops")
-@click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder holding the datasets (monuseg/, miccai2015/, dsb2018/).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Crops file (.npz).")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder holding the datasets (monuseg/, miccai2015/, dsb2018/).",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Crops file (.npz)."
+)
 @click.pass_context
 def crops(ctx: click.Context, data: Path, out: Path) -> None:
     """Cut 40x40 nucleus crops (0.5 um/px) from every annotated nucleus of the unlabelled training datasets."""
@@ -190,22 +196,52 @@ def crops(ctx: click.Context, data: Path, out: Path) -> None:
 
 
 @train.command("classifier")
-@click.option("--crops", "crops_path", required=True, type=click.Path(path_type=Path),
-              help="Crops file from `wsikit train crops`, or a data folder to gather them from.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write.")
-@click.option("--classes", type=click.IntRange(min=2), default=3, show_default=True, help="Clusters K (3 or 5).")
+@click.option(
+    "--crops",
+    "crops_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Crops file from `wsikit train crops`, or a data folder to gather them from.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
+)
+@click.option(
+    "--classes", type=click.IntRange(min=2), default=3, show_default=True, help="Clusters K (3 or 5)."
+)
 @click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--n-critic", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--real-info-weight", type=float, default=0.5, show_default=True,
-              help="Weight of the mutual-information term on real crops (0: the method as published).")
-@click.option("--grid-every", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Write a PNG grid of generated nuclei every N steps.")
+@click.option(
+    "--real-info-weight",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Weight of the mutual-information term on real crops (0: the method as published).",
+)
+@click.option(
+    "--grid-every",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Write a PNG grid of generated nuclei every N steps.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT.ckpt if a previous run stopped.")
 @click.pass_context
-def classifier(ctx: click.Context, crops_path: Path, out: Path, classes: int, steps: int, batch_size: int,
-               n_critic: int, real_info_weight: float, grid_every: int, seed: int, resume: bool) -> None:
+def classifier(
+    ctx: click.Context,
+    crops_path: Path,
+    out: Path,
+    classes: int,
+    steps: int,
+    batch_size: int,
+    n_critic: int,
+    real_info_weight: float,
+    grid_every: int,
+    seed: int,
+    resume: bool,
+) -> None:
     """Train the InfoGAN nucleus classifier (WGAN-GP critic + mutual-information head) without labels."""
     from wsikit.classify.train import ClassifierTrainConfig
     from wsikit.cli.main import command_line
@@ -213,12 +249,26 @@ def classifier(ctx: click.Context, crops_path: Path, out: Path, classes: int, st
 
     quiet = is_quiet(ctx)
     data = gather_crops(crops_path) if crops_path.is_dir() else load_crops(crops_path)
-    cfg = ClassifierTrainConfig(n_classes=classes, steps=steps, batch_size=batch_size, n_critic=n_critic,
-                                real_info_weight=real_info_weight, grid_every=grid_every, seed=seed)
+    cfg = ClassifierTrainConfig(
+        n_classes=classes,
+        steps=steps,
+        batch_size=batch_size,
+        n_critic=n_critic,
+        real_info_weight=real_info_weight,
+        grid_every=grid_every,
+        seed=seed,
+    )
     with progress_bar("training", enabled=not quiet) as update:
-        path, summary = train_classifier(data, out, config=cfg, resume=resume,
-                                         progress=lambda step, total, row: update(step, total),
-                                         command=command_line())
+        path, summary = train_classifier(
+            data,
+            out,
+            config=cfg,
+            resume=resume,
+            progress=lambda step, total, row: update(step, total),
+            command=command_line(),
+        )
     if not quiet:
-        click.echo(f"wrote {path}: {summary['steps']} steps on {summary['crops']} crops; clusters "
-                   + ", ".join(f"{c['cluster']}={c['name']} ({c['nuclei']})" for c in summary["clusters"]))
+        click.echo(
+            f"wrote {path}: {summary['steps']} steps on {summary['crops']} crops; clusters "
+            + ", ".join(f"{c['cluster']}={c['name']} ({c['nuclei']})" for c in summary["clusters"])
+        )

@@ -109,7 +109,9 @@ class GeoJsonWriter:
     ) -> None:
         """Append one Feature. ``geometry`` is the nucleus (detection) or the cell boundary (cell)."""
         if geometry.is_empty or geometry.geom_type != "Polygon":
-            raise ValueError(f"feature {feature_id}: geometry must be a non-empty Polygon, got {geometry.geom_type}")
+            raise ValueError(
+                f"feature {feature_id}: geometry must be a non-empty Polygon, got {geometry.geom_type}"
+            )
         props: dict[str, Any] = {"objectType": object_type}
         if classification is not None:
             name, color = classification
@@ -117,8 +119,10 @@ class GeoJsonWriter:
         if measurements:
             props["measurements"] = {k: _number(v) for k, v in measurements.items()}
         parts = [
-            '{"type":"Feature","id":', json.dumps(feature_id),
-            ',"geometry":', polygon_json(geometry, offset=self.offset),
+            '{"type":"Feature","id":',
+            json.dumps(feature_id),
+            ',"geometry":',
+            polygon_json(geometry, offset=self.offset),
         ]
         if nucleus is not None:
             parts += [',"nucleusGeometry":', polygon_json(nucleus, offset=self.offset)]
@@ -149,7 +153,9 @@ class GeoJsonWriter:
     def __enter__(self) -> GeoJsonWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -175,7 +181,10 @@ def _fail(path: Path, problem: str) -> SlideOpenError:
 
 def _polygon(path: Path, where: str, geom: Any) -> Polygon:
     if not isinstance(geom, dict) or geom.get("type") != "Polygon":
-        raise _fail(path, f"{where}: geometry must be a Polygon, got {geom.get('type') if isinstance(geom, dict) else geom!r}")
+        raise _fail(
+            path,
+            f"{where}: geometry must be a Polygon, got {geom.get('type') if isinstance(geom, dict) else geom!r}",
+        )
     for ring in geom.get("coordinates", []):
         if len(ring) < 4 or ring[0] != ring[-1]:
             raise _fail(path, f"{where}: polygon ring is not closed")
@@ -202,7 +211,7 @@ def read_qupath_geojson(path: PathLike) -> Iterator[QuPathObject]:
         raise _fail(p, "no such GeoJSON file")
     try:
         opener = gzip.open if p.suffix == ".gz" else open
-        with opener(p, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        with opener(p, "rt", encoding="utf-8") as fh:
             doc = json.load(fh)
     except (OSError, ValueError, EOFError) as exc:
         raise _fail(p, f"not a readable GeoJSON file ({type(exc).__name__}: {exc})") from exc
@@ -223,7 +232,9 @@ def read_qupath_geojson(path: PathLike) -> Iterator[QuPathObject]:
             raise _fail(p, f"{where}: id {f.get('id')!r} is not a UUID (QuPath would replace it)") from None
         otype = props.get("objectType", props.get("type", "annotation"))
         geom = _polygon(p, where, f.get("geometry"))
-        nucleus = _polygon(p, where + " nucleusGeometry", f["nucleusGeometry"]) if "nucleusGeometry" in f else None
+        nucleus = (
+            _polygon(p, where + " nucleusGeometry", f["nucleusGeometry"]) if "nucleusGeometry" in f else None
+        )
         name = color = None
         if "classification" in props:
             cls = props["classification"]

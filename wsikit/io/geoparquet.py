@@ -61,7 +61,9 @@ class GeoParquetWriter:
         self.count = 0
         self._closed = False
 
-    def write(self, geometries: Sequence[Polygon], values: Mapping[str, Sequence[Any] | npt.NDArray[Any]]) -> None:
+    def write(
+        self, geometries: Sequence[Polygon], values: Mapping[str, Sequence[Any] | npt.NDArray[Any]]
+    ) -> None:
         """Append rows: one geometry and one value per column each."""
         import pyarrow as pa
 
@@ -73,8 +75,12 @@ class GeoParquetWriter:
             geoms = shapely.transform(geoms, lambda xy: xy - np.asarray(self.offset))
         geoms = shapely.set_precision(geoms, 0.01)
         b = shapely.total_bounds(geoms)
-        self._bounds = [min(self._bounds[0], b[0]), min(self._bounds[1], b[1]),
-                        max(self._bounds[2], b[2]), max(self._bounds[3], b[3])]
+        self._bounds = [
+            min(self._bounds[0], b[0]),
+            min(self._bounds[1], b[1]),
+            max(self._bounds[2], b[2]),
+            max(self._bounds[3], b[3]),
+        ]
         arrays = []
         for k in self.columns:
             col = values[k]
@@ -122,7 +128,9 @@ class GeoParquetWriter:
     def __enter__(self) -> GeoParquetWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:

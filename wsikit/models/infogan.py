@@ -83,7 +83,9 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if z.ndim != 2 or z.shape[1] != cfg.noise_dim or c.shape != (z.shape[0],):
-            raise ShapeError(f"z must be (B, {cfg.noise_dim}) and c (B,), got {tuple(z.shape)}, {tuple(c.shape)}")
+            raise ShapeError(
+                f"z must be (B, {cfg.noise_dim}) and c (B,), got {tuple(z.shape)}, {tuple(c.shape)}"
+            )
         onehot = torch.nn.functional.one_hot(c.long(), cfg.n_classes).to(z.dtype)
         h = self.fc(torch.cat([z, onehot], dim=1))
         s = cfg.size // 8
@@ -112,7 +114,9 @@ class Critic(nn.Module):
         )
         feat = 4 * w * s * s
         self.d_head = nn.Linear(feat, 1)
-        self.q_head = nn.Sequential(nn.Linear(feat, 128), nn.LeakyReLU(0.2, inplace=True), nn.Linear(128, config.n_classes))
+        self.q_head = nn.Sequential(
+            nn.Linear(feat, 128), nn.LeakyReLU(0.2, inplace=True), nn.Linear(128, config.n_classes)
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         size = self.config.size

@@ -159,7 +159,7 @@ _register(
         name="infogan-cells",
         arch="infogan-v1",
         file="infogan-cells.pt",
-        sha256="3499847da3d7aa9190ee2d09a4aacdaa95c8099447be40412348e2ebd32cc888",
+        sha256="6e1807fde52e3d55250aa08b5ae3771c7e3e3bd8b8fb0e8fb92c6b829ca896db",
         description="InfoGAN nucleus classifier (K=3: epithelial / lymphocyte / fibroblast), trained without labels "
         "on nucleus crops of MoNuSeg, MICCAI 2015 and DSB 2018; see docs/classification.md",
         meta={"crop_mpp": 0.5, "n_classes": 3},

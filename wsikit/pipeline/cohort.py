@@ -64,8 +64,13 @@ def read_manifest(path: PathLike) -> list[SlideJob]:
                     mpp = float(row["mpp"])
                 except ValueError:
                     raise ConfigError(f"{p}: line {i}: mpp {row['mpp']!r} is not a number") from None
-            jobs.append(SlideJob(slide if slide.is_absolute() else p.parent / slide,
-                                 None if out is None else (out if out.is_absolute() else p.parent / out), mpp))
+            jobs.append(
+                SlideJob(
+                    slide if slide.is_absolute() else p.parent / slide,
+                    None if out is None else (out if out.is_absolute() else p.parent / out),
+                    mpp,
+                )
+            )
     if not jobs:
         raise ConfigError(f"{p}: the manifest lists no slides")
     return jobs
@@ -100,23 +105,30 @@ def run_cohort(
     if scheduler is not None:
         from distributed import Client, as_completed
 
-        with Client(scheduler, timeout="30s") as client:
-            futures = [client.submit(run_one, j, config, overwrite, pure=False, key=f"wsikit-{i}-{j.slide.name}")
-                       for i, j in enumerate(jobs)]
+        with Client(scheduler, timeout="30s") as client:  # type: ignore[no-untyped-call]
+            futures = [
+                client.submit(run_one, j, config, overwrite, pure=False, key=f"wsikit-{i}-{j.slide.name}")
+                for i, j in enumerate(jobs)
+            ]
             index = {f.key: i for i, f in enumerate(futures)}
-            for fut in as_completed(futures):
+            for fut in as_completed(futures):  # type: ignore[no-untyped-call]
                 try:
                     res = fut.result()
                 except Exception as exc:  # a worker died: report, keep going
                     j = jobs[index[fut.key]]
-                    res = {"slide": str(j.slide), "out": str(j.out or default_output(j.slide)), "ok": False,
-                           "error": f"worker failed: {type(exc).__name__}: {exc}"}
+                    res = {
+                        "slide": str(j.slide),
+                        "out": str(j.out or default_output(j.slide)),
+                        "ok": False,
+                        "error": f"worker failed: {type(exc).__name__}: {exc}",
+                    }
                 results[index[fut.key]] = res
                 if on_result is not None:
                     on_result(res)
     elif parallel > 1:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed as done_order
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import as_completed as done_order
 
         with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
             pending = {pool.submit(run_one, j, config, overwrite): i for i, j in enumerate(jobs)}
@@ -138,8 +150,12 @@ STATS_COLUMNS = (
     ["slide_id", "mpp", "tissue_area_mm2", "nuclei", "nuclei_per_mm2"]
     + [f"{c}_{k}" for c in CELL_TYPES for k in ("count", "fraction", "density_per_mm2")]
     + ["lymphocyte_to_epithelial_ratio"]
-    + [f"{c}_{m}_{s}" for c in CELL_TYPES for m in ("area_um2", "eccentricity", "hematoxylin_od")
-       for s in ("median", "iqr")]
+    + [
+        f"{c}_{m}_{s}"
+        for c in CELL_TYPES
+        for m in ("area_um2", "eccentricity", "hematoxylin_od")
+        for s in ("median", "iqr")
+    ]
     + ["result"]
 )
 
@@ -159,7 +175,9 @@ def merge_summaries(results: list[PathLike], out: PathLike) -> int:
         if not f.is_file() or (p.is_dir() and not (p / "DONE").is_file()):
             raise ConfigError(f"{p}: not a finished wsikit run (no summary.json and DONE)")
         s = json.loads(f.read_text())
-        row: dict[str, Any] = {k: s.get(k) for k in ("slide_id", "mpp", "tissue_area_mm2", "nuclei", "nuclei_per_mm2")}
+        row: dict[str, Any] = {
+            k: s.get(k) for k in ("slide_id", "mpp", "tissue_area_mm2", "nuclei", "nuclei_per_mm2")
+        }
         for c in CELL_TYPES:
             cs = s["classes"][c]
             for k in ("count", "fraction", "density_per_mm2"):

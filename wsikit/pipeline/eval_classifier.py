@@ -31,14 +31,25 @@ from wsikit.pipeline._atomic import staged_directory
 from wsikit.segment.data import WORKING_MPP, resample
 from wsikit.vectorize.measure import measure_nuclei
 
-__all__ = ["export_classification_dataset", "evaluate_classifier", "LabelledNuclei", "CLASS_ALIASES", "METHODS"]
+__all__ = [
+    "export_classification_dataset",
+    "evaluate_classifier",
+    "LabelledNuclei",
+    "CLASS_ALIASES",
+    "METHODS",
+]
 
 log = logging.getLogger(__name__)
 
 CLASS_ALIASES = {
-    "epithelial": "epithelial", "tumor_any": "epithelial", "tumor": "epithelial",
-    "lymphocyte": "lymphocyte", "stil": "lymphocyte",
-    "fibroblast": "fibroblast", "nontil_stromal": "fibroblast", "stromal": "fibroblast",
+    "epithelial": "epithelial",
+    "tumor_any": "epithelial",
+    "tumor": "epithelial",
+    "lymphocyte": "lymphocyte",
+    "stil": "lymphocyte",
+    "fibroblast": "fibroblast",
+    "nontil_stromal": "fibroblast",
+    "stromal": "fibroblast",
 }
 """Class names accepted in points files (lower case) -> cell type; others (macrophage, other_nucleus ...) are skipped."""
 
@@ -46,7 +57,9 @@ METHODS = ("infogan", "kmeans-pixels", "kmeans-cnn", "kmeans-morphology")
 _NUCLS_NAMES = {0: "tumor_any", 1: "nonTIL_stromal", 2: "sTIL", 3: "other_nucleus"}
 
 
-def export_classification_dataset(name: str, data: PathLike, out: PathLike, *, overwrite: bool = False) -> int:
+def export_classification_dataset(
+    name: str, data: PathLike, out: PathLike, *, overwrite: bool = False
+) -> int:
     """Write ``nucls`` or ``monusac`` as a labelled folder at 0.25 um/px (PNG, points CSV, labels TIFF)."""
     import tifffile
     from PIL import Image
@@ -55,12 +68,17 @@ def export_classification_dataset(name: str, data: PathLike, out: PathLike, *, o
     from wsikit.io.annotations import rasterize_polygons
 
     root = Path(data)
-    items: list[tuple[str, npt.NDArray[np.uint8], npt.NDArray[np.uint32], list[tuple[float, float, str]]]] = []
+    items: list[
+        tuple[str, npt.NDArray[np.uint8], npt.NDArray[np.uint32], list[tuple[float, float, str]]]
+    ] = []
     if name == "nucls":
         for png in sorted((root / "nucls" / "images").glob("*.png")):
             inst, _ = read_npz_instances(root / "nucls" / "labels" / f"{png.stem}.npz")
             image = np.asarray(Image.open(png).convert("RGB"))
-            pts = [(p.x, p.y, p.label) for p in read_points_csv(root / "nucls" / "points" / f"{png.stem}.csv", names=_NUCLS_NAMES)]
+            pts = [
+                (p.x, p.y, p.label)
+                for p in read_points_csv(root / "nucls" / "points" / f"{png.stem}.csv", names=_NUCLS_NAMES)
+            ]
             items.append((f"nucls_{png.stem}", image, inst, pts))
         src_mpp = 0.2
     elif name == "monusac":
@@ -109,8 +127,21 @@ class LabelledNuclei:
     skipped: int
 
 
-_MORPH = ("area", "perimeter", "major_axis", "minor_axis", "eccentricity", "solidity", "circularity",
-          "hematoxylin_od_mean", "hematoxylin_od_std", "eosin_od_mean", "red_mean", "green_mean", "blue_mean")
+_MORPH = (
+    "area",
+    "perimeter",
+    "major_axis",
+    "minor_axis",
+    "eccentricity",
+    "solidity",
+    "circularity",
+    "hematoxylin_od_mean",
+    "hematoxylin_od_std",
+    "eosin_od_mean",
+    "red_mean",
+    "green_mean",
+    "blue_mean",
+)
 
 
 def load_labelled_nuclei(folder: PathLike, *, mpp: float = WORKING_MPP) -> LabelledNuclei:
@@ -174,13 +205,30 @@ def load_labelled_nuclei(folder: PathLike, *, mpp: float = WORKING_MPP) -> Label
         names.extend([png.stem] * len(ids))
     if not crops:
         raise ConfigError(f"{p}: no labelled point lies inside a nucleus")
-    return LabelledNuclei(np.concatenate(crops), np.concatenate(truth), np.concatenate(area), np.concatenate(ecc),
-                          np.concatenate(morph), names, n_points, unmatched, skipped)
+    return LabelledNuclei(
+        np.concatenate(crops),
+        np.concatenate(truth),
+        np.concatenate(area),
+        np.concatenate(ecc),
+        np.concatenate(morph),
+        names,
+        n_points,
+        unmatched,
+        skipped,
+    )
 
 
-def _score(name: str, clusters: npt.NDArray[np.int64], k: int, data: LabelledNuclei, seconds: float,
-           rule_names: list[str] | None = None) -> dict[str, Any]:
-    names = rule_names or name_clusters(clusters, area=data.area, eccentricity=data.eccentricity, n_clusters=k)
+def _score(
+    name: str,
+    clusters: npt.NDArray[np.int64],
+    k: int,
+    data: LabelledNuclei,
+    seconds: float,
+    rule_names: list[str] | None = None,
+) -> dict[str, Any]:
+    names = rule_names or name_clusters(
+        clusters, area=data.area, eccentricity=data.eccentricity, n_clusters=k
+    )
     lut = np.array([CELL_TYPES.index(n) for n in names])
     by_rule = classification_report(data.truth, lut[clusters], CELL_TYPES)
     mapping = hungarian_mapping(data.truth, clusters, k, len(CELL_TYPES))
@@ -220,7 +268,9 @@ def evaluate_classifier(
         if clf is not None and method == "infogan":
             pred = clf.predict(data.crops)
             results.append(
-                _score(method, pred.cluster, clf.n_clusters, data, time.perf_counter() - t0, clf.cluster_names)
+                _score(
+                    method, pred.cluster, clf.n_clusters, data, time.perf_counter() - t0, clf.cluster_names
+                )
             )
             continue
         if method == "kmeans-pixels":
@@ -230,7 +280,7 @@ def evaluate_classifier(
 
             feats = cnn_features(data.crops, Segmenter.from_pretrained().model)
         else:
-            feats = standardized(list(data.morphology.T))
+            feats = standardized(list(data.morphology.T)).astype(np.float32)
         clusters = kmeans(feats, 3, seed=seed)
         results.append(_score(method, clusters, 3, data, time.perf_counter() - t0))
     counts = np.bincount(data.truth, minlength=len(CELL_TYPES))
@@ -244,6 +294,10 @@ def evaluate_classifier(
         "skipped_points": data.skipped,
         "classifier": None
         if clf is None
-        else {"weights": clf.meta.get("weights"), "clusters": clf.n_clusters, "cluster_names": clf.cluster_names},
+        else {
+            "weights": clf.meta.get("weights"),
+            "clusters": clf.n_clusters,
+            "cluster_names": clf.cluster_names,
+        },
         "results": results,
     }

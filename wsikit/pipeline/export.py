@@ -97,7 +97,9 @@ class NucleusTableWriter:
         if with_classes:
             cols.update({"class": "string", "class_probability": "float64"})
         self.parquet = (
-            self._stack.enter_context(GeoParquetWriter(parquet, columns=cols, offset=offset)) if parquet else None
+            self._stack.enter_context(GeoParquetWriter(parquet, columns=cols, offset=offset))
+            if parquet
+            else None
         )
         self.offset = offset
 
@@ -125,8 +127,14 @@ class NucleusTableWriter:
                     cls = (name.capitalize(), CELL_TYPE_COLORS[name])
                     meas["class_probability"] = float(probs[j])
                 if cells is not None:
-                    self.geojson.write(uuids[j], cells[j], object_type="cell", nucleus=batch.polygons[j],
-                                       classification=cls, measurements=meas)
+                    self.geojson.write(
+                        uuids[j],
+                        cells[j],
+                        object_type="cell",
+                        nucleus=batch.polygons[j],
+                        classification=cls,
+                        measurements=meas,
+                    )
                 else:
                     self.geojson.write(uuids[j], batch.polygons[j], classification=cls, measurements=meas)
         if self.parquet is not None:
@@ -206,8 +214,16 @@ def iter_store_batches(
             return slide.read_region((x, y), 0, (w, h))
 
     yield from iter_nucleus_batches(
-        read_labels, read_image, height=store.height, width=store.width, chunk=store.chunk, chunks=chunks,
-        halo=halo, mpp=mpp, simplify=simplify, on_window=on_window,
+        read_labels,
+        read_image,
+        height=store.height,
+        width=store.width,
+        chunk=store.chunk,
+        chunks=chunks,
+        halo=halo,
+        mpp=mpp,
+        simplify=simplify,
+        on_window=on_window,
     )
 
 
@@ -251,9 +267,14 @@ def export_nuclei(
                 src = stack.enter_context(open_slide(slide_path))
         on_window = _stored_classes(store) if has_classes else None
         writer = NucleusTableWriter(
-            slide_id=slide_id, has_mpp=mpp is not None, mpp=mpp, offset=(offset[0], offset[1]),
-            geojson=Path(geojson) if geojson else None, parquet=Path(parquet) if parquet else None,
-            cells_um=cells_um, with_classes=bool(has_classes),
+            slide_id=slide_id,
+            has_mpp=mpp is not None,
+            mpp=mpp,
+            offset=(offset[0], offset[1]),
+            geojson=Path(geojson) if geojson else None,
+            parquet=Path(parquet) if parquet else None,
+            cells_um=cells_um,
+            with_classes=bool(has_classes),
         )
         total = len(store.chunk_grid())
         try:
@@ -265,8 +286,13 @@ def export_nuclei(
             writer.abort()
             raise
         writer.close()
-    return {"nuclei": writer.count, "geojson": str(geojson) if geojson else None,
-            "parquet": str(parquet) if parquet else None, "offset": list(offset), "slide": str(slide_path)}
+    return {
+        "nuclei": writer.count,
+        "geojson": str(geojson) if geojson else None,
+        "parquet": str(parquet) if parquet else None,
+        "offset": list(offset),
+        "slide": str(slide_path),
+    }
 
 
 def _stored_classes(store: OmeZarrStore) -> Callable[..., dict[str, npt.NDArray[np.generic]]]:
@@ -274,12 +300,14 @@ def _stored_classes(store: OmeZarrStore) -> Callable[..., dict[str, npt.NDArray[
     import zarr
 
     root = zarr.open_group(str(store.path), mode="r")
-    probs = np.asarray(root[CLASS_PROBABILITY][:]) if CLASS_PROBABILITY in root else None
+    probs = np.asarray(root[CLASS_PROBABILITY][:]) if CLASS_PROBABILITY in root else None  # type: ignore[index]
 
     def on_window(win: Any) -> dict[str, npt.NDArray[np.generic]]:
         types = store.read_region("cell_types", win.y, win.x, win.labels.shape[0], win.labels.shape[1])
         k = len(CELL_TYPES) + 1
-        counts = np.bincount(win.labels.ravel() * k + types.ravel().astype(np.int64), minlength=(win.labels.max() + 1) * k)
+        counts = np.bincount(
+            win.labels.ravel() * k + types.ravel().astype(np.int64), minlength=(win.labels.max() + 1) * k
+        )
         counts = counts.reshape(-1, k)[win.local_ids, 1:]
         classes = counts.argmax(axis=1).astype(np.int64)  # majority class over the nucleus' pixels
         p = probs[win.ids] if probs is not None else np.full(len(win.ids), np.nan)

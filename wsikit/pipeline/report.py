@@ -23,7 +23,11 @@ __all__ = ["write_summary", "write_report", "DENSITY_BIN_UM", "colormap"]
 DENSITY_BIN_UM = 100.0
 """Side of a density-map bin in microns."""
 
-_MORPHOMETRY = {"area": "area_um2", "eccentricity": "eccentricity", "hematoxylin_od_mean": "hematoxylin_od_mean"}
+_MORPHOMETRY = {
+    "area": "area_um2",
+    "eccentricity": "eccentricity",
+    "hematoxylin_od_mean": "hematoxylin_od_mean",
+}
 
 # a perceptually ordered dark-blue -> yellow ramp (viridis stops)
 _STOPS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64)
@@ -36,7 +40,8 @@ def colormap(values: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
     f = (v - i)[..., None]
     rgb = _STOPS[i] * (1 - f) + _STOPS[i + 1] * f
     rgb[np.isnan(values)] = 255
-    return rgb.round().astype(np.uint8)
+    out: npt.NDArray[np.uint8] = rgb.round().astype(np.uint8)
+    return out
 
 
 def _columns(part_files: list[Path], names: list[str]) -> dict[str, npt.NDArray[Any]]:
@@ -55,13 +60,25 @@ def _stats(values: npt.NDArray[np.floating]) -> dict[str, float | None]:
     if not len(v):
         return {"median": None, "q1": None, "q3": None, "iqr": None}
     q1, med, q3 = np.percentile(v, [25, 50, 75])
-    return {"median": round(float(med), 4), "q1": round(float(q1), 4), "q3": round(float(q3), 4),
-            "iqr": round(float(q3 - q1), 4)}
+    return {
+        "median": round(float(med), 4),
+        "q1": round(float(q1), 4),
+        "q3": round(float(q3), 4),
+        "iqr": round(float(q3 - q1), 4),
+    }
 
 
 def write_summary(
-    work: Path, part_files: list[Path], *, slide_p: Path, slide: Slide, mpp: float, tissue: TissueMask,
-    models: dict[str, Any], options: dict[str, Any], segmentation: dict[str, Any],
+    work: Path,
+    part_files: list[Path],
+    *,
+    slide_p: Path,
+    slide: Slide,
+    mpp: float,
+    tissue: TissueMask,
+    models: dict[str, Any],
+    options: dict[str, Any],
+    segmentation: dict[str, Any],
 ) -> dict[str, Any]:
     """Compute the slide-level statistics and write ``summary.json`` into ``work``; returns them."""
     cols = _columns(part_files, ["class", "area", "eccentricity", "hematoxylin_od_mean"])
@@ -119,8 +136,9 @@ def _label_level(store: OmeZarrStore, name: str, max_size: int) -> tuple[npt.NDA
     return np.asarray(arr[:]), 2**level
 
 
-def write_report(work: Path, part_files: list[Path], *, slide: Slide, store: OmeZarrStore,
-                 summary: dict[str, Any]) -> None:
+def write_report(
+    work: Path, part_files: list[Path], *, slide: Slide, store: OmeZarrStore, summary: dict[str, Any]
+) -> None:
     """Write ``cell_types.png``, ``density_<class>.png`` and the self-contained ``report.html`` into ``work``."""
     from PIL import Image
 
@@ -146,8 +164,12 @@ def write_report(work: Path, part_files: list[Path], *, slide: Slide, store: Ome
     maps: dict[str, tuple[bytes, float]] = {}
     for i, name in enumerate(CELL_TYPES):
         sel = cols["class"] == i
-        hist, _, _ = np.histogram2d(cols["centroid_y"][sel], cols["centroid_x"][sel], bins=(nb_y, nb_x),
-                                    range=((0, nb_y * bin_px), (0, nb_x * bin_px)))
+        hist, _, _ = np.histogram2d(
+            cols["centroid_y"][sel],
+            cols["centroid_x"][sel],
+            bins=(nb_y, nb_x),
+            range=((0, nb_y * bin_px), (0, nb_x * bin_px)),
+        )
         dens = hist / bin_mm2
         top = float(dens.max()) if dens.size else 0.0
         img = colormap(dens / top if top > 0 else dens)
@@ -175,8 +197,14 @@ def _img_tag(png: bytes, alt: str, width: int | None = None) -> str:
     return f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _write_html(path: Path, s: dict[str, Any], overview: npt.NDArray[np.uint8], colored: npt.NDArray[np.uint8],
-                maps: dict[str, tuple[bytes, float]], examples: dict[str, list[bytes]]) -> None:
+def _write_html(
+    path: Path,
+    s: dict[str, Any],
+    overview: npt.NDArray[np.uint8],
+    colored: npt.NDArray[np.uint8],
+    maps: dict[str, tuple[bytes, float]],
+    examples: dict[str, list[bytes]],
+) -> None:
     rows = []
     for name in CELL_TYPES:
         c = s["classes"][name]
@@ -198,28 +226,29 @@ def _write_html(path: Path, s: dict[str, Any], overview: npt.NDArray[np.uint8], 
         for n, (png, top) in maps.items()
     )
     ex = "".join(
-        f"<h3>{n}</h3><div>{''.join(_img_tag(p, n) for p in tiles) or 'none'}</div>" for n, tiles in examples.items()
+        f"<h3>{n}</h3><div>{''.join(_img_tag(p, n) for p in tiles) or 'none'}</div>"
+        for n, tiles in examples.items()
     )
     ratio = s["lymphocyte_to_epithelial_ratio"]
     timing = ", ".join(f"{k} {v} s" for k, v in s.get("seconds", {}).items())
     doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>wsikit report: {html.escape(s['slide_id'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>wsikit report: {html.escape(s["slide_id"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
 figure{{display:inline-block;margin:0 1em 1em 0}}img{{image-rendering:pixelated}}</style></head><body>
-<h1>{html.escape(s['slide_id'])}</h1>
-<p>{s['dimensions'][0]} x {s['dimensions'][1]} px at {s['mpp']} &micro;m/px; tissue {s['tissue_area_mm2']} mm&sup2;;
-<b>{s['nuclei']}</b> nuclei ({s['nuclei_per_mm2']} per mm&sup2;); lymphocyte-to-epithelial ratio {ratio}.</p>
-<figure>{_img_tag(_png(overview), 'thumbnail', 480)}<figcaption>slide</figcaption></figure>
-<figure>{_img_tag(_png(colored), 'cell types', 480)}<figcaption>nuclei by cell type</figcaption></figure>
+<h1>{html.escape(s["slide_id"])}</h1>
+<p>{s["dimensions"][0]} x {s["dimensions"][1]} px at {s["mpp"]} &micro;m/px; tissue {s["tissue_area_mm2"]} mm&sup2;;
+<b>{s["nuclei"]}</b> nuclei ({s["nuclei_per_mm2"]} per mm&sup2;); lymphocyte-to-epithelial ratio {ratio}.</p>
+<figure>{_img_tag(_png(overview), "thumbnail", 480)}<figcaption>slide</figcaption></figure>
+<figure>{_img_tag(_png(colored), "cell types", 480)}<figcaption>nuclei by cell type</figcaption></figure>
 <h2>Cell types</h2>
 <table><tr><th>class</th><th>nuclei</th><th>fraction</th><th>per mm&sup2;</th><th>area &micro;m&sup2; median [IQR]</th>
-<th>eccentricity</th><th>hematoxylin OD</th></tr>{''.join(rows)}</table>
+<th>eccentricity</th><th>hematoxylin OD</th></tr>{"".join(rows)}</table>
 <h2>Density</h2>{dens}
 <h2>Most confident examples (24 &micro;m)</h2>{ex}
-<h2>Run</h2><p>wsikit {html.escape(str(s['wsikit_version']))}; stain {html.escape(str(s['options'].get('stain')))};
-segmenter {html.escape(str(s['models']['segmenter']['weights']))}; classifier
-{html.escape(str(s['models']['classifier']['weights']))}. {html.escape(timing)}</p>
+<h2>Run</h2><p>wsikit {html.escape(str(s["wsikit_version"]))}; stain {html.escape(str(s["options"].get("stain")))};
+segmenter {html.escape(str(s["models"]["segmenter"]["weights"]))}; classifier
+{html.escape(str(s["models"]["classifier"]["weights"]))}. {html.escape(timing)}</p>
 </body></html>
 """
     path.write_text(doc)

@@ -35,12 +35,19 @@ from wsikit._typing import PathLike
 from wsikit.classify.crops import fit_stain_source, nucleus_crops, standardize_stain
 from wsikit.classify.infer import CellClassifier
 from wsikit.classify.naming import CELL_TYPE_COLORS, CELL_TYPES
-from wsikit.errors import ConfigError, OutputExistsError, StoreError
+from wsikit.errors import ConfigError, OutputExistsError
 from wsikit.io import open_slide
 from wsikit.io.omezarr import OmeZarrStore
 from wsikit.io.slide import Slide
 from wsikit.pipeline._atomic import check_output_parent
-from wsikit.pipeline._run_state import RunLock, fingerprint_file, fingerprint_slide, key_of, read_done, write_done
+from wsikit.pipeline._run_state import (
+    RunLock,
+    fingerprint_file,
+    fingerprint_slide,
+    key_of,
+    read_done,
+    write_done,
+)
 from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter
 from wsikit.pipeline.segment import plan_segmentation, segment_into_store
 from wsikit.segment.infer import Segmenter
@@ -79,7 +86,9 @@ class RunConfig:
         if self.stain not in STAIN_METHODS:
             raise ConfigError(f"stain must be one of {', '.join(STAIN_METHODS)}, got {self.stain!r}")
         if self.batch_size <= 0 or self.workers <= 0:
-            raise ConfigError(f"batch_size and workers must be positive, got {self.batch_size}, {self.workers}")
+            raise ConfigError(
+                f"batch_size and workers must be positive, got {self.batch_size}, {self.workers}"
+            )
         if self.slide_mpp is not None and not 0 < self.slide_mpp < 100:
             raise ConfigError(f"mpp must be a positive number of microns per pixel, got {self.slide_mpp}")
         if self.chunk <= 0 or self.chunk % 16:
@@ -89,8 +98,15 @@ class RunConfig:
         """Options that can change the outputs (not batch size or workers)."""
         d = asdict(self)
         # weights and targets enter through their sha256 (models); their paths do not matter
-        for k in ("batch_size", "workers", "device", "segmenter_weights", "classifier_weights",
-                  "normalizer_weights", "stain_target"):
+        for k in (
+            "batch_size",
+            "workers",
+            "device",
+            "segmenter_weights",
+            "classifier_weights",
+            "normalizer_weights",
+            "stain_target",
+        ):
             d.pop(k)
         d["device_type"] = "cuda" if self.device.startswith("cuda") else "cpu"
         return d
@@ -113,16 +129,25 @@ class _Models:
 def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     from wsikit.models.registry import weights_path
 
-    seg = (Segmenter.from_weights(cfg.segmenter_weights, device=cfg.device) if cfg.segmenter_weights
-           else Segmenter.from_pretrained(device=cfg.device))
-    clf = (CellClassifier.from_weights(cfg.classifier_weights, device=cfg.device) if cfg.classifier_weights
-           else CellClassifier.from_pretrained(device=cfg.device))
+    seg = (
+        Segmenter.from_weights(cfg.segmenter_weights, device=cfg.device)
+        if cfg.segmenter_weights
+        else Segmenter.from_pretrained(device=cfg.device)
+    )
+    clf = (
+        CellClassifier.from_weights(cfg.classifier_weights, device=cfg.device)
+        if cfg.classifier_weights
+        else CellClassifier.from_pretrained(device=cfg.device)
+    )
     seg_file = Path(cfg.segmenter_weights) if cfg.segmenter_weights else weights_path("unet-nuclei")
     clf_file = Path(cfg.classifier_weights) if cfg.classifier_weights else weights_path("infogan-cells")
     info: dict[str, Any] = {
         "segmenter": {"weights": seg_file.name, "sha256": fingerprint_file(seg_file)},
-        "classifier": {"weights": clf_file.name, "sha256": fingerprint_file(clf_file),
-                       "cluster_names": clf.cluster_names},
+        "classifier": {
+            "weights": clf_file.name,
+            "sha256": fingerprint_file(clf_file),
+            "cluster_names": clf.cluster_names,
+        },
         "normalizer": {"method": cfg.stain},
     }
     normalize = None
@@ -170,7 +195,9 @@ def _write_part(path: Path, batch: NucleusBatch) -> None:
     cols["class"] = pa.array(batch.extra.get("class", np.zeros(n, np.int64)), pa.int64())
     cols["class_probability"] = pa.array(batch.extra.get("class_probability", np.zeros(n)), pa.float64())
     cols["cluster"] = pa.array(batch.extra.get("cluster", np.zeros(n, np.int64)), pa.int64())
-    cols["geometry"] = pa.array(shapely.to_wkb(np.asarray(batch.polygons, dtype=object)) if n else [], pa.binary())
+    cols["geometry"] = pa.array(
+        shapely.to_wkb(np.asarray(batch.polygons, dtype=object)) if n else [], pa.binary()
+    )
     tmp = path.with_name(path.name + ".partial")
     pq.write_table(pa.table(cols), tmp)
     tmp.replace(path)
@@ -182,7 +209,11 @@ def _read_part(path: Path) -> NucleusBatch:
 
     t = pq.read_table(path)
     d = {k: t.column(k).to_numpy() for k in t.column_names if k != "geometry"}
-    geoms = list(shapely.from_wkb(np.asarray(t.column("geometry").to_pylist(), dtype=object))) if t.num_rows else []
+    geoms = (
+        list(shapely.from_wkb(np.asarray(t.column("geometry").to_pylist(), dtype=object)))
+        if t.num_rows
+        else []
+    )
     return NucleusBatch(
         ids=d["nucleus_id"].astype(np.int64),
         polygons=geoms,
@@ -191,13 +222,22 @@ def _read_part(path: Path) -> NucleusBatch:
     )
 
 
-def _classify_window(clf: CellClassifier, source: Any, mpp: float) -> Callable[[Window], dict[str, npt.NDArray[np.generic]]]:
+def _classify_window(
+    clf: CellClassifier, source: Any, mpp: float
+) -> Callable[[Window], dict[str, npt.NDArray[np.generic]]]:
     def on_window(win: Window) -> dict[str, npt.NDArray[np.generic]]:
-        image = standardize_stain(win.image, source=source) if source is not None else standardize_stain(win.image)
+        image = (
+            standardize_stain(win.image, source=source)
+            if source is not None
+            else standardize_stain(win.image)
+        )
         crops, _ = nucleus_crops(image, win.labels, mpp=mpp, ids=win.local_ids)
         pred = clf.predict(crops)
-        return {"class": pred.cell_type, "class_probability": pred.probability.astype(np.float64),
-                "cluster": pred.cluster}
+        return {
+            "class": pred.cell_type,
+            "class_probability": pred.probability.astype(np.float64),
+            "cluster": pred.cluster,
+        }
 
     return on_window
 
@@ -305,8 +345,16 @@ def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
 
 
 def _run(
-    slide: Slide, slide_p: Path, out: Path, work: Path, cfg: RunConfig, models: _Models, mpp: float,
-    fp: dict[str, Any], timings: dict[str, float], progress: Progress | None,
+    slide: Slide,
+    slide_p: Path,
+    out: Path,
+    work: Path,
+    cfg: RunConfig,
+    models: _Models,
+    mpp: float,
+    fp: dict[str, Any],
+    timings: dict[str, float],
+    progress: Progress | None,
 ) -> dict[str, Any]:
     from wsikit.pipeline.report import write_report, write_summary
 
@@ -327,16 +375,38 @@ def _run(
             store = OmeZarrStore.open(store_path, mode="r+")
         else:
             journal.unlink(missing_ok=True)
-            store = OmeZarrStore.create(store_path, height=h0, width=w0, chunk=cfg.chunk, mpp=(mpp, mpp),
-                                        with_image=False, overwrite=True, name=f"{slide_p.name} wsikit result")
+            store = OmeZarrStore.create(
+                store_path,
+                height=h0,
+                width=w0,
+                chunk=cfg.chunk,
+                mpp=(mpp, mpp),
+                with_image=False,
+                overwrite=True,
+                name=f"{slide_p.name} wsikit result",
+            )
             store.create_label("nuclei", dtype=np.uint32)
-            store.update_attributes(slide=str(slide_p.resolve()), slide_id=slide_p.stem,
-                                    bounds_offset=list(slide.bounds_offset), slide_mpp=mpp, has_classes=False)
-        plan = plan_segmentation(slide, tissue, working_mpp=models.segmenter.mpp, slide_mpp=mpp,
-                                 min_tissue=cfg.min_tissue)
-        stats = segment_into_store(slide, store, plan, models.segmenter, normalize=models.normalize,
-                                   batch_size=cfg.batch_size, workers=cfg.workers, journal=journal,
-                                   progress=tick("segment"))
+            store.update_attributes(
+                slide=str(slide_p.resolve()),
+                slide_id=slide_p.stem,
+                bounds_offset=list(slide.bounds_offset),
+                slide_mpp=mpp,
+                has_classes=False,
+            )
+        plan = plan_segmentation(
+            slide, tissue, working_mpp=models.segmenter.mpp, slide_mpp=mpp, min_tissue=cfg.min_tissue
+        )
+        stats = segment_into_store(
+            slide,
+            store,
+            plan,
+            models.segmenter,
+            normalize=models.normalize,
+            batch_size=cfg.batch_size,
+            workers=cfg.workers,
+            journal=journal,
+            progress=tick("segment"),
+        )
         store.build_pyramid("nuclei", workers=cfg.workers)
         store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})
         (work / "segment.json").write_text(json.dumps(stats))
@@ -363,13 +433,24 @@ def _run(
             y, x = origin
 
             def read_labels(yy: int, xx: int, hh: int, ww: int) -> npt.NDArray[np.generic]:
-                return store.read_region("nuclei", yy, xx, hh, ww)
+                out: npt.NDArray[np.generic] = store.read_region("nuclei", yy, xx, hh, ww)
+                return out
 
             def read_image(yy: int, xx: int, hh: int, ww: int) -> npt.NDArray[np.generic]:
                 return slide.read_region((xx, yy), 0, (ww, hh))
 
-            batch = vectorize_chunk(read_labels, read_image, y, x, chunk=c, height=h0, width=w0, halo=halo,
-                                    mpp=mpp, on_window=on_window)
+            batch = vectorize_chunk(
+                read_labels,
+                read_image,
+                y,
+                x,
+                chunk=c,
+                height=h0,
+                width=w0,
+                halo=halo,
+                mpp=mpp,
+                on_window=on_window,
+            )
             _write_part(_part_path(parts, y, x), batch)
 
         done = len(chunks) - len(todo)
@@ -382,10 +463,21 @@ def _run(
     part_files = [_part_path(parts, r * c, q * c) for r, q in chunks]
     _stage("labels", timings, lambda: _write_cell_types(store, part_files, cfg.workers))
     _stage("export", timings, lambda: _export(work, part_files, slide_p, slide, mpp))
-    summary = write_summary(work, part_files, slide_p=slide_p, slide=slide, mpp=mpp, tissue=tissue,
-                            models=models.info, options=cfg.result_options(), segmentation=seg_stats)
+    summary = write_summary(
+        work,
+        part_files,
+        slide_p=slide_p,
+        slide=slide,
+        mpp=mpp,
+        tissue=tissue,
+        models=models.info,
+        options=cfg.result_options(),
+        segmentation=seg_stats,
+    )
     summary["seconds"] = timings
-    _stage("report", timings, lambda: write_report(work, part_files, slide=slide, store=store, summary=summary))
+    _stage(
+        "report", timings, lambda: write_report(work, part_files, slide=slide, store=store, summary=summary)
+    )
     return summary
 
 
@@ -421,16 +513,23 @@ def _write_cell_types(store: OmeZarrStore, part_files: list[Path], workers: int)
         colors={0: (0, 0, 0, 0), **{i + 1: (*CELL_TYPE_COLORS[t], 255) for i, t in enumerate(CELL_TYPES)}},
     )
     root = zarr.open_group(str(store.path), mode="r+")
-    arr = root.create_array(CLASS_PROBABILITY, shape=(n,), dtype=np.float32, chunks=(min(n, 1 << 20),),
-                            overwrite=True)
+    arr = root.create_array(
+        CLASS_PROBABILITY, shape=(n,), dtype=np.float32, chunks=(min(n, 1 << 20),), overwrite=True
+    )
     arr[:] = prob
     store.update_attributes(has_classes=True, cell_types=list(CELL_TYPES))
 
 
 def _export(work: Path, part_files: list[Path], slide_p: Path, slide: Slide, mpp: float) -> None:
-    writer = NucleusTableWriter(slide_id=slide_p.stem, has_mpp=True, mpp=mpp,
-                                offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
-                                geojson=work / "nuclei.geojson", parquet=work / "cells.parquet", with_classes=True)
+    writer = NucleusTableWriter(
+        slide_id=slide_p.stem,
+        has_mpp=True,
+        mpp=mpp,
+        offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
+        geojson=work / "nuclei.geojson",
+        parquet=work / "cells.parquet",
+        with_classes=True,
+    )
     try:
         for p in part_files:
             writer.write(_read_part(p))

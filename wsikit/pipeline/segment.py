@@ -64,7 +64,13 @@ class SegmentationPlan:
 
 
 def plan_segmentation(
-    slide: Slide, tissue: TissueMask, *, working_mpp: float, slide_mpp: float, core: int = 512, margin: int = 64,
+    slide: Slide,
+    tissue: TissueMask,
+    *,
+    working_mpp: float,
+    slide_mpp: float,
+    core: int = 512,
+    margin: int = 64,
     min_tissue: float = 0.01,
 ) -> SegmentationPlan:
     """Tiles of ``core + 2 * margin`` working px whose core holds at least ``min_tissue`` tissue."""
@@ -85,7 +91,9 @@ def plan_segmentation(
     return SegmentationPlan(grid, tiles, rows, core, margin, scale)
 
 
-def _tile_nuclei(args: tuple[npt.NDArray[np.float32], Tile, int, int, float]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _tile_nuclei(
+    args: tuple[npt.NDArray[np.float32], Tile, int, int, float],
+) -> list[tuple[np.ndarray, np.ndarray]]:
     probs, tile, margin, core, scale = args
     labels = instances_from_probabilities(probs)
     return [
@@ -126,7 +134,7 @@ def segment_into_store(
         if journal is None:
             return
         tmp = journal.with_name(journal.name + ".partial.npz")
-        np.savez_compressed(tmp, done=np.array(done), **asm.state())
+        np.savez_compressed(tmp, done=np.array(done), **asm.state())  # type: ignore[arg-type]
         os.replace(tmp, journal)
 
     done = start
@@ -136,7 +144,9 @@ def segment_into_store(
         for batch in stream:
             images = batch.images if normalize is None else normalize(batch.images)
             probs = segmenter.batch_probabilities(images).numpy()
-            jobs = [(p, t, plan.margin, plan.core, plan.scale) for p, t in zip(probs, batch.tiles, strict=True)]
+            jobs = [
+                (p, t, plan.margin, plan.core, plan.scale) for p, t in zip(probs, batch.tiles, strict=True)
+            ]
             for nuclei in pool.map(_tile_nuclei, jobs):
                 for rr, cc in nuclei:
                     asm.add(rr, cc)
@@ -144,11 +154,12 @@ def segment_into_store(
             peak_pending = max(peak_pending, asm.pending_bytes)
             # later tiles start at least one tile row below the current one, minus their margin
             next_row = tiles[done].row if done < len(tiles) else plan.rows + 1
-            wrote = False
-            for y, x, block in asm.flush_above(int(np.floor((next_row * plan.core - plan.margin) * plan.scale))):
+            before = asm.flushed_until
+            for y, x, block in asm.flush_above(
+                int(np.floor((next_row * plan.core - plan.margin) * plan.scale))
+            ):
                 store.write_region("nuclei", y, x, block)
-                wrote = True
-            if wrote:
+            if asm.flushed_until > before:  # chunk rows are final: record the state that follows them
                 save_journal(done)
             if progress is not None:
                 progress(done, len(tiles))
@@ -192,18 +203,37 @@ def segment_slide(
     ConfigError
         The slide does not state its mpp and ``slide_mpp`` is not given, or bad tile sizes.
     """
-    seg = Segmenter.from_weights(weights, device=device) if weights else Segmenter.from_pretrained(device=device)
+    seg = (
+        Segmenter.from_weights(weights, device=device)
+        if weights
+        else Segmenter.from_pretrained(device=device)
+    )
     with open_slide(slide_path) as slide:
         base_mpp = slide_mpp if slide_mpp is not None else slide.mpp_x
         if base_mpp is None:
-            raise ConfigError(f"{slide_path}: the slide does not state its microns per pixel; give --slide-mpp")
+            raise ConfigError(
+                f"{slide_path}: the slide does not state its microns per pixel; give --slide-mpp"
+            )
         w0, h0 = slide.dimensions
-        plan = plan_segmentation(slide, tissue_mask(slide), working_mpp=seg.mpp, slide_mpp=base_mpp, core=core,
-                                 margin=margin, min_tissue=min_tissue)
+        plan = plan_segmentation(
+            slide,
+            tissue_mask(slide),
+            working_mpp=seg.mpp,
+            slide_mpp=base_mpp,
+            core=core,
+            margin=margin,
+            min_tissue=min_tissue,
+        )
         with staged_directory(Path(out), overwrite=overwrite) as stage:
             store = OmeZarrStore.create(
-                stage, height=h0, width=w0, chunk=chunk, mpp=slide.mpp or (base_mpp, base_mpp), with_image=False,
-                overwrite=True, name=f"{Path(slide_path).name} nuclei",
+                stage,
+                height=h0,
+                width=w0,
+                chunk=chunk,
+                mpp=slide.mpp or (base_mpp, base_mpp),
+                with_image=False,
+                overwrite=True,
+                name=f"{Path(slide_path).name} nuclei",
             )
             store.create_label("nuclei", dtype=np.uint32)
             store.update_attributes(
@@ -212,10 +242,13 @@ def segment_slide(
                 bounds_offset=list(slide.bounds_offset),
                 slide_mpp=base_mpp,
             )
-            stats = segment_into_store(slide, store, plan, seg, batch_size=batch_size, workers=workers,
-                                       progress=progress)
+            stats = segment_into_store(
+                slide, store, plan, seg, batch_size=batch_size, workers=workers, progress=progress
+            )
             store.build_pyramid("nuclei")
-            store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})
+            store.set_label_metadata(
+                "nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)}
+            )
     return {
         **stats,
         "working_mpp": seg.mpp,

@@ -81,7 +81,7 @@ def save_crops(path: PathLike, crops: dict[str, npt.NDArray[Any]]) -> Path:
     p = Path(path)
     check_output_parent(p)
     tmp = p.with_name(p.name + ".partial.npz")
-    np.savez_compressed(tmp, **crops)
+    np.savez_compressed(tmp, **crops)  # type: ignore[arg-type]
     tmp.replace(p)
     return p
 
@@ -142,7 +142,9 @@ def train_classifier(
     state = _train(crops["crops"], cfg, checkpoint=ckpt, resume=resume, progress=progress, on_grid=on_grid)
     clusters, _ = state.model.predict(to_tensor(crops["crops"]))
     cl = clusters.numpy()
-    names = name_clusters(cl, area=crops["area"], eccentricity=crops["eccentricity"], n_clusters=cfg.n_classes)
+    names = name_clusters(
+        cl, area=crops["area"], eccentricity=crops["eccentricity"], n_clusters=cfg.n_classes
+    )
     sizes = np.bincount(cl, minlength=cfg.n_classes)
     morph = [
         {

@@ -103,6 +103,11 @@ class ChunkAssembler:
             self._flushed_until = min(r * self.chunk, self.height)
 
     @property
+    def flushed_until(self) -> int:
+        """Level-0 rows above this are written and final."""
+        return self._flushed_until
+
+    @property
     def pending_bytes(self) -> int:
         """Memory held by pending chunks."""
         return sum(b.nbytes for b in self._blocks.values())
@@ -111,7 +116,9 @@ class ChunkAssembler:
         """Everything pending, as arrays (for ``numpy.savez_compressed``)."""
         keys = sorted(self._blocks)
         out: dict[str, npt.NDArray[np.generic]] = {
-            "meta": np.array([self.height, self.width, self.chunk, self._flushed_until, self.next_id], np.int64),
+            "meta": np.array(
+                [self.height, self.width, self.chunk, self._flushed_until, self.next_id], np.int64
+            ),
             "keys": np.array(keys, np.int64).reshape(-1, 2),
         }
         for i, k in enumerate(keys):

@@ -116,8 +116,9 @@ def vectorize_chunk(
     """
     wy, wx, local, loc_ids, ids = _owned_window(read_labels, y0, x0, chunk, height, width, halo)
     _, polys = label_polygons(local, loc_ids, offset=(wx, wy), simplify=simplify)
+    image: npt.NDArray[np.uint8]
     if read_image is not None:
-        image = np.asarray(read_image(wy, wx, local.shape[0], local.shape[1]))
+        image = np.asarray(read_image(wy, wx, local.shape[0], local.shape[1]), dtype=np.uint8)
     else:
         image = np.full((*local.shape, 3), 255, np.uint8)
     cols = measure_nuclei(image, local, mpp=mpp, ids=loc_ids)
@@ -128,7 +129,9 @@ def vectorize_chunk(
         for k in list(cols):
             if k.split("_")[0] in ("hematoxylin", "eosin", "red", "green", "blue"):
                 cols[k] = np.full(len(ids), np.nan)
-    extra = on_window(Window(wy, wx, image, local, loc_ids, ids)) if on_window is not None and len(ids) else {}
+    extra = (
+        on_window(Window(wy, wx, image, local, loc_ids, ids)) if on_window is not None and len(ids) else {}
+    )
     return NucleusBatch(ids, polys, cols, extra)
 
 
@@ -143,6 +146,19 @@ def iter_nucleus_batches(
     **kwargs: object,
 ) -> Iterator[NucleusBatch]:
     """:func:`vectorize_chunk` over every chunk (row-major), or over ``chunks`` ((y0, x0) origins)."""
-    origins = chunks if chunks is not None else [(y, x) for y in range(0, height, chunk) for x in range(0, width, chunk)]
+    origins = (
+        chunks
+        if chunks is not None
+        else [(y, x) for y in range(0, height, chunk) for x in range(0, width, chunk)]
+    )
     for y0, x0 in origins:
-        yield vectorize_chunk(read_labels, read_image, y0, x0, chunk=chunk, height=height, width=width, **kwargs)  # type: ignore[arg-type]
+        yield vectorize_chunk(
+            read_labels,
+            read_image,
+            y0,
+            x0,
+            chunk=chunk,
+            height=height,
+            width=width,
+            **kwargs,  # type: ignore[arg-type]
+        )

@@ -93,7 +93,9 @@ def measure_nuclei(
     from skimage.measure import regionprops_table
 
     if image.ndim != 3 or image.shape[2] != 3 or labels.shape != image.shape[:2]:
-        raise ShapeError(f"image must be (H, W, 3) and labels (H, W) of the same size, got {image.shape}, {labels.shape}")
+        raise ShapeError(
+            f"image must be (H, W, 3) and labels (H, W) of the same size, got {image.shape}, {labels.shape}"
+        )
     lab = np.ascontiguousarray(labels).astype(np.intp, copy=False)
     present = np.unique(lab)
     present = present[present > 0]
@@ -105,8 +107,16 @@ def measure_nuclei(
         return out
     props = regionprops_table(
         lab,
-        properties=("label", "centroid", "area", "perimeter", "axis_major_length", "axis_minor_length",
-                    "eccentricity", "solidity"),
+        properties=(
+            "label",
+            "centroid",
+            "area",
+            "perimeter",
+            "axis_major_length",
+            "axis_minor_length",
+            "eccentricity",
+            "solidity",
+        ),
     )  # type: ignore[no-untyped-call]
     index = {int(v): i for i, v in enumerate(props["label"])}
     missing = [int(v) for v in want if int(v) not in index]
@@ -132,7 +142,7 @@ def measure_nuclei(
     sel = lab[mask]
     n = int(lab.max())
     pix = image[mask].astype(np.float64)
-    hed = rgb2hed(image[mask][None].astype(np.float64) / 255.0)[0]  # type: ignore[no-untyped-call]
+    hed = rgb2hed(image[mask][None].astype(np.float64) / 255.0)[0]
     channels = {
         # rgb2hed divides ln(I) by ln(1e-6); undo it to get natural-log optical-density concentrations
         "hematoxylin_od": hed[:, 0] * _HED_SCALE,

@@ -19,7 +19,9 @@ from wsikit.errors import ShapeError
 __all__ = ["mask_polygon", "label_polygons"]
 
 
-def _runs(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+def _runs(
+    mask: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """(row, start, stop) of every horizontal run of True pixels."""
     padded = np.zeros((mask.shape[0], mask.shape[1] + 2), np.int8)
     padded[:, 1:-1] = mask
@@ -62,7 +64,11 @@ def mask_polygon(
     geom = shapely.simplify(geom, 0.0)  # drop collinear vertices along pixel edges
     if simplify > 0:
         simple = shapely.simplify(geom, simplify, preserve_topology=True)
-        if simple.is_valid and not simple.is_empty and abs(simple.area - geom.area) <= max_area_change * geom.area:
+        if (
+            simple.is_valid
+            and not simple.is_empty
+            and abs(simple.area - geom.area) <= max_area_change * geom.area
+        ):
             geom = simple
     return shapely.geometry.polygon.orient(geom, sign=1.0)
 
