@@ -49,12 +49,14 @@ def _lab_to_rgb(lab: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     xyz = np.where(f > 6 / 29, f**3, (116 * f - 16) * 27 / 24389) * _WHITE
     lin = np.maximum(xyz @ np.linalg.inv(_RGB_TO_XYZ).T, 0.0)
     srgb = np.where(lin > 0.0031308, 1.055 * np.maximum(lin, 1e-12) ** (1 / 2.4) - 0.055, 12.92 * lin)
-    return np.clip(srgb * 255.0, 0.0, 255.0)
+    out: npt.NDArray[np.float64] = np.clip(srgb * 255.0, 0.0, 255.0)
+    return out
 
 
 def _tissue_weight(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
     od = -np.log((rgb.astype(np.float64) + 1.0) / 256.0).mean(axis=-1)
-    return np.clip((od - 0.15) / 0.15, 0.0, 1.0)  # glass below 0.15, tissue above 0.30 (as the normalizers)
+    w: npt.NDArray[np.float64] = np.clip((od - 0.15) / 0.15, 0.0, 1.0)  # glass < 0.15, tissue > 0.30 OD
+    return w
 
 
 def fit_stain_source(image: npt.NDArray[np.uint8]) -> LabStats | None:

@@ -495,7 +495,7 @@ def _write_cell_types(store: OmeZarrStore, part_files: list[Path], workers: int)
     ids = np.concatenate(ids_l) if ids_l else np.zeros(0, np.int64)
     n = int(ids.max()) + 1 if len(ids) else 1
     lut = np.zeros(n, np.uint8)
-    prob = np.full(n, np.nan, np.float32)
+    prob = np.full(n, np.nan, np.float64)
     if len(ids):
         lut[ids] = np.concatenate(cls_l).astype(np.uint8) + 1
         prob[ids] = np.concatenate(prob_l)
@@ -514,7 +514,7 @@ def _write_cell_types(store: OmeZarrStore, part_files: list[Path], workers: int)
     )
     root = zarr.open_group(str(store.path), mode="r+")
     arr = root.create_array(
-        CLASS_PROBABILITY, shape=(n,), dtype=np.float32, chunks=(min(n, 1 << 20),), overwrite=True
+        CLASS_PROBABILITY, shape=(n,), dtype=np.float64, chunks=(min(n, 1 << 20),), overwrite=True
     )
     arr[:] = prob
     store.update_attributes(has_classes=True, cell_types=list(CELL_TYPES))
