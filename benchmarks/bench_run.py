@@ -21,13 +21,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from wsikit.pipeline.run import RunConfig, run_slide
 cfg = RunConfig(stain=sys.argv[3], device=sys.argv[4], batch_size=int(sys.argv[5]), workers=2)
 start = time.perf_counter()
 s = run_slide(sys.argv[1], sys.argv[2], config=cfg)
 s["wall_s"] = time.perf_counter() - start
-s["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_mb():
+    # VmHWM: this process's own peak (ru_maxrss survives execve and would report the parent's peak)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+s["peak_rss_mb"] = _peak_mb()
 print(json.dumps(s))
 """
 

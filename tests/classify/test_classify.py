@@ -104,7 +104,9 @@ def test_pipeline_writes_weights_with_cluster_names_and_rejects_another_k(real_c
     crops = {k: v[:400] for k, v in real_crops.items()}
     cfg = ClassifierTrainConfig(n_classes=5, steps=2, batch_size=8, n_critic=1, width=8, grid_every=1)
     path, summary = train_and_save(crops, tmp_path / "k5.pt", config=cfg, command="test")
-    assert len(summary["cluster_names"]) == 5 and {"lymphocyte", "epithelial"} <= set(summary["cluster_names"])
+    assert len(summary["cluster_names"]) == 5 and {"lymphocyte", "epithelial"} <= set(
+        summary["cluster_names"]
+    )
     assert (tmp_path / "k5.grid-000002.png").exists() and not (tmp_path / "k5.pt.ckpt").exists()
     clf = CellClassifier.from_weights(path)
     pred = clf.predict(crops["crops"][:10])
@@ -128,3 +130,32 @@ def test_shipped_classifier_beats_chance_on_held_out_labels(data_dir, tmp_path):
     assert by["infogan"]["named_by_rule"]["accuracy"] > 0.55
     assert by["infogan"]["named_by_rule"]["accuracy"] > by["kmeans-pixels"]["named_by_rule"]["accuracy"]
     assert by["infogan"]["hungarian"]["accuracy"] >= by["infogan"]["named_by_rule"]["accuracy"] - 1e-9
+
+
+def test_eval_cli_segments_when_labels_are_absent_and_reports_bad_folders(data_dir, tmp_path, capsys):
+    import json
+    import shutil
+
+    from wsikit.cli.main import run
+    from wsikit.pipeline.eval_classifier import export_classification_dataset
+
+    export_classification_dataset("nucls", data_dir, tmp_path / "full")
+    pts = tmp_path / "points_only"
+    pts.mkdir()
+    for stem in ("nucls_train_1", "nucls_train_2"):
+        shutil.copy(tmp_path / "full" / f"{stem}.png", pts)
+        shutil.copy(tmp_path / "full" / f"{stem}.points.csv", pts)
+    assert (
+        run(
+            ["eval", "classifier", str(pts), "--json", "--method", "infogan", "--method", "kmeans-morphology"]
+        )
+        == 0
+    )
+    res = json.loads(capsys.readouterr().out)
+    assert res["nuclei"] > 20  # the shipped segmenter found the nuclei the points lie in
+    assert [r["method"] for r in res["results"]] == ["infogan", "kmeans-morphology"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(["eval", "classifier", str(empty)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "empty" in err and "no NAME.png with NAME.points.csv" in err and err.count("\n") == 0

@@ -204,28 +204,18 @@ def test_bad_inputs_fail_with_one_line(tmp_path, capsys, generated):
 
 def test_slide_without_tissue_gives_a_valid_empty_result(generated, tmp_path, capsys):
     out = tmp_path / "blank.wsikit"
-    assert (
-        run(
-            [
-                "-q",
-                "run",
-                str(generated["blank_png"]),
-                "--mpp",
-                "0.5",
-                "--out",
-                str(out),
-                "--stain",
-                "none",
-                "--chunk",
-                "256",
-            ]
-        )
-        == 0
-    )
+    args = ["-q", "run", str(generated["blank_png"]), "--mpp", "0.5", "--out", str(out), "--chunk", "256"]
+    assert run([*args, "--stain", "reinhard", "--save-normalized"]) == 0
     assert "no nuclei" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["nuclei"] == 0 and (out / "DONE").exists()
     assert json.loads((out / "nuclei.geojson").read_text())["features"] == []
+    store = OmeZarrStore.open(out / "result.zarr")
+    assert store.has_image  # --save-normalized: the normalized image pyramid beside the labels
+    image = store.read_region("image", 0, 0, 400, 500)
+    assert image.shape == (3, 400, 500) and (image == 247).all()  # glass is left as it is
+    assert run([*args, "--stain", "none", "--save-normalized", "--overwrite"]) == 1
+    assert "needs a stain method" in capsys.readouterr().err
 
 
 def test_two_runs_on_one_output_refuse(region, tmp_path):
@@ -246,4 +236,6 @@ def test_export_of_a_run_result_carries_the_classes(reference, tmp_path):
     assert ours.keys() == theirs.keys()
     for k, o in theirs.items():
         assert ours[k].classification == o.classification
-        assert ours[k].measurements["class_probability"] == pytest.approx(o.measurements["class_probability"], abs=1e-4)
+        assert ours[k].measurements["class_probability"] == pytest.approx(
+            o.measurements["class_probability"], abs=1e-4
+        )

@@ -29,7 +29,9 @@ CROP_SIZE = 40
 # Lab mean / std of tissue pixels of the CMU-1 sample slide (its 1024 px overview), the reference style.
 _REFERENCE = LabStats(torch.tensor([47.35, 28.76, -12.52]), torch.tensor([17.19, 10.81, 7.02]))
 
-_RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+_RGB_TO_XYZ = np.array(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
 _WHITE = np.array([0.950456, 1.0, 1.088754])
 _MIN_TISSUE = 256
 
@@ -40,7 +42,9 @@ def _rgb_to_lab(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
     xyz = (c @ _RGB_TO_XYZ.T) / _WHITE
     eps = 216 / 24389
     f = np.where(xyz > eps, np.cbrt(np.maximum(xyz, 1e-12)), (24389 / 27 * xyz + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+    return np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1
+    )
 
 
 def _lab_to_rgb(lab: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -71,7 +75,9 @@ def fit_stain_source(image: npt.NDArray[np.uint8]) -> LabStats | None:
     return LabStats(torch.from_numpy(lab.mean(axis=0)), torch.from_numpy(std))
 
 
-def standardize_stain(image: npt.NDArray[np.uint8], *, source: LabStats | None = None) -> npt.NDArray[np.uint8]:
+def standardize_stain(
+    image: npt.NDArray[np.uint8], *, source: LabStats | None = None
+) -> npt.NDArray[np.uint8]:
     """Reinhard-normalize an (H, W, 3) field (or with ``source`` statistics of its slide) to the reference.
 
     Glass is left as it is (tissue weight as in the stain normalizers); an image with too little tissue to

@@ -100,6 +100,11 @@ def _table(results: list[dict[str, Any]]) -> None:
     show_default=True,
     help="Chunk side of the OME-Zarr labels (also the unit of resume).",
 )
+@click.option(
+    "--save-normalized",
+    is_flag=True,
+    help="Also write the stain-normalized image pyramid into result.zarr (level-0 resolution).",
+)
 @click.option("--overwrite", is_flag=True, help="Redo finished runs.")
 @click.option(
     "--scheduler", default=None, metavar="tcp://HOST:PORT", help="Run the slides on this Dask cluster."
@@ -126,6 +131,7 @@ def run_cmd(
     segmenter_weights: Path | None,
     classifier_weights: Path | None,
     chunk: int,
+    save_normalized: bool,
     overwrite: bool,
     scheduler: str | None,
     jobs: int,
@@ -148,6 +154,7 @@ def run_cmd(
         segmenter_weights=str(segmenter_weights) if segmenter_weights else None,
         classifier_weights=str(classifier_weights) if classifier_weights else None,
         chunk=chunk,
+        save_normalized=save_normalized,
     )
     quiet = is_quiet(ctx)
     if len(items) == 1 and scheduler is None:

@@ -18,7 +18,7 @@ from wsikit.stain import MacenkoNormalizer, ReinhardNormalizer, StainNormalizer
 from wsikit.stain.cnn import CnnNormalizer
 from wsikit.tiling import PatchStream, TileGrid
 
-__all__ = ["make_normalizer", "normalize", "METHODS", "IMAGE_OUTPUTS"]
+__all__ = ["make_normalizer", "normalize", "normalize_into_store", "METHODS", "IMAGE_OUTPUTS"]
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +116,44 @@ def normalize(
             overwrite=True,
             name=f"{Path(src).name} normalized ({method})",
         )
-        grid = TileGrid(width=w, height=h, tile_size=_CHUNK, scale=1.0)
-        tiles = list(grid)  # glass chunks too: copied (Macenko/Reinhard leave glass as is), never left blank
-        done = 0
-        for batch in PatchStream(slide, grid, tiles, batch_size=batch_size):
-            images = (
-                norm.transform(batch.images, source=source_stats)
+        normalize_into_store(
+            slide,
+            store,
+            lambda images: (
+                norm.transform(images, source=source_stats)
                 if source_stats is not None
-                else norm.transform(batch.images)
-            )
-            for img, tile in zip(images, batch.tiles, strict=True):
-                y, x = tile.y, tile.x
-                bh, bw = min(_CHUNK, h - y), min(_CHUNK, w - x)
-                store.write_region(IMAGE, y, x, np.asarray(img[:, :bh, :bw].cpu().numpy()))
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(tiles))
-        store.build_pyramid(IMAGE)
+                else norm.transform(images)
+            ),
+            batch_size=batch_size,
+            progress=progress,
+        )
     return out_path
+
+
+def normalize_into_store(
+    slide: Any,
+    store: OmeZarrStore,
+    normalize_batch: Callable[[Any], Any],
+    *,
+    batch_size: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Normalize every level-0 chunk of ``slide`` into ``store``'s image (which must exist), then its pyramid.
+
+    ``normalize_batch`` maps a (B, 3, C, C) uint8 batch of chunks to normalized ones. Glass chunks are
+    copied through the normalizer too (which leaves glass as it is), so the image is never left blank.
+    """
+    h, w, c = store.height, store.width, store.chunk
+    grid = TileGrid(width=w, height=h, tile_size=c, scale=1.0)
+    tiles = list(grid)
+    done = 0
+    for batch in PatchStream(slide, grid, tiles, batch_size=batch_size):
+        images = normalize_batch(batch.images)
+        for img, tile in zip(images, batch.tiles, strict=True):
+            y, x = tile.y, tile.x
+            bh, bw = min(c, h - y), min(c, w - x)
+            store.write_region(IMAGE, y, x, np.asarray(img[:, :bh, :bw].cpu().numpy()))
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(tiles))
+    store.build_pyramid(IMAGE)

@@ -51,6 +51,7 @@ from wsikit.pipeline._run_state import (
 from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter
 from wsikit.pipeline.segment import plan_segmentation, segment_into_store
 from wsikit.segment.infer import Segmenter
+from wsikit.stain.base import StainFitError
 from wsikit.tiling import tissue_mask
 from wsikit.vectorize.chunked import NucleusBatch, Window, vectorize_chunk
 from wsikit.vectorize.measure import MEASUREMENT_UNITS
@@ -81,6 +82,7 @@ class RunConfig:
     classifier_weights: str | None = None
     normalizer_weights: str | None = None
     stain_target: str | None = None
+    save_normalized: bool = False
 
     def __post_init__(self) -> None:
         if self.stain not in STAIN_METHODS:
@@ -151,6 +153,8 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
         "normalizer": {"method": cfg.stain},
     }
     normalize = None
+    if cfg.stain == "none" and cfg.save_normalized:
+        raise ConfigError("--save-normalized needs a stain method (not --stain none)")
     if cfg.stain != "none":
         from wsikit.pipeline.normalize import make_normalizer
         from wsikit.sample import sample_slide_path
@@ -167,10 +171,16 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
             norm = make_normalizer(cfg.stain, target=target, device=cfg.device)  # type: ignore[arg-type]
             info["normalizer"].update(target=target.name, sha256=fingerprint_file(target))
             overview, _ = slide.read_overview(2048)
-            source = norm.fit_source(overview)
+            try:
+                source = norm.fit_source(overview)
+            except StainFitError:  # (almost) no tissue: nothing to normalize; leave the pixels as they are
+                log.warning(
+                    "%s: too little tissue to fit %s statistics; tiles are not normalized", slide, cfg.stain
+                )
+                source = None
 
             def normalize(images: Any) -> Any:
-                return norm.transform(images, source=source)
+                return images if source is None else norm.transform(images, source=source)
 
     return _Models(seg, clf, normalize, info)
 
@@ -381,7 +391,7 @@ def _run(
                 width=w0,
                 chunk=cfg.chunk,
                 mpp=(mpp, mpp),
-                with_image=False,
+                with_image=cfg.save_normalized,
                 overwrite=True,
                 name=f"{slide_p.name} wsikit result",
             )
@@ -416,6 +426,18 @@ def _run(
     store = _stage("segment", timings, segment)
     if (work / "segment.json").exists():
         seg_stats = json.loads((work / "segment.json").read_text())
+    if cfg.save_normalized and models.normalize is not None and not (work / "normalized.done").exists():
+        from wsikit.pipeline.normalize import normalize_into_store
+
+        norm_fn = models.normalize
+        _stage(
+            "normalized",
+            timings,
+            lambda: normalize_into_store(
+                slide, store, norm_fn, batch_size=cfg.batch_size, progress=tick("normalized")
+            ),
+        )
+        (work / "normalized.done").touch()
 
     parts = work / "parts"
     parts.mkdir(exist_ok=True)
