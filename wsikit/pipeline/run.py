@@ -120,6 +120,23 @@ def default_output(slide: PathLike) -> Path:
     return p.with_name((p.stem if p.suffix else p.name) + ".wsikit")
 
 
+def _micro_batch(cfg: RunConfig) -> int | None:
+    """Images per network call: 1 on the CPU (same speed, a quarter of the activation memory of 4)."""
+    return None if cfg.device.startswith("cuda") else 1
+
+
+def _in_micro_batches(fn: Callable[[Any], Any], step: int | None) -> Callable[[Any], Any]:
+    if step is None:
+        return fn
+
+    def run(images: Any) -> Any:
+        import torch
+
+        return torch.cat([fn(images[i : i + step]) for i in range(0, images.shape[0], step)])
+
+    return run
+
+
 @dataclass
 class _Models:
     segmenter: Segmenter
@@ -182,7 +199,8 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
             def normalize(images: Any) -> Any:
                 return images if source is None else norm.transform(images, source=source)
 
-    return _Models(seg, clf, normalize, info)
+    batched = None if normalize is None else _in_micro_batches(normalize, _micro_batch(cfg))
+    return _Models(seg, clf, batched, info)
 
 
 # ------------------------------------------------------------------ per-chunk parts
@@ -236,11 +254,13 @@ def _classify_window(
     clf: CellClassifier, source: Any, mpp: float
 ) -> Callable[[Window], dict[str, npt.NDArray[np.generic]]]:
     def on_window(win: Window) -> dict[str, npt.NDArray[np.generic]]:
-        image = (
-            standardize_stain(win.image, source=source)
-            if source is not None
-            else standardize_stain(win.image)
-        )
+        # crops are whitened outside their nucleus: standardizing the nuclei's own pixels is enough
+        owned = np.zeros(int(win.labels.max()) + 1, bool)
+        owned[win.local_ids] = True
+        mask = owned[win.labels]
+        image = win.image.copy()
+        pixels = win.image[mask][None]
+        image[mask] = (standardize_stain(pixels, source=source) if source is not None else pixels)[0]
         crops, _ = nucleus_crops(image, win.labels, mpp=mpp, ids=win.local_ids)
         pred = clf.predict(crops)
         return {
@@ -416,6 +436,7 @@ def _run(
             workers=cfg.workers,
             journal=journal,
             progress=tick("segment"),
+            micro_batch=_micro_batch(cfg),
         )
         store.build_pyramid("nuclei", workers=cfg.workers)
         store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})

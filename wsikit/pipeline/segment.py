@@ -113,6 +113,7 @@ def segment_into_store(
     workers: int = 2,
     journal: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    micro_batch: int | None = None,
 ) -> dict[str, Any]:
     """Segment ``plan``'s tiles into ``store``'s ``labels/nuclei`` (which must exist); returns counts and timing.
 
@@ -143,7 +144,7 @@ def segment_into_store(
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for batch in stream:
             images = batch.images if normalize is None else normalize(batch.images)
-            probs = segmenter.batch_probabilities(images).numpy()
+            probs = segmenter.batch_probabilities(images, micro_batch=micro_batch).numpy()
             jobs = [
                 (p, t, plan.margin, plan.core, plan.scale) for p, t in zip(probs, batch.tiles, strict=True)
             ]

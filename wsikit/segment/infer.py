@@ -80,9 +80,18 @@ class Segmenter:
             out = self.model(x).softmax(dim=1)
         return out
 
-    def batch_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) probabilities for a (B, 3, H, W) uint8 batch (H, W multiples of 16)."""
-        return self._forward(images.to(self.device).float().div_(255.0)).cpu()
+    def batch_probabilities(self, images: torch.Tensor, *, micro_batch: int | None = None) -> torch.Tensor:
+        """(B, 3, H, W) probabilities for a (B, 3, H, W) uint8 batch (H, W multiples of 16).
+
+        ``micro_batch`` runs the network on that many images at a time: on the CPU, 1 gives the same
+        throughput with a quarter of the activation memory of 4 (a 640 px tile needs about 200 MB).
+        """
+        step = micro_batch or images.shape[0] or 1
+        parts = [
+            self._forward(images[i : i + step].to(self.device).float().div_(255.0)).cpu()
+            for i in range(0, images.shape[0], step)
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0, 3, *images.shape[2:])
 
     def probabilities(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """(3, H, W) probabilities of background / interior / boundary for an (H, W, 3) uint8 image."""

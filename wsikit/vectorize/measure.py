@@ -97,9 +97,15 @@ def measure_nuclei(
             f"image must be (H, W, 3) and labels (H, W) of the same size, got {image.shape}, {labels.shape}"
         )
     lab = np.ascontiguousarray(labels).astype(np.intp, copy=False)
-    present = np.unique(lab)
-    present = present[present > 0]
-    want = present if ids is None else np.asarray(ids, np.intp)
+    if ids is None:
+        present = np.unique(lab)
+        want = present[present > 0]
+    else:
+        want = np.asarray(ids, np.intp)
+        if want.size:  # measure only these: neighbours in a halo would cost regionprops time for nothing
+            keep = np.zeros(int(lab.max()) + 1, bool)
+            keep[want[want <= lab.max()]] = True
+            lab = np.where(keep[lab], lab, 0)
     out: dict[str, npt.NDArray[np.float64]] = {}
     if want.size == 0:
         for k in ["label", "centroid_x", "centroid_y", *MEASUREMENT_UNITS]:

@@ -1,7 +1,7 @@
 """Nucleus instance labels -> one valid shapely polygon per nucleus, following pixel edges exactly.
 
 Each nucleus's pixels are turned into row runs, one box per run, and the boxes are unioned
-(:func:`shapely.coverage_union_all`, a full overlay only where pixels touch at a corner); the result follows the pixel edges, so its area equals the pixel count.
+(:func:`shapely.union_all`); the result follows the pixel edges, so its area equals the pixel count.
 A nucleus in several pieces keeps its largest piece (QuPath expects a Polygon, not a MultiPolygon);
 holes are kept. Optional Douglas-Peucker simplification (topology preserving) is undone for any
 polygon whose area would change by more than ``max_area_change``.
@@ -54,9 +54,9 @@ def mask_polygon(
         return Polygon()
     ox, oy = offset
     boxes = shapely.box(c0 + ox, r + oy, c1 + ox, r + 1 + oy)
-    geom = shapely.coverage_union_all(boxes) if len(boxes) > 1 else boxes[0]
-    if not geom.is_valid:  # pixels touching only at a corner: let the full overlay resolve it
-        geom = shapely.make_valid(shapely.union_all(boxes))
+    geom = shapely.union_all(boxes) if len(boxes) > 1 else boxes[0]
+    if not geom.is_valid:  # pixels touching only at a corner can leave a self-touching ring
+        geom = shapely.make_valid(geom)
         if geom.geom_type == "GeometryCollection":
             geom = shapely.union_all([g for g in geom.geoms if g.geom_type in ("Polygon", "MultiPolygon")])
     if geom.geom_type == "MultiPolygon":
