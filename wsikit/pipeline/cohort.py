@@ -105,13 +105,13 @@ def run_cohort(
     if scheduler is not None:
         from distributed import Client, as_completed
 
-        with Client(scheduler, timeout="30s") as client:  # type: ignore[no-untyped-call]
+        with Client(scheduler, timeout="30s") as client:  # type: ignore[no-untyped-call,unused-ignore]
             futures = [
                 client.submit(run_one, j, config, overwrite, pure=False, key=f"wsikit-{i}-{j.slide.name}")
                 for i, j in enumerate(jobs)
             ]
             index = {f.key: i for i, f in enumerate(futures)}
-            for fut in as_completed(futures):  # type: ignore[no-untyped-call]
+            for fut in as_completed(futures):  # type: ignore[no-untyped-call,unused-ignore]
                 try:
                     res = fut.result()
                 except Exception as exc:  # a worker died: report, keep going
