@@ -19,25 +19,22 @@ def _table(results: list[dict[str, Any]]) -> None:
     from wsikit.classify.naming import CELL_TYPES
 
     t = Table(title="wsikit run")
-    for col in ("slide", "nuclei", *CELL_TYPES, "lym/epi", "status", "output"):
-        t.add_column(col, justify="right" if col not in ("slide", "status", "output") else "left")
+    for col in ("slide", "nuclei", *CELL_TYPES, "L/E", "status"):
+        t.add_column(col, justify="left" if col in ("slide", "status") else "right")
     for r in results:
         if r["ok"]:
             counts = [str(r["classes"][c]["count"]) for c in CELL_TYPES]
             ratio = r.get("lymphocyte_to_epithelial_ratio")
-            status = "done (unchanged)" if r.get("skipped") else "done"
+            status = "unchanged" if r.get("skipped") else "done"
             t.add_row(
                 Path(r["slide"]).name,
                 str(r["nuclei"]),
                 *counts,
                 "-" if ratio is None else f"{ratio:.2f}",
                 status,
-                r["out"],
             )
         else:
-            t.add_row(
-                Path(r["slide"]).name, "-", *["-"] * len(CELL_TYPES), "-", "[red]failed[/red]", r["error"]
-            )
+            t.add_row(Path(r["slide"]).name, "-", *["-"] * len(CELL_TYPES), "-", "[red]failed[/red]")
     Console().print(t)
 
 
@@ -105,6 +102,20 @@ def _table(results: list[dict[str, Any]]) -> None:
     is_flag=True,
     help="Also write the stain-normalized image pyramid into result.zarr (level-0 resolution).",
 )
+@click.option(
+    "--min-nucleus-area",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Drop segmented objects smaller than this (um^2): debris.",
+)
+@click.option(
+    "--max-nucleus-area",
+    type=float,
+    default=400.0,
+    show_default=True,
+    help="Drop segmented objects larger than this (um^2): merged blobs, not nuclei.",
+)
 @click.option("--overwrite", is_flag=True, help="Redo finished runs.")
 @click.option(
     "--scheduler", default=None, metavar="tcp://HOST:PORT", help="Run the slides on this Dask cluster."
@@ -132,6 +143,8 @@ def run_cmd(
     classifier_weights: Path | None,
     chunk: int,
     save_normalized: bool,
+    min_nucleus_area: float,
+    max_nucleus_area: float,
     overwrite: bool,
     scheduler: str | None,
     jobs: int,
@@ -155,6 +168,8 @@ def run_cmd(
         classifier_weights=str(classifier_weights) if classifier_weights else None,
         chunk=chunk,
         save_normalized=save_normalized,
+        min_nucleus_um2=min_nucleus_area,
+        max_nucleus_um2=max_nucleus_area,
     )
     quiet = is_quiet(ctx)
     if len(items) == 1 and scheduler is None:

@@ -83,6 +83,8 @@ class RunConfig:
     normalizer_weights: str | None = None
     stain_target: str | None = None
     save_normalized: bool = False
+    min_nucleus_um2: float = 3.0
+    max_nucleus_um2: float = 400.0
 
     def __post_init__(self) -> None:
         if self.stain not in STAIN_METHODS:
@@ -93,6 +95,10 @@ class RunConfig:
             )
         if self.slide_mpp is not None and not 0 < self.slide_mpp < 100:
             raise ConfigError(f"mpp must be a positive number of microns per pixel, got {self.slide_mpp}")
+        if not 0 <= self.min_nucleus_um2 < self.max_nucleus_um2:
+            raise ConfigError(
+                f"nucleus area limits must satisfy 0 <= min < max, got {self.min_nucleus_um2}, {self.max_nucleus_um2}"
+            )
         if self.chunk <= 0 or self.chunk % 16:
             raise ConfigError(f"chunk must be a positive multiple of 16, got {self.chunk}")
 
@@ -437,6 +443,7 @@ def _run(
             journal=journal,
             progress=tick("segment"),
             micro_batch=_micro_batch(cfg),
+            area_um2=(cfg.min_nucleus_um2, cfg.max_nucleus_um2),
         )
         store.build_pyramid("nuclei", workers=cfg.workers)
         store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})

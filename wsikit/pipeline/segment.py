@@ -92,14 +92,18 @@ def plan_segmentation(
 
 
 def _tile_nuclei(
-    args: tuple[npt.NDArray[np.float32], Tile, int, int, float],
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    probs, tile, margin, core, scale = args
+    args: tuple[npt.NDArray[np.float32], Tile, int, int, float, tuple[int, int]],
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Kept nuclei of one tile in level-0 pixels, and how many were dropped for their size."""
+    probs, tile, margin, core, scale, (min_px, max_px) = args
     labels = instances_from_probabilities(probs)
-    return [
-        _to_level0(rr + tile.y, cc + tile.x, scale)
-        for rr, cc in keep_core_instances(labels, (margin, margin, margin + core, margin + core))
-    ]
+    kept, dropped = [], 0
+    for rr, cc in keep_core_instances(labels, (margin, margin, margin + core, margin + core)):
+        if not min_px <= len(rr) <= max_px:
+            dropped += 1
+            continue
+        kept.append(_to_level0(rr + tile.y, cc + tile.x, scale))
+    return kept, dropped
 
 
 def segment_into_store(
@@ -114,11 +118,13 @@ def segment_into_store(
     journal: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     micro_batch: int | None = None,
+    area_um2: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Segment ``plan``'s tiles into ``store``'s ``labels/nuclei`` (which must exist); returns counts and timing.
 
     ``normalize`` maps a (B, 3, H, W) uint8 batch to a normalized one before the U-Net. With ``journal``,
-    a run resumes from the last saved state (tiles done, pending nuclei, next id).
+    a run resumes from the last saved state (tiles done, pending nuclei, next id). ``area_um2`` = (min, max)
+    drops instances outside that nuclear area range (debris, and merged blobs no nucleus is as large as).
     """
     h0, w0 = store.height, store.width
     tiles = plan.tiles
@@ -140,15 +146,22 @@ def segment_into_store(
 
     done = start
     peak_pending = 0
+    px_um2 = segmenter.mpp**2
+    limits = (
+        (0, 2**62) if area_um2 is None else (int(np.ceil(area_um2[0] / px_um2)), int(area_um2[1] / px_um2))
+    )
+    dropped = 0
     stream = PatchStream(slide, plan.grid, tiles[start:], batch_size=batch_size)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for batch in stream:
             images = batch.images if normalize is None else normalize(batch.images)
             probs = segmenter.batch_probabilities(images, micro_batch=micro_batch).numpy()
             jobs = [
-                (p, t, plan.margin, plan.core, plan.scale) for p, t in zip(probs, batch.tiles, strict=True)
+                (p, t, plan.margin, plan.core, plan.scale, limits)
+                for p, t in zip(probs, batch.tiles, strict=True)
             ]
-            for nuclei in pool.map(_tile_nuclei, jobs):
+            for nuclei, n_dropped in pool.map(_tile_nuclei, jobs):
+                dropped += n_dropped
                 for rr, cc in nuclei:
                     asm.add(rr, cc)
             done += len(batch)
@@ -173,6 +186,7 @@ def segment_into_store(
         "read_wait_share": round(stream.stats.wait_share, 3),
         "stream_seconds": round(stream.stats.total_s, 1),
         "peak_pending_mb": round(peak_pending / 2**20, 1),
+        "dropped_by_size": dropped,
     }
 
 
