@@ -65,6 +65,7 @@ def test_geojson_follows_qupath_rules_and_matches_geopandas(monusac, tmp_path):
     assert ".00]" in text and "e-" not in text.split('"properties"')[0]  # 2 decimals, no exponents
     table = geopandas.read_parquet(pq)
     assert len(table) == n_ids and table.geometry.is_valid.all()
+    assert set(objs[0].measurements) == set(table.columns) - {"id", "nucleus_id", "geometry"}  # same columns
     by_id = {o.id: o for o in objs}
     for _, row in table.head(50).iterrows():
         o = by_id[row["id"]]

@@ -119,7 +119,7 @@ class NucleusTableWriter:
             cells = _cell_boundaries(batch, self.cells_px)
         if self.geojson is not None:
             for j in range(n):
-                meas = {"Centroid X px": float(cx[j]), "Centroid Y px": float(cy[j])}
+                meas = {"centroid_x": float(cx[j]), "centroid_y": float(cy[j])}
                 meas.update({k: float(batch.columns[m][j]) for k, m in self.meas.items()})
                 cls = None
                 if classes is not None and probs is not None:
