@@ -192,6 +192,9 @@ def test_bad_inputs_fail_with_one_line(tmp_path, capsys, generated):
     fails(["run", str(generated["plain_png"]), "--out", str(tmp_path / "p.wsikit")], "--mpp")
     # unwritable output
     fails(["run", str(SAMPLE), "--out", str(tmp_path / "no" / "such" / "dir")], "does not exist")
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    fails(["run", str(SAMPLE), "--out", str(afile / "x.wsikit")], "is not a directory")  # runs as root too
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)

@@ -26,10 +26,18 @@ from wsikit.io.geoparquet import GeoParquetWriter
 from wsikit.io.omezarr import OmeZarrStore
 from wsikit.io.slide import Slide
 from wsikit.pipeline._atomic import check_output_parent
-from wsikit.vectorize.chunked import NucleusBatch, iter_nucleus_batches
+from wsikit.vectorize.chunked import NucleusBatch, vectorize_chunk
 from wsikit.vectorize.measure import MEASUREMENT_UNITS
 
-__all__ = ["export_nuclei", "open_result", "measurement_columns", "NucleusTableWriter", "CLASS_PROBABILITY"]
+__all__ = [
+    "export_nuclei",
+    "open_result",
+    "measurement_columns",
+    "NucleusTableWriter",
+    "CLASS_PROBABILITY",
+    "iter_store_batches",
+    "store_chunk_vectorizer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -191,21 +199,22 @@ def _cell_boundaries(batch: NucleusBatch, expansion_px: float) -> list[Any]:
     return out
 
 
-def iter_store_batches(
+def store_chunk_vectorizer(
     store: OmeZarrStore,
     slide: Slide | None,
     *,
     simplify: float = 0.0,
     halo_um: float = 32.0,
     on_window: Callable[..., dict[str, npt.NDArray[np.generic]]] | None = None,
-    chunks: list[tuple[int, int]] | None = None,
-) -> Iterator[NucleusBatch]:
-    """Nucleus batches of a store's ``labels/nuclei``, chunk by chunk (intensities from ``slide``)."""
+) -> Callable[[int, int], NucleusBatch]:
+    """``vectorize(y0, x0)``: the nuclei owned by one chunk of ``store``'s ``labels/nuclei`` (intensities from
+    ``slide``; none without it)."""
     mpp = store.mpp[0] if store.mpp else None
     halo = int(np.ceil(halo_um / (mpp or 0.5)))
 
     def read_labels(y: int, x: int, h: int, w: int) -> npt.NDArray[np.generic]:
-        return store.read_region("nuclei", y, x, h, w)
+        out: npt.NDArray[np.generic] = store.read_region("nuclei", y, x, h, w)
+        return out
 
     read_image = None
     if slide is not None:
@@ -213,18 +222,36 @@ def iter_store_batches(
         def read_image(y: int, x: int, h: int, w: int) -> npt.NDArray[np.generic]:
             return slide.read_region((x, y), 0, (w, h))
 
-    yield from iter_nucleus_batches(
-        read_labels,
-        read_image,
-        height=store.height,
-        width=store.width,
-        chunk=store.chunk,
-        chunks=chunks,
-        halo=halo,
-        mpp=mpp,
-        simplify=simplify,
-        on_window=on_window,
-    )
+    def vectorize(y0: int, x0: int) -> NucleusBatch:
+        return vectorize_chunk(
+            read_labels,
+            read_image,
+            y0,
+            x0,
+            chunk=store.chunk,
+            height=store.height,
+            width=store.width,
+            halo=halo,
+            mpp=mpp,
+            simplify=simplify,
+            on_window=on_window,
+        )
+
+    return vectorize
+
+
+def iter_store_batches(
+    store: OmeZarrStore,
+    slide: Slide | None,
+    *,
+    simplify: float = 0.0,
+    halo_um: float = 32.0,
+    on_window: Callable[..., dict[str, npt.NDArray[np.generic]]] | None = None,
+) -> Iterator[NucleusBatch]:
+    """Nucleus batches of a store's ``labels/nuclei``, chunk by chunk in row-major order."""
+    vectorize = store_chunk_vectorizer(store, slide, simplify=simplify, halo_um=halo_um, on_window=on_window)
+    for y, x, _, _ in store.chunk_grid():
+        yield vectorize(y, x)
 
 
 def export_nuclei(

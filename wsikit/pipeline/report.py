@@ -18,7 +18,7 @@ from wsikit.io.omezarr import OmeZarrStore
 from wsikit.io.slide import Slide
 from wsikit.tiling.tissue import TissueMask
 
-__all__ = ["write_summary", "write_report", "DENSITY_BIN_UM", "colormap"]
+__all__ = ["write_summary", "write_report", "read_part_columns", "PART_COLUMNS", "DENSITY_BIN_UM", "colormap"]
 
 DENSITY_BIN_UM = 100.0
 """Side of a density-map bin in microns."""
@@ -44,7 +44,20 @@ def colormap(values: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
     return out
 
 
-def _columns(part_files: list[Path], names: list[str]) -> dict[str, npt.NDArray[Any]]:
+PART_COLUMNS = [
+    "class",
+    "class_probability",
+    "centroid_x",
+    "centroid_y",
+    "area",
+    "eccentricity",
+    "hematoxylin_od_mean",
+]
+"""Columns of the per-chunk parts that the summary and the report use."""
+
+
+def read_part_columns(part_files: list[Path], names: list[str] = PART_COLUMNS) -> dict[str, npt.NDArray[Any]]:
+    """``names`` of every part, concatenated in chunk order (read once for the summary and the report)."""
     import pyarrow.parquet as pq
 
     out: dict[str, list[npt.NDArray[Any]]] = {k: [] for k in names}
@@ -70,7 +83,7 @@ def _stats(values: npt.NDArray[np.floating]) -> dict[str, float | None]:
 
 def write_summary(
     work: Path,
-    part_files: list[Path],
+    cols: dict[str, npt.NDArray[Any]],
     *,
     slide_p: Path,
     slide: Slide,
@@ -81,7 +94,6 @@ def write_summary(
     segmentation: dict[str, Any],
 ) -> dict[str, Any]:
     """Compute the slide-level statistics and write ``summary.json`` into ``work``; returns them."""
-    cols = _columns(part_files, ["class", "area", "eccentricity", "hematoxylin_od_mean"])
     n = len(cols["class"])
     area_mm2 = float(tissue.area_mm2) if tissue.area_mm2 is not None else None
     if area_mm2 is None:  # the mask's mpp is the slide's; compute from the mpp used for the run
@@ -137,7 +149,12 @@ def _label_level(store: OmeZarrStore, name: str, max_size: int) -> tuple[npt.NDA
 
 
 def write_report(
-    work: Path, part_files: list[Path], *, slide: Slide, store: OmeZarrStore, summary: dict[str, Any]
+    work: Path,
+    cols: dict[str, npt.NDArray[Any]],
+    *,
+    slide: Slide,
+    store: OmeZarrStore,
+    summary: dict[str, Any],
 ) -> None:
     """Write ``cell_types.png``, ``density_<class>.png`` and the self-contained ``report.html`` into ``work``."""
     from PIL import Image
@@ -156,7 +173,6 @@ def write_report(
     (work / "cell_types.png").write_bytes(_png(colored))
     # density maps: nuclei per mm^2 in DENSITY_BIN_UM bins
     mpp = float(summary["mpp"])
-    cols = _columns(part_files, ["class", "centroid_x", "centroid_y", "class_probability", "nucleus_id"])
     bin_px = DENSITY_BIN_UM / mpp
     w0, h0 = slide.dimensions
     nb_x, nb_y = max(1, int(np.ceil(w0 / bin_px))), max(1, int(np.ceil(h0 / bin_px)))

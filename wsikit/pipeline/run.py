@@ -48,12 +48,12 @@ from wsikit.pipeline._run_state import (
     read_done,
     write_done,
 )
-from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter
+from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter, store_chunk_vectorizer
 from wsikit.pipeline.segment import plan_segmentation, segment_into_store
 from wsikit.segment.infer import Segmenter
 from wsikit.stain.base import StainFitError
 from wsikit.tiling import tissue_mask
-from wsikit.vectorize.chunked import NucleusBatch, Window, vectorize_chunk
+from wsikit.vectorize.chunked import NucleusBatch, Window
 from wsikit.vectorize.measure import MEASUREMENT_UNITS
 
 __all__ = ["RunConfig", "run_slide", "default_output", "STAGES", "OUTPUT_FILES"]
@@ -392,7 +392,7 @@ def _run(
     timings: dict[str, float],
     progress: Progress | None,
 ) -> dict[str, Any]:
-    from wsikit.pipeline.report import write_report, write_summary
+    from wsikit.pipeline.report import read_part_columns, write_report, write_summary
 
     def tick(stage: str) -> Callable[[int, int], None]:
         return (lambda d, t: progress(stage, d, t)) if progress is not None else (lambda d, t: None)
@@ -477,31 +477,10 @@ def _run(
         source = fit_stain_source(overview)
         on_window = _classify_window(models.classifier, source, mpp)
         todo = [(r * c, q * c) for r, q in chunks if not _part_path(parts, r * c, q * c).exists()]
-        halo = int(np.ceil(32.0 / mpp))
+        vectorize = store_chunk_vectorizer(store, slide, on_window=on_window)
 
         def one(origin: tuple[int, int]) -> None:
-            y, x = origin
-
-            def read_labels(yy: int, xx: int, hh: int, ww: int) -> npt.NDArray[np.generic]:
-                out: npt.NDArray[np.generic] = store.read_region("nuclei", yy, xx, hh, ww)
-                return out
-
-            def read_image(yy: int, xx: int, hh: int, ww: int) -> npt.NDArray[np.generic]:
-                return slide.read_region((xx, yy), 0, (ww, hh))
-
-            batch = vectorize_chunk(
-                read_labels,
-                read_image,
-                y,
-                x,
-                chunk=c,
-                height=h0,
-                width=w0,
-                halo=halo,
-                mpp=mpp,
-                on_window=on_window,
-            )
-            _write_part(_part_path(parts, y, x), batch)
+            _write_part(_part_path(parts, *origin), vectorize(*origin))
 
         done = len(chunks) - len(todo)
         with ThreadPoolExecutor(cfg.workers) as pool:
@@ -511,11 +490,12 @@ def _run(
 
     _stage("classify", timings, classify)
     part_files = [_part_path(parts, r * c, q * c) for r, q in chunks]
-    _stage("labels", timings, lambda: _write_cell_types(store, part_files, cfg.workers))
+    _stage("labels", timings, lambda: _write_cell_types(store, chunks, part_files, cfg.workers))
     _stage("export", timings, lambda: _export(work, part_files, slide_p, slide, mpp))
+    cols = read_part_columns(part_files)
     summary = write_summary(
         work,
-        part_files,
+        cols,
         slide_p=slide_p,
         slide=slide,
         mpp=mpp,
@@ -525,17 +505,17 @@ def _run(
         segmentation=seg_stats,
     )
     summary["seconds"] = timings
-    _stage(
-        "report", timings, lambda: write_report(work, part_files, slide=slide, store=store, summary=summary)
-    )
+    _stage("report", timings, lambda: write_report(work, cols, slide=slide, store=store, summary=summary))
     return summary
 
 
-def _write_cell_types(store: OmeZarrStore, part_files: list[Path], workers: int) -> None:
+def _write_cell_types(
+    store: OmeZarrStore, chunks: list[tuple[int, int]], part_files: list[Path], workers: int
+) -> None:
+    """labels/cell_types from the nucleus labels and the classes in the parts (only chunks holding nuclei)."""
     import pyarrow.parquet as pq
     import zarr
 
-    n = 0
     ids_l, cls_l, prob_l = [], [], []
     for p in part_files:
         t = pq.read_table(p, columns=["nucleus_id", "class", "class_probability"])
@@ -551,10 +531,10 @@ def _write_cell_types(store: OmeZarrStore, part_files: list[Path], workers: int)
         prob[ids] = np.concatenate(prob_l)
     if "cell_types" not in store.label_names:
         store.create_label("cell_types", dtype=np.uint8)
-    for y, x, h, w in store.chunk_grid():
-        if (y // store.chunk, x // store.chunk) not in store.written_chunks("nuclei"):
-            continue
-        block = store.read_region("nuclei", y, x, h, w)
+    c = store.chunk
+    for r, q in chunks:
+        y, x = r * c, q * c
+        block = store.read_region("nuclei", y, x, min(c, store.height - y), min(c, store.width - x))
         store.write_region("cell_types", y, x, lut[np.minimum(block, n - 1)])
     store.build_pyramid("cell_types", workers=workers)
     store.set_label_metadata(
