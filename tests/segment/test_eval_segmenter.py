@@ -87,3 +87,47 @@ def test_segment_slide_cli(
     slide = data_dir / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
     code = run(["segment", str(slide), "--out", str(tmp_path / "x.zarr"), "--weights", str(tiny_weights)])
     assert code == 1 and "--slide-mpp" in capsys.readouterr().err and not (tmp_path / "x.zarr").exists()
+
+
+def test_training_tunes_instance_thresholds_and_cli_retunes(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wsikit.models.registry import load_checkpoint
+    from wsikit.pipeline.train_segmenter import train_segmenter as train_pipeline
+    from wsikit.segment.targets import InstanceParams
+
+    cfg = SegmenterTrainConfig(steps=4, batch_size=2, crop=64, base=2, val_fraction=0.2, lr=3e-3)
+    weights = tmp_path / "unet.pt"
+    train_pipeline(data_dir, weights, datasets=("nucls",), config=cfg)
+    meta = load_checkpoint(weights, arch=ARCH)["meta"]
+    assert len(meta["val_images"]) == 2 and meta["instances_tuning"]["images"] == sorted(
+        meta["instances_tuning"]["images"], key=meta["val_images"].index
+    )
+    chosen = InstanceParams(**meta["instances"])
+    top = meta["instances_tuning"]["top"]
+    assert top[0]["score"] >= top[-1]["score"] and meta["instances_tuning"]["settings"] == 36
+    assert Segmenter.from_weights(weights).instance_params == chosen
+    out = tmp_path / "retuned.pt"
+    assert run(["train", "thresholds", str(weights), "--data", str(data_dir), "--out", str(out)]) == 0
+    assert "validation Dice" in capsys.readouterr().out
+    assert Segmenter.from_weights(out).instance_params == chosen  # same images, same choice
+    # weights that name no validation images cannot be tuned: one line, nothing written
+    bare = tmp_path / "bare.pt"
+    save_checkpoint(bare, arch=ARCH, config={"base": 2}, state={}, meta={"mpp": 0.25})
+    assert (
+        run(["train", "thresholds", str(bare), "--data", str(data_dir), "--out", str(tmp_path / "x.pt")]) == 1
+    )
+    assert "name no validation images" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_instance_params_are_checked() -> None:
+    from wsikit.errors import ShapeError
+    from wsikit.segment.targets import InstanceParams
+
+    assert InstanceParams.from_dict({"foreground": 0.6, "unknown": 1}) == InstanceParams(foreground=0.6)
+    assert InstanceParams.from_dict(None) == InstanceParams()
+    with pytest.raises(ShapeError, match="foreground"):
+        InstanceParams(foreground=1.5)
+    with pytest.raises(ShapeError, match="marker_open"):
+        InstanceParams(marker_open=-1)

@@ -60,3 +60,53 @@ def test_datasets_load_at_the_working_resolution(data_dir: Path) -> None:
     assert WORKING_MPP == 0.25
     with pytest.raises(ConfigError, match="unknown dataset"):
         load_dataset("kumar", data_dir)
+
+
+def test_augmented_weighted_cosine_training_and_fine_tuning(samples: list) -> None:  # type: ignore[type-arg]
+    from dataclasses import replace
+
+    cfg = replace(_cfg(30), touch_weight=10.0, blur=0.5, hed_jitter=0.4, gray=0.2, lr_schedule="cosine")
+    state = train_segmenter(samples, cfg)
+    loss = [r["loss"] for r in state.history]
+    assert np.mean(loss[-5:]) < np.mean(loss[:3])
+    # fine-tuning starts from the given network: with lr 0 it stays exactly that network
+    tuned = train_segmenter(samples, replace(_cfg(2), lr=0.0, base=8), init=state.model)
+    assert tuned.model.config == state.model.config
+    for (k, a), (_, b) in zip(
+        state.model.state_dict().items(), tuned.model.state_dict().items(), strict=True
+    ):
+        if a.is_floating_point() and "running" not in k:
+            torch.testing.assert_close(a, b, msg=k)
+
+
+def test_augmentations_keep_images_valid(samples: list) -> None:  # type: ignore[type-arg]
+    from wsikit.segment.train import _Crops, _hed_jitter
+
+    od = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(_hed_jitter(od, np.random.default_rng(0), 0.0), od, atol=1e-5, rtol=1e-5)
+    cfg = SegmenterTrainConfig(crop=64, touch_weight=10.0, blur=1.0, hed_jitter=0.5, gray=0.5)
+    x, y, w = _Crops(samples, cfg).batch(np.random.default_rng(0), 8)
+    assert x.shape == (8, 3, 64, 64) and y.shape == w.shape == (8, 64, 64)
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(w.min()) >= 1.0
+    gray = (x[:, 0] == x[:, 1]).flatten(1).all(1) & (x[:, 1] == x[:, 2]).flatten(1).all(1)
+    assert 0 < int(gray.sum()) < 8  # some crops went gray, not all
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        SegmenterTrainConfig(lr_schedule="step")
+    with pytest.raises(ConfigError, match="hed_jitter"):
+        SegmenterTrainConfig(hed_jitter=1.5)
+
+
+def test_touching_weight_map_marks_only_the_gaps(data_dir: Path) -> None:
+    from scipy import ndimage as ndi
+
+    from wsikit.segment.targets import touching_weight_map
+
+    labels = load_dataset("monuseg", data_dir)[0].labels[:300, :300]
+    w = touching_weight_map(labels, w0=10.0, sigma=4.0)
+    assert w.shape == labels.shape and float(w.min()) == 1.0 and 8.0 < float(w.max()) <= 11.0
+    # far from every nucleus (> 3 sigma + a few px) the weight is exactly 1
+    far = ndi.distance_transform_edt(labels == 0) > 16
+    assert far.any() and np.all(w[far] == 1.0)
+    # a lone nucleus gives no extra weight anywhere
+    lone = (labels == labels[labels > 0][0]).astype(np.int32)
+    assert float(touching_weight_map(lone).max()) == 1.0

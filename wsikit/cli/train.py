@@ -136,6 +136,34 @@ def normalizer(
     help="U-Net base width (the paper's is 32: 512 channels at 9x9).",
 )
 @click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option(
+    "--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True
+)
+@click.option(
+    "--touch-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Extra loss weight on the gaps between touching nuclei (U-Net weight map w0; 0 = off).",
+)
+@click.option(
+    "--blur", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Share of crops blurred."
+)
+@click.option(
+    "--hed-jitter",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Scale hematoxylin and eosin by U(1-s, 1+s) per crop (0 = off).",
+)
+@click.option(
+    "--gray", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Share of crops in grayscale."
+)
+@click.option(
+    "--init",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Fine-tune these weights instead of starting from random ones.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT.ckpt if a previous run stopped.")
 @click.pass_context
@@ -148,6 +176,12 @@ def segmenter(
     batch_size: int,
     base: int,
     lr: float,
+    lr_schedule: str,
+    touch_weight: float,
+    blur: float,
+    hed_jitter: float,
+    gray: float,
+    init: Path | None,
     seed: int,
     resume: bool,
 ) -> None:
@@ -157,7 +191,18 @@ def segmenter(
     from wsikit.segment.data import DATASETS
     from wsikit.segment.train import SegmenterTrainConfig
 
-    cfg = SegmenterTrainConfig(steps=steps, batch_size=batch_size, base=base, lr=lr, seed=seed)
+    cfg = SegmenterTrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        base=base,
+        lr=lr,
+        lr_schedule=lr_schedule,
+        touch_weight=touch_weight,
+        blur=blur,
+        hed_jitter=hed_jitter,
+        gray=gray,
+        seed=seed,
+    )
     quiet = is_quiet(ctx)
     with progress_bar("training", enabled=not quiet) as update:
         path, summary = train_segmenter(
@@ -166,11 +211,38 @@ def segmenter(
             datasets=datasets or DATASETS,
             config=cfg,
             resume=resume,
+            init=init,
             progress=lambda step, total, row: update(step, total),
             command=command_line(),
         )
     if not quiet:
         click.echo(f"wrote {path}: {summary['steps']} steps, validation Dice {summary['val_dice']}")
+
+
+@train.command("thresholds")
+@click.argument("weights", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Folder holding the datasets the weights were trained on.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of updating WEIGHTS."
+)
+@click.pass_context
+def thresholds(ctx: click.Context, weights: Path, data: Path, out: Path | None) -> None:
+    """Pick a segmenter's instance thresholds on its validation images (training does this at the end)."""
+    from wsikit.cli.main import command_line
+    from wsikit.pipeline.train_segmenter import tune_segmenter
+
+    path, entries = tune_segmenter(weights, data, out, command=command_line())
+    if not is_quiet(ctx):
+        top = entries["instances_tuning"]["top"][0]
+        click.echo(
+            f"wrote {path}: {entries['instances']} (validation Dice {top['dice']:.3f}, AJI {top['aji']:.3f} "
+            f"on {len(entries['instances_tuning']['images'])} images)"
+        )
 
 
 @train.command("crops")

@@ -28,7 +28,7 @@ from wsikit.io.slide import Slide
 from wsikit.pipeline._atomic import staged_directory
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.stitch import ChunkAssembler, keep_core_instances
-from wsikit.segment.targets import instances_from_probabilities
+from wsikit.segment.targets import InstanceParams, instances_from_probabilities
 from wsikit.tiling import PatchStream, Tile, TileGrid, tissue_mask
 from wsikit.tiling.tissue import TissueMask
 
@@ -92,11 +92,11 @@ def plan_segmentation(
 
 
 def _tile_nuclei(
-    args: tuple[npt.NDArray[np.float32], Tile, int, int, float, tuple[int, int]],
+    args: tuple[npt.NDArray[np.float32], Tile, int, int, float, tuple[int, int], InstanceParams],
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
     """Kept nuclei of one tile in level-0 pixels, and how many were dropped for their size."""
-    probs, tile, margin, core, scale, (min_px, max_px) = args
-    labels = instances_from_probabilities(probs)
+    probs, tile, margin, core, scale, (min_px, max_px), params = args
+    labels = instances_from_probabilities(probs, params)
     kept, dropped = [], 0
     for rr, cc in keep_core_instances(labels, (margin, margin, margin + core, margin + core)):
         if not min_px <= len(rr) <= max_px:
@@ -157,7 +157,7 @@ def segment_into_store(
             images = batch.images if normalize is None else normalize(batch.images)
             probs = segmenter.batch_probabilities(images, micro_batch=micro_batch).numpy()
             jobs = [
-                (p, t, plan.margin, plan.core, plan.scale, limits)
+                (p, t, plan.margin, plan.core, plan.scale, limits, segmenter.instance_params)
                 for p, t in zip(probs, batch.tiles, strict=True)
             ]
             for nuclei, n_dropped in pool.map(_tile_nuclei, jobs):

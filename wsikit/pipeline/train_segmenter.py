@@ -5,17 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from wsikit import __version__
 from wsikit._typing import PathLike
+from wsikit.errors import ConfigError
 from wsikit.models.registry import save_checkpoint
 from wsikit.pipeline._atomic import check_output_parent
-from wsikit.segment.data import DATASETS, WORKING_MPP, training_samples
+from wsikit.segment.data import DATASETS, WORKING_MPP, Sample, training_samples
+from wsikit.segment.infer import Segmenter
 from wsikit.segment.train import ARCH, SegmenterTrainConfig
 from wsikit.segment.train import train_segmenter as _train
+from wsikit.segment.tune import tune_instance_params
 
-__all__ = ["train_segmenter"]
+__all__ = ["train_segmenter", "tune_segmenter"]
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +32,15 @@ def train_segmenter(
     datasets: tuple[str, ...] = DATASETS,
     config: SegmenterTrainConfig | None = None,
     resume: bool = False,
+    init: PathLike | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     command: str | None = None,
 ) -> tuple[Path, dict[str, object]]:
     """Train on the training splits of ``datasets`` under ``data`` (e.g. ../shared/data) and write ``out``.
 
     A checkpoint ``OUT.ckpt`` is kept during training (``resume`` continues from it); the weights file is
-    written at the end, with the validation Dice history and the command in its metadata.
+    written at the end, with the validation Dice history and the command in its metadata. ``init`` fine-tunes
+    a weights file written by this function (its metadata is kept under ``init`` in the new file's).
     """
     cfg = config or SegmenterTrainConfig()
     out_path = Path(out)
@@ -41,7 +48,13 @@ def train_segmenter(
     samples = training_samples(data, datasets)
     log.info("%d training images, %d nuclei", len(samples), sum(int(s.labels.max()) for s in samples))
     ckpt = out_path.with_name(out_path.name + ".ckpt")
-    state = _train(samples, cfg, checkpoint=ckpt, resume=resume, progress=progress)
+    start_from = None
+    init_meta: dict[str, object] | None = None
+    if init is not None:
+        previous = Segmenter.from_weights(init)
+        start_from, init_meta = previous.model, previous.meta
+    state = _train(samples, cfg, checkpoint=ckpt, resume=resume, init=start_from, progress=progress)
+    val_samples = [s for s in samples if s.name in set(state.val_names)]
     last = state.history[-50:]
     summary: dict[str, object] = {
         "steps": state.step,
@@ -62,8 +75,54 @@ def train_segmenter(
         "date": dt.date.today().isoformat(),
         "command": command or "",
     }
+    if init_meta is not None:
+        meta["init"] = init_meta
+    if val_samples:
+        meta.update(_tuned_instances(Segmenter(state.model), val_samples))
     save_checkpoint(
         out_path, arch=ARCH, config=state.model.config.to_dict(), state=state.model.state_dict(), meta=meta
     )
     ckpt.unlink(missing_ok=True)
     return out_path, summary
+
+
+def _tuned_instances(segmenter: Segmenter, samples: list[Sample]) -> dict[str, Any]:
+    """Metadata entries with the instance thresholds chosen on ``samples`` (the validation images)."""
+    pairs = [(segmenter.probabilities(s.image), s.labels) for s in samples]
+    best, table = tune_instance_params(pairs)
+    log.info("instance thresholds %s: validation Dice %.3f AJI %.3f", best, table[0]["dice"], table[0]["aji"])
+    return {
+        "instances": asdict(best),
+        "instances_tuning": {"images": [s.name for s in samples], "top": table[:5], "settings": len(table)},
+    }
+
+
+def tune_segmenter(
+    weights: PathLike, data: PathLike, out: PathLike | None = None, *, command: str | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Choose the instance thresholds of trained ``weights`` on their own validation images; write ``out``.
+
+    The validation images are the ones named in the weights' metadata (never trained on), loaded again from
+    ``data``. ``out`` defaults to rewriting ``weights`` in place. Returns the path and the new entries.
+    """
+    from wsikit.models.registry import load_checkpoint
+    from wsikit.segment.train import ARCH
+
+    src = Path(weights)
+    dest = Path(out) if out is not None else src
+    check_output_parent(dest)
+    data_ = load_checkpoint(src, arch=ARCH)
+    meta = dict(data_["meta"])
+    names = set(meta.get("val_images") or [])
+    if not names:
+        raise ConfigError(f"{src}: the weights name no validation images to tune on")
+    samples = [s for s in training_samples(data, tuple(meta.get("datasets") or DATASETS)) if s.name in names]
+    if len(samples) != len(names):
+        missing = sorted(names - {s.name for s in samples})
+        raise ConfigError(f"{data}: validation images of {src} not found: {', '.join(missing[:3])}")
+    entries = _tuned_instances(Segmenter.from_weights(src), samples)
+    meta.update(entries)
+    if command:
+        meta["tune_command"] = command
+    save_checkpoint(dest, arch=ARCH, config=data_["config"], state=data_["state_dict"], meta=meta)
+    return dest, entries

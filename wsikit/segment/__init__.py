@@ -1,17 +1,18 @@
-"""Nuclei segmentation: metrics, 3-class targets and instance extraction (the U-Net is in wsikit.models).
+"""Nuclei segmentation: 3-class targets, training, inference, instance extraction, threshold tuning, metrics.
 
-Training, shipped weights and whole-slide stitched inference are not built yet (issue 4).
+The U-Net itself is in :mod:`wsikit.models.unet`; whole-slide stitched inference in :mod:`wsikit.pipeline.segment`.
 """
 
 from __future__ import annotations
 
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
-from wsikit.segment.targets import instances_from_probabilities, three_class_target
+from wsikit.segment.targets import InstanceParams, instances_from_probabilities, three_class_target
 
 __all__ = [
     "aggregated_jaccard_index",
     "panoptic_quality",
     "pixel_metrics",
+    "InstanceParams",
     "instances_from_probabilities",
     "three_class_target",
 ]

@@ -14,7 +14,7 @@ from wsikit._typing import PathLike
 from wsikit.errors import ShapeError
 from wsikit.models.registry import WeightsError, load_checkpoint, weights_path
 from wsikit.models.unet import UNet, UNetConfig
-from wsikit.segment.targets import instances_from_probabilities
+from wsikit.segment.targets import InstanceParams, instances_from_probabilities
 from wsikit.segment.train import ARCH
 
 __all__ = ["Segmenter"]
@@ -34,6 +34,9 @@ class Segmenter:
         Microns per pixel the network works at.
     device : str
         ``cpu`` or ``cuda`` (bf16 autocast there).
+    instance_params : InstanceParams, optional
+        Thresholds from probabilities to instances; default: those stored with the weights (tuned on their
+        validation images), else :class:`InstanceParams`'s defaults.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class Segmenter:
         window: int = 512,
         overlap: int = 64,
         meta: dict[str, Any] | None = None,
+        instance_params: InstanceParams | None = None,
     ) -> None:
         self.model = model.eval().to(device)
         self.mpp = mpp
@@ -52,6 +56,7 @@ class Segmenter:
         self.window = window
         self.overlap = overlap
         self.meta = meta or {}
+        self.instance_params = instance_params or InstanceParams.from_dict(self.meta.get("instances"))
 
     @classmethod
     def from_weights(cls, path: PathLike, **kwargs: Any) -> Segmenter:
@@ -117,4 +122,4 @@ class Segmenter:
 
     def instances(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
         """Nucleus instance labels (uint32, 0 = background) of an image at the working resolution."""
-        return instances_from_probabilities(self.probabilities(image))
+        return instances_from_probabilities(self.probabilities(image), self.instance_params)
