@@ -131,3 +131,16 @@ def test_instance_params_are_checked() -> None:
         InstanceParams(foreground=1.5)
     with pytest.raises(ShapeError, match="marker_open"):
         InstanceParams(marker_open=-1)
+
+
+def test_tta_is_equivariant_to_rotations_and_flips(tiny_weights: Path, data_dir: Path) -> None:
+    image = load_dataset("nucls", data_dir)[0].image[:96, :128]
+    plain = Segmenter.from_weights(tiny_weights)
+    tta = Segmenter.from_weights(tiny_weights, tta=True)
+    p = tta.probabilities(image)
+    np.testing.assert_allclose(p.sum(axis=0), 1.0, atol=1e-4)
+    rotated = tta.probabilities(np.ascontiguousarray(np.rot90(image)))
+    np.testing.assert_allclose(np.rot90(p, axes=(1, 2)), rotated, atol=1e-4)
+    flipped = tta.probabilities(np.ascontiguousarray(image[:, ::-1]))
+    np.testing.assert_allclose(p[:, :, ::-1], flipped, atol=1e-4)
+    assert not np.allclose(plain.probabilities(image), p, atol=1e-4)  # the plain network is not equivariant

@@ -92,9 +92,16 @@ def normalizer(
 @click.option(
     "--stain-target", type=click.Path(path_type=Path), default=None, help="Target image for macenko."
 )
+@click.option("--tta", is_flag=True, help="Average the U-Net over 8 rotations / flips (8x slower).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def segmenter(
-    folder: Path, mpp: float, weights: Path | None, stain: str, stain_target: Path | None, as_json: bool
+    folder: Path,
+    mpp: float,
+    weights: Path | None,
+    stain: str,
+    stain_target: Path | None,
+    tta: bool,
+    as_json: bool,
 ) -> None:
     """Score nuclei segmentation on FOLDER (NAME.png + NAME.labels.tif): pixel sensitivity, specificity,
     Dice, Jaccard (the paper's), AJI and Panoptic Quality."""
@@ -106,6 +113,7 @@ def segmenter(
         weights=weights,
         stain=stain,  # type: ignore[arg-type]
         stain_target=stain_target,
+        tta=tta,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

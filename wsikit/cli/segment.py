@@ -25,6 +25,7 @@ __all__ = ["segment"]
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--slide-mpp", type=float, default=None, help="Level-0 um/px for slides that do not state it.")
+@click.option("--tta", is_flag=True, help="Average the U-Net over 8 rotations / flips (8x slower).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_context
 def segment(
@@ -35,6 +36,7 @@ def segment(
     device: str,
     batch_size: int,
     slide_mpp: float | None,
+    tta: bool,
     overwrite: bool,
 ) -> None:
     """Segment the nuclei of SLIDE into OUT (labels/nuclei: uint32 instance ids, unique across the slide)."""
@@ -51,6 +53,7 @@ def segment(
             batch_size=batch_size,
             slide_mpp=slide_mpp,
             overwrite=overwrite,
+            tta=tta,
             progress=update,
         )
     if result["tiles"] == 0:

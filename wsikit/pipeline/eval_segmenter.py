@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,14 +65,16 @@ def evaluate_segmenter(
     weights: PathLike | None = None,
     stain: Literal["none", "macenko", "cnn"] = "none",
     stain_target: PathLike | None = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Segment every image of ``folder`` (at ``mpp``) and score it against its labels.
 
-    Returns the per-image and mean pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ.
+    ``tta`` averages the U-Net over the 8 rotations / flips of each image. Returns the per-image and mean
+    pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ, and the instance thresholds used.
     """
     from wsikit.pipeline.normalize import make_normalizer
 
-    seg = Segmenter.from_weights(weights) if weights else Segmenter.from_pretrained()
+    seg = Segmenter.from_weights(weights, tta=tta) if weights else Segmenter.from_pretrained(tta=tta)
     norm = None
     if stain != "none":
         norm = make_normalizer(stain, target=stain_target)
@@ -109,6 +112,8 @@ def evaluate_segmenter(
         "mean": mean,
         "images": rows,
         "stain": stain,
+        "tta": tta,
+        "instance_params": asdict(seg.instance_params),
         "weights": seg.meta.get("weights"),
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -34,6 +34,9 @@ class Segmenter:
         Microns per pixel the network works at.
     device : str
         ``cpu`` or ``cuda`` (bf16 autocast there).
+    tta : bool
+        Test-time augmentation: average the probabilities over the 8 rotations / flips of each input
+        (8x the compute; slightly better Dice and AJI).
     instance_params : InstanceParams, optional
         Thresholds from probabilities to instances; default: those stored with the weights (tuned on their
         validation images), else :class:`InstanceParams`'s defaults.
@@ -49,6 +52,7 @@ class Segmenter:
         overlap: int = 64,
         meta: dict[str, Any] | None = None,
         instance_params: InstanceParams | None = None,
+        tta: bool = False,
     ) -> None:
         self.model = model.eval().to(device)
         self.mpp = mpp
@@ -56,6 +60,7 @@ class Segmenter:
         self.window = window
         self.overlap = overlap
         self.meta = meta or {}
+        self.tta = tta
         self.instance_params = instance_params or InstanceParams.from_dict(self.meta.get("instances"))
 
     @classmethod
@@ -77,6 +82,20 @@ class Segmenter:
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.tta:
+            return self._forward_once(x)
+        acc = torch.zeros(x.shape[0], 3, *x.shape[2:], device=x.device)
+        for k in range(4):
+            for flip in (False, True):
+                t = torch.rot90(x, k, dims=(2, 3))
+                t = t.flip(3) if flip else t
+                y = self._forward_once(t.contiguous())
+                y = y.flip(3) if flip else y
+                acc += torch.rot90(y, -k, dims=(2, 3))
+        return acc / 8
+
+    @torch.no_grad()
+    def _forward_once(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
