@@ -206,3 +206,37 @@ def test_fused_macenko_kernel_equals_the_generic_path(target: np.ndarray, source
     fast = norm.transform(source, source=stats)
     generic = StainNormalizer.transform(norm, source, source=stats)
     assert np.abs(fast.astype(int) - generic.astype(int)).max() <= 1
+
+
+def test_cnn_bounded_lightness_keeps_the_ssim_bound(data_dir: Path) -> None:
+    from wsikit.stain.cnn import CnnNormalizer, luminance_ssim
+    from wsikit.stain.color import rgb_to_lab
+    from wsikit.stain.metrics import stain_metrics, style_reference
+
+    src = _rgb(data_dir / "monuseg" / "test" / "TCGA-HC-7209-01A-01-TS1.tif")[:256, :256]
+    keep = CnnNormalizer.from_pretrained()
+    bounded = CnnNormalizer.from_pretrained(lightness="bounded", min_ssim=0.99)
+    loose = CnnNormalizer.from_pretrained(lightness="bounded", min_ssim=0.95)
+    reference = style_reference([src])  # only its SSIM is used here
+    out = bounded.transform(src)
+    ssim = stain_metrics(out, src, reference)["ssim_luminance"]
+    assert 0.99 <= ssim < 0.995  # the bound holds and is used, not wasted (8-bit rounding included)
+    assert 0.95 <= stain_metrics(loose.transform(src), src, reference)["ssim_luminance"] < 0.96
+
+    def light(img: np.ndarray) -> torch.Tensor:
+        return rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1)[None].float())[:, :1]
+
+    # the torch SSIM that steers the share is scikit-image's definition
+    assert abs(float(luminance_ssim(light(out), light(src))[0]) - ssim) < 1e-4
+    # the lightness moves toward the style's: its median gets closer than the kept lightness's
+    style_median = keep.meta["style_stats"]["lightness_quantiles"][50]
+    moved = abs(float(light(out).median()) - style_median)
+    kept = abs(float(light(keep.transform(src)).median()) - style_median)
+    assert moved < kept
+    # one share per slide: the statistics of the source give the per-image result for one image
+    stats = bounded.fit_source(src)
+    assert stats is not None and 0.0 < stats.share < 1.0
+    diff = np.abs(bounded.transform(src, source=stats).astype(int) - out.astype(int))
+    assert diff.max() <= 1
+    with pytest.raises(ConfigError, match="min_ssim"):
+        CnnNormalizer.from_pretrained(lightness="bounded", min_ssim=0.0)

@@ -30,6 +30,14 @@ __all__ = ["normalize"]
     default=None,
     help="CNN weights from `wsikit train normalizer` [default: the shipped style].",
 )
+@click.option(
+    "--lightness",
+    type=click.Choice(["keep", "match", "bounded"]),
+    default="keep",
+    show_default=True,
+    help="CNN only: keep the source's lightness (the paper), match the style's, or move toward it while "
+    "luminance SSIM stays >= 0.99.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_context
@@ -40,6 +48,7 @@ def normalize(
     method: str,
     target: Path | None,
     weights: Path | None,
+    lightness: str,
     device: str,
     overwrite: bool,
 ) -> None:
@@ -57,6 +66,7 @@ def normalize(
             weights=weights,
             device=device,
             overwrite=overwrite,
+            lightness=cast(Literal["keep", "match", "bounded"], lightness),
             progress=update,
         )
     if not quiet:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,6 +31,7 @@ DEFAULT_METHODS = (
     "cnn-mse",
     "cnn",
     "cnn-match",
+    "cnn-bounded",
 )
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
@@ -121,10 +122,12 @@ def evaluate_normalizers(
                 tia = _tiatoolbox(method.split("-", 1)[1])
                 tia.fit(np.concatenate([t.reshape(1, -1, 3) for t in tgt_images], axis=1))
                 fn, label = tia.transform, f"TIAToolbox {method.split('-', 1)[1]}"
-            elif method in ("cnn", "cnn-mse", "cnn-match"):
+            elif method in ("cnn", "cnn-mse", "cnn-match", "cnn-bounded"):
                 default = "tia-mse" if method == "cnn-mse" else "tia"
-                lightness = "match" if method == "cnn-match" else "keep"
-                key = "cnn" if method == "cnn-match" else method
+                lightness: Literal["keep", "match", "bounded"] = (
+                    "match" if method == "cnn-match" else "bounded" if method == "cnn-bounded" else "keep"
+                )
+                key = "cnn" if method in ("cnn-match", "cnn-bounded") else method
                 norm = (
                     CnnNormalizer.from_weights(weights[key], lightness=lightness)
                     if key in weights
@@ -135,6 +138,7 @@ def evaluate_normalizers(
                     "cnn": "MSE + class.",
                     "cnn-mse": "MSE only",
                     "cnn-match": "MSE + class., L matched",
+                    "cnn-bounded": "MSE + class., L toward style, SSIM >= 0.99",
                 }
                 label = f"CNN ({variant[method]}, {norm.meta.get('style', '?')})"
             else:

@@ -33,17 +33,20 @@ def make_normalizer(
     target: PathLike | None = None,
     weights: PathLike | None = None,
     device: str = "cpu",
+    lightness: Literal["keep", "match", "bounded"] = "keep",
 ) -> StainNormalizer[Any]:
-    """Build a fitted normalizer: the CNN from ``weights`` (default: shipped style), or Macenko/Reinhard
-    fitted on the ``target`` image."""
+    """Build a fitted normalizer: the CNN from ``weights`` (default: shipped style; ``lightness`` as in
+    :class:`~wsikit.stain.cnn.CnnNormalizer`), or Macenko/Reinhard fitted on the ``target`` image."""
     if method == "cnn":
         if target is not None:
             raise ConfigError("--target applies to macenko/reinhard; the CNN's style comes from --weights")
         return (
-            CnnNormalizer.from_weights(weights, device=device)
+            CnnNormalizer.from_weights(weights, device=device, lightness=lightness)
             if weights
-            else CnnNormalizer.from_pretrained(device=device)
+            else CnnNormalizer.from_pretrained(device=device, lightness=lightness)
         )
+    if lightness != "keep":
+        raise ConfigError("--lightness applies to the cnn method only")
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if weights is not None:
@@ -72,9 +75,11 @@ def normalize(
     device: str = "cpu",
     batch_size: int = 4,
     overwrite: bool = False,
+    lightness: Literal["keep", "match", "bounded"] = "keep",
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Normalize ``src`` to a style and write it to ``out``.
+    """Normalize ``src`` to a style and write it to ``out`` (``lightness``: the CNN's, see
+    :class:`~wsikit.stain.cnn.CnnNormalizer`).
 
     ``out`` ending in .png/.tif/.jpg writes an image (the whole image is
     normalized at once: for images that fit in memory). Any other ``out`` (e.g.
@@ -84,7 +89,7 @@ def normalize(
     Chunks equal to white (fill value) are not stored.
     """
     out_path = Path(out)
-    norm = make_normalizer(method, target=target, weights=weights, device=device)
+    norm = make_normalizer(method, target=target, weights=weights, device=device, lightness=lightness)
     if out_path.suffix.lower() in IMAGE_OUTPUTS:
         if out_path.exists() and not overwrite:
             raise OutputExistsError(f"{out_path}: already exists (use --overwrite to replace it)")

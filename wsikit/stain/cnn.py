@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,14 @@ from wsikit.stain.base import StainNormalizer, tissue_weight
 from wsikit.stain.color import lab_to_rgb, rgb_to_lab
 from wsikit.stain.train import ARCH
 
-__all__ = ["CnnNormalizer", "DEFAULT_STYLE", "style_statistics", "lightness_quantiles"]
+__all__ = [
+    "CnnNormalizer",
+    "DEFAULT_STYLE",
+    "SourceLightness",
+    "style_statistics",
+    "lightness_quantiles",
+    "luminance_ssim",
+]
 
 _Q = torch.linspace(0.0, 1.0, 101)
 _CHROMA_BIN = 5.0  # lightness units per bin of the chroma gamut table
@@ -30,6 +37,44 @@ def lightness_quantiles(rgb: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator(device="cpu").manual_seed(0)
         light = light[torch.randperm(light.numel(), generator=gen)[:1_000_000].to(light.device)]
     return torch.quantile(light, _Q.to(light.device))
+
+
+def luminance_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM per image between two (B, 1, H, W) Lab lightness batches (0..100).
+
+    The same definition as :func:`wsikit.stain.metrics.stain_metrics` (scikit-image's defaults: 7x7 uniform
+    window, sample covariance, K1 0.01, K2 0.03, data range 100, image borders left out), in torch so it can
+    steer :class:`CnnNormalizer`'s bounded lightness.
+
+    Examples
+    --------
+    >>> x = torch.rand(2, 1, 32, 32) * 100
+    >>> [round(v, 4) for v in luminance_ssim(x, x).tolist()]
+    [1.0, 1.0]
+    """
+    win, n = 7, 49.0
+    c1, c2 = (0.01 * 100.0) ** 2, (0.03 * 100.0) ** 2
+    a, b = a.double(), b.double()
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, win, stride=1)
+
+    ma, mb = mean(a), mean(b)
+    cov = n / (n - 1)
+    va, vb = cov * (mean(a * a) - ma * ma), cov * (mean(b * b) - mb * mb)
+    vab = cov * (mean(a * b) - ma * mb)
+    s = ((2 * ma * mb + c1) * (2 * vab + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+    return s.flatten(1).mean(1).float()
+
+
+class SourceLightness(NamedTuple):
+    """A source slide's lightness statistics (from :meth:`CnnNormalizer.fit_source`)."""
+
+    quantiles: torch.Tensor
+    """101 lightness quantiles of the source."""
+    share: float = 0.0
+    """Share of the way to the style's lightness the output goes (``lightness="bounded"``): tissue
+    lightness becomes ``L + share * (matched L - L)``."""
 
 
 def style_statistics(images: list[Any]) -> dict[str, list[float]]:
@@ -73,10 +118,15 @@ class CnnNormalizer(StainNormalizer[None]):
     ----------
     model : ColorizerNet
         A trained network.
-    lightness : {"keep", "match"}
+    lightness : {"keep", "match", "bounded"}
         ``keep`` (the paper's method): the output has the input's lightness exactly.
         ``match``: the output takes the input lightness mapped onto the style's lightness
         distribution (monotone, so structure is kept, but not the luminance values).
+        ``bounded``: the output lightness moves from the input's toward the matched one as far as it can
+        while the luminance SSIM against the input stays >= ``min_ssim`` (one share per source slide, or
+        per image when each image is its own source).
+    min_ssim : float
+        The structure bound of ``bounded`` (default 0.99).
     device : torch device
         Where inference runs; on CUDA it uses autocast (bf16) and channels_last.
     batch_size : int
@@ -100,12 +150,16 @@ class CnnNormalizer(StainNormalizer[None]):
         device: torch.device | str = "cpu",
         batch_size: int = 16,
         meta: dict[str, Any] | None = None,
-        lightness: Literal["keep", "match"] = "keep",
+        lightness: Literal["keep", "match", "bounded"] = "keep",
+        min_ssim: float = 0.99,
     ) -> None:
         super().__init__(device=device)
-        if lightness not in ("keep", "match"):
-            raise ConfigError(f"lightness must be 'keep' or 'match', got {lightness!r}")
+        if lightness not in ("keep", "match", "bounded"):
+            raise ConfigError(f"lightness must be 'keep', 'match' or 'bounded', got {lightness!r}")
+        if not 0.0 < min_ssim <= 1.0:
+            raise ConfigError(f"min_ssim must be in (0, 1], got {min_ssim}")
         self.lightness = lightness
+        self.min_ssim = min_ssim
         self.model = model.eval().to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -154,13 +208,45 @@ class CnnNormalizer(StainNormalizer[None]):
             "the CNN's target style is fixed by its weights: train one with `wsikit train normalizer`"
         )
 
-    def fit_source(self, images: Any) -> torch.Tensor | None:  # type: ignore[override]
-        """Lightness quantiles of a source slide (its overview or a sample of tiles), to apply to every tile.
+    def fit_source(self, images: Any) -> SourceLightness | None:  # type: ignore[override]
+        """Lightness statistics of a source slide (its overview or a sample of tiles), for every tile.
 
-        Returns None for weights without style statistics (lightness is then fed as is).
+        With ``lightness="bounded"`` the share of the way to the style's lightness is chosen here, on
+        ``images``, so every tile of the slide gets the same lightness mapping. Returns None for weights
+        without style statistics (lightness is then fed as is).
         """
-        batch = to_batch(images, name="source images", device=self.device)
-        return lightness_quantiles(batch) if self.style is not None else None
+        if self.style is None:
+            return None
+        batch = to_batch(images, name="source images", device=self.device).float()
+        quantiles = lightness_quantiles(batch)
+        if self.lightness != "bounded":
+            return SourceLightness(quantiles)
+        light = rgb_to_lab(batch)[:, :1]
+        share = self._bounded_share(light, self._match_lightness(light, quantiles), tissue_weight(batch))
+        return SourceLightness(quantiles, share)
+
+    def _bounded_share(self, light: torch.Tensor, matched: torch.Tensor, weight: torch.Tensor) -> float:
+        """Largest share in [0, 1] of the move to the matched lightness that keeps the mean luminance SSIM
+        >= ``min_ssim`` (bisection, 1/256 steps; a margin of 0.001 is kept for the 8-bit rounding).
+
+        (Moving the mean offset first, which SSIM forgives more, was tried: it lowers the Euclidean
+        distance but raises the histogram distances on the stain benchmark, so one share it is.)
+        """
+        if min(light.shape[-2:]) < 7:
+            return 0.0
+        goal = min(self.min_ssim + 0.001, 1.0)
+        delta = weight * (matched - light)
+
+        def ok(a: float) -> bool:
+            return float(luminance_ssim(light, light + a * delta).mean()) >= goal
+
+        if ok(1.0):
+            return 1.0
+        lo, hi = 0.0, 1.0
+        for _ in range(8):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        return lo
 
     def _match_lightness(self, light: torch.Tensor, source_q: torch.Tensor) -> torch.Tensor:
         """Map lightness through the source's quantiles onto the style's (piecewise linear, monotone)."""
@@ -187,15 +273,18 @@ class CnnNormalizer(StainNormalizer[None]):
         return out
 
     @torch.no_grad()
-    def _colorize(self, rgb: torch.Tensor, source_q: torch.Tensor | None = None) -> torch.Tensor:
+    def _colorize(self, rgb: torch.Tensor, source: SourceLightness | None = None) -> torch.Tensor:
         h, w = rgb.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
         lab = rgb_to_lab(rgb)
         light_out = lab[:, :1]
         light_in = light_out
+        weight = tissue_weight(rgb)
+        shares = [0.0] * rgb.shape[0]
         if self.style is not None:
-            if source_q is not None:
-                light_in = self._match_lightness(light_out, source_q)
+            if source is not None:
+                light_in = self._match_lightness(light_out, source.quantiles)
+                shares = [source.share] * rgb.shape[0]
             else:  # each image is its own source
                 light_in = torch.cat(
                     [
@@ -203,6 +292,11 @@ class CnnNormalizer(StainNormalizer[None]):
                         for i in range(rgb.shape[0])
                     ]
                 )
+                if self.lightness == "bounded":
+                    shares = [
+                        self._bounded_share(light_out[i : i + 1], light_in[i : i + 1], weight[i : i + 1])
+                        for i in range(rgb.shape[0])
+                    ]
         light = light_in / 100.0
         if ph or pw:
             mode = "reflect" if h > ph and w > pw else "replicate"
@@ -220,16 +314,18 @@ class CnnNormalizer(StainNormalizer[None]):
             outs.append(ab)
         ab = torch.cat(outs)[..., :h, :w] * AB_SCALE
         # Glass keeps its own color, as with the other normalizers: blend by the tissue weight.
-        weight = tissue_weight(rgb)
         if self.lightness == "match":
             # the style's lightness too: a monotone remap keeps structure, but not the luminance values
             light_out = weight * light_in + (1 - weight) * light_out
+        elif self.lightness == "bounded" and self.style is not None:
+            share = torch.tensor(shares, device=rgb.device).view(-1, 1, 1, 1)
+            light_out = light_out + share * weight * (light_in - light_out)
         if self.style is not None:
             ab = self._clamp_chroma(ab, light_out)
         ab = weight * ab + (1 - weight) * lab[:, 1:]
         return lab_to_rgb(torch.cat([light_out, ab], dim=1))
 
-    def transform(self, images: Any, *, source: torch.Tensor | None = None) -> Any:
+    def transform(self, images: Any, *, source: SourceLightness | None = None) -> Any:
         """Re-colorize ``images`` (numpy HWC or torch CHW uint8, batched or not) in the weights' style.
 
         The lightness fed to the network is first matched to the style's lightness distribution
