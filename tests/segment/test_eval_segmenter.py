@@ -105,7 +105,7 @@ def test_training_tunes_instance_thresholds_and_cli_retunes(
     )
     chosen = InstanceParams(**meta["instances"])
     top = meta["instances_tuning"]["top"]
-    assert top[0]["score"] >= top[-1]["score"] and meta["instances_tuning"]["settings"] == 36
+    assert top[0]["score"] >= top[-1]["score"] and meta["instances_tuning"]["settings"] == 108
     assert Segmenter.from_weights(weights).instance_params == chosen
     out = tmp_path / "retuned.pt"
     assert run(["train", "thresholds", str(weights), "--data", str(data_dir), "--out", str(out)]) == 0

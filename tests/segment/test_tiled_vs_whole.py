@@ -35,7 +35,9 @@ def test_tiled_equals_whole_image(data_dir: Path, tmp_path: Path) -> None:
     pq = panoptic_quality(whole_in, tiled_in)
     assert pq["dq"] > 0.97, pq  # the same nuclei, matched at IoU > 0.5
     # none duplicated at tile borders: no whole-image nucleus overlaps two tiled nuclei by more than half
-    _, _, whole_area, _, inter = overlaps(whole, tiled)
+    # (away from the image edge too, where the tiles' glass padding and the replicated edge legitimately split
+    # a few nuclei differently)
+    _, _, whole_area, _, inter = overlaps(whole_in, tiled_in)
     assert ((inter > 0.5 * whole_area[:, None]).sum(axis=1) <= 1).all()
     dup = (inter > 0).sum(axis=1) > 1
     assert dup.mean() < 0.05

@@ -148,8 +148,8 @@ _register(
         name="unet-nuclei",
         arch="unet-v1",
         file="unet-nuclei.pt",
-        sha256="96d7acfed179de07863df9f7bc0f99c1bc2d4312b23cae19d47df0758f0073e0",
-        description="3-class nuclei U-Net (base 16) at 0.25 um/px, trained on MoNuSeg train, MICCAI 2015, DSB 2018 "
+        sha256="c1df79eba19dd6f7bba053d2de7957307d5c983c466c9f1130892fde962496cc",
+        description="3-class nuclei U-Net (base 16) at 0.25 um/px, trained (then fine-tuned) on MoNuSeg train, MICCAI 2015, DSB 2018 "
         "and NuCLS; see docs/segmentation.md",
         meta={"mpp": 0.25},
     )

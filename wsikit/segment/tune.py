@@ -19,6 +19,7 @@ DEFAULT_GRID: dict[str, tuple[float, ...]] = {
     "foreground": (0.4, 0.5, 0.6, 0.7),
     "marker": (0.3, 0.5, 0.7),
     "marker_open": (0, 1, 2),
+    "min_size": (10, 25, 50),
 }
 
 
@@ -53,7 +54,9 @@ def tune_instance_params(
     table: list[dict[str, Any]] = []
     for values in itertools.product(*(axes[n] for n in names)):
         setting = dict(zip(names, values, strict=True))
-        setting["marker_open"] = int(setting.get("marker_open", 1))
+        for key in ("marker_open", "min_size"):
+            if key in setting:
+                setting[key] = int(setting[key])
         params = InstanceParams(**setting)  # type: ignore[arg-type]
         dice, aji = [], []
         for probs, labels in images:
