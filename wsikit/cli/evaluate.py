@@ -53,19 +53,19 @@ def normalizer(
         )
         return
     header = (
-        f"{'method':<40} {'Euclid. dE':>10} {'chroma d':>9} {'hist corr':>10} {'Hellinger':>10} "
+        f"{'method':<44} {'Euclid. dE':>10} {'chroma d':>9} {'hist corr':>10} {'Hellinger':>10} "
         f"{'SSIM(L)':>8} {'MP/s':>7}"
     )
     click.echo(header)
     click.echo("-" * len(header))
     for r in results:
         if r.skipped:
-            click.echo(f"{r.label:<40} skipped: {r.skipped}")
+            click.echo(f"{r.label:<44} skipped: {r.skipped}")
             continue
         m = r.metrics
         speed = "-" if math.isnan(r.megapixels_per_s) else f"{r.megapixels_per_s:.2f}"
         click.echo(
-            f"{r.label:<40} {m['euclidean']:>10.3f} {m['chroma_distance']:>9.3f} {m['hist_correlation']:>10.3f} "
+            f"{r.label:<44} {m['euclidean']:>10.3f} {m['chroma_distance']:>9.3f} {m['hist_correlation']:>10.3f} "
             f"{m['hellinger']:>10.3f} "
             f"{m['ssim_luminance']:>8.4f} {speed:>7}"
         )

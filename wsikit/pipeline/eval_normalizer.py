@@ -138,7 +138,7 @@ def evaluate_normalizers(
                     "cnn": "MSE + class.",
                     "cnn-mse": "MSE only",
                     "cnn-match": "MSE + class., L matched",
-                    "cnn-bounded": "MSE + class., L toward style, SSIM >= 0.99",
+                    "cnn-bounded": "MSE + class., L bounded",
                 }
                 label = f"CNN ({variant[method]}, {norm.meta.get('style', '?')})"
             else:
