@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from wsikit.io.annotations import rasterize_polygons, read_imagescope_xml
 from wsikit.segment.metrics import panoptic_quality
 from wsikit.segment.stitch import ChunkAssembler, keep_core_instances
 
 
-def test_tiled_instances_reassemble_exactly(data_dir: Path) -> None:
+@pytest.mark.parametrize("budget", [None, 0, 3 * 256 * 256 * 4])
+def test_tiled_instances_reassemble_exactly(data_dir: Path, budget: int | None) -> None:
+    """With a memory budget (0: spill everything after every tile; 3 chunks), the merges give the same."""
     ann = read_imagescope_xml(data_dir / "monuseg" / "test" / "TCGA-2Z-A9J9-01A-01-TS1.xml")
     gt = rasterize_polygons(ann.polygons, (1000, 1000))
     core, margin, chunk = 192, 48, 256
@@ -20,6 +23,12 @@ def test_tiled_instances_reassemble_exactly(data_dir: Path) -> None:
     assembler = ChunkAssembler(h, w, chunk)
     written = np.zeros_like(gt)
     rows, cols = -(-h // core), -(-w // core)
+    spills = 0
+
+    def write(yb: int, xb: int, block: np.ndarray, merge: bool) -> None:
+        view = written[yb : yb + block.shape[0], xb : xb + block.shape[1]]
+        view[:] = np.where(block > 0, block, view) if merge else block
+
     for r in range(rows):
         for c in range(cols):
             y, x = r * core - margin, c * core - margin
@@ -32,10 +41,16 @@ def test_tiled_instances_reassemble_exactly(data_dir: Path) -> None:
             local = local.reshape(tile.shape).astype(np.uint32)
             for rr, cc in keep_core_instances(local, (margin, margin, margin + core, margin + core)):
                 assembler.add(rr + y, cc + x)
-        for yb, xb, block in assembler.flush_above((r + 1) * core - margin):
-            written[yb : yb + block.shape[0], xb : xb + block.shape[1]] = block
-    for yb, xb, block in assembler.flush_above(h):
-        written[yb : yb + block.shape[0], xb : xb + block.shape[1]] = block
+            if budget is not None:
+                for item in assembler.spill(budget):
+                    write(*item)
+                    spills += 1
+                assert assembler.pending_bytes <= budget
+        for item in assembler.flush_above((r + 1) * core - margin):
+            write(*item)
+    for item in assembler.flush_above(h):
+        write(*item)
+    assert (spills > 0) == (budget is not None)
     pq = panoptic_quality(gt, written)
     assert pq["fn"] == 0 and pq["fp"] == 0 and pq["sq"] == 1.0  # every nucleus once, whole
     assert assembler.next_id - 1 == len(np.unique(gt)) - 1

@@ -41,3 +41,20 @@ def test_tiled_equals_whole_image(data_dir: Path, tmp_path: Path) -> None:
     assert ((inter > 0.5 * whole_area[:, None]).sum(axis=1) <= 1).all()
     dup = (inter > 0).sum(axis=1) > 1
     assert dup.mean() < 0.05
+
+
+def test_memory_budget_spills_give_the_same_labels(data_dir: Path, tmp_path: Path) -> None:
+    # 1000 x 1000 px field, 256 px chunks: a zero budget merges every chunk into the store after each batch
+    image = np.asarray(
+        Image.open(data_dir / "monuseg" / "test" / "TCGA-2Z-A9J9-01A-01-TS1.tif").convert("RGB")
+    )[:700, :900]
+    path = tmp_path / "field.png"
+    Image.fromarray(image).save(path)
+    kwargs = {"slide_mpp": 0.25, "min_tissue": 0.0, "core": 256, "margin": 64, "chunk": 256, "batch_size": 2}
+    free = segment_slide(path, tmp_path / "free.zarr", **kwargs)  # type: ignore[arg-type]
+    tight = segment_slide(path, tmp_path / "tight.zarr", max_pending_mb=0.0, **kwargs)  # type: ignore[arg-type]
+    assert free["chunks_spilled"] == 0 and tight["chunks_spilled"] > 10 and tight["peak_pending_mb"] > 0
+    a = OmeZarrStore.open(tmp_path / "free.zarr").read_region("nuclei", 0, 0, 700, 900)
+    b = OmeZarrStore.open(tmp_path / "tight.zarr").read_region("nuclei", 0, 0, 700, 900)
+    assert free["nuclei"] == tight["nuclei"] > 100
+    np.testing.assert_array_equal(a, b)

@@ -119,12 +119,15 @@ def segment_into_store(
     progress: Callable[[int, int], None] | None = None,
     micro_batch: int | None = None,
     area_um2: tuple[float, float] | None = None,
+    max_pending_mb: float = 256.0,
 ) -> dict[str, Any]:
     """Segment ``plan``'s tiles into ``store``'s ``labels/nuclei`` (which must exist); returns counts and timing.
 
     ``normalize`` maps a (B, 3, H, W) uint8 batch to a normalized one before the U-Net. With ``journal``,
     a run resumes from the last saved state (tiles done, pending nuclei, next id). ``area_um2`` = (min, max)
     drops instances outside that nuclear area range (debris, and merged blobs no nucleus is as large as).
+    Label chunks still waiting for later tiles are held in memory up to ``max_pending_mb``; beyond it the
+    oldest are merged into the store early (read, overlay, write), so memory does not grow with the slide.
     """
     h0, w0 = store.height, store.width
     tiles = plan.tiles
@@ -144,8 +147,16 @@ def segment_into_store(
         np.savez_compressed(tmp, done=np.array(done), **asm.state())  # type: ignore[arg-type]
         os.replace(tmp, journal)
 
+    def write(y: int, x: int, block: npt.NDArray[np.uint32], merge: bool) -> None:
+        if merge:
+            stored = store.read_region("nuclei", y, x, *block.shape)
+            block = np.where(block > 0, block, stored)
+        store.write_region("nuclei", y, x, block)
+
+    budget = int(max_pending_mb * 2**20)
     done = start
     peak_pending = 0
+    spilled = 0
     px_um2 = segmenter.mpp**2
     limits = (
         (0, 2**62) if area_um2 is None else (int(np.ceil(area_um2[0] / px_um2)), int(area_um2[1] / px_um2))
@@ -166,19 +177,22 @@ def segment_into_store(
                     asm.add(rr, cc)
             done += len(batch)
             peak_pending = max(peak_pending, asm.pending_bytes)
+            for y, x, block, merge in asm.spill(budget):
+                write(y, x, block, merge)
+                spilled += 1
             # later tiles start at least one tile row below the current one, minus their margin
             next_row = tiles[done].row if done < len(tiles) else plan.rows + 1
             before = asm.flushed_until
-            for y, x, block in asm.flush_above(
+            for y, x, block, merge in asm.flush_above(
                 int(np.floor((next_row * plan.core - plan.margin) * plan.scale))
             ):
-                store.write_region("nuclei", y, x, block)
+                write(y, x, block, merge)
             if asm.flushed_until > before:  # chunk rows are final: record the state that follows them
                 save_journal(done)
             if progress is not None:
                 progress(done, len(tiles))
-    for y, x, block in asm.flush_above(h0):
-        store.write_region("nuclei", y, x, block)
+    for y, x, block, merge in asm.flush_above(h0):
+        write(y, x, block, merge)
     save_journal(done)
     return {
         "nuclei": asm.next_id - 1,
@@ -186,6 +200,7 @@ def segment_into_store(
         "read_wait_share": round(stream.stats.wait_share, 3),
         "stream_seconds": round(stream.stats.total_s, 1),
         "peak_pending_mb": round(peak_pending / 2**20, 1),
+        "chunks_spilled": spilled,
         "dropped_by_size": dropped,
     }
 
@@ -205,11 +220,14 @@ def segment_slide(
     workers: int = 2,
     overwrite: bool = False,
     tta: bool = False,
+    max_pending_mb: float = 256.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Segment every nucleus of a slide and write ``labels/nuclei`` (uint32, unique ids) of an OME-Zarr store.
 
     ``tta`` averages the U-Net over the 8 rotations / flips of every tile (8x the compute).
+    ``max_pending_mb`` bounds the label chunks held while they wait for later tiles (see
+    :func:`segment_into_store`).
 
     Tiles of ``core + 2 * margin`` px at the segmenter's resolution (0.25 um/px) overlap by ``2 * margin``;
     each nucleus is kept by the tile whose core holds its centroid (see :mod:`wsikit.segment.stitch`).
@@ -261,7 +279,14 @@ def segment_slide(
                 slide_mpp=base_mpp,
             )
             stats = segment_into_store(
-                slide, store, plan, seg, batch_size=batch_size, workers=workers, progress=progress
+                slide,
+                store,
+                plan,
+                seg,
+                batch_size=batch_size,
+                workers=workers,
+                progress=progress,
+                max_pending_mb=max_pending_mb,
             )
             store.build_pyramid("nuclei")
             store.set_label_metadata(

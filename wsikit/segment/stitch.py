@@ -7,7 +7,12 @@ border is entirely inside both neighbouring tiles, and its centroid is in exactl
 once, never cut. Ids are assigned in tile order, so the same input gives the same ids.
 
 :class:`ChunkAssembler` collects kept nuclei into chunk-aligned blocks of the output label image and
-releases a block as soon as no later tile can touch it, so the writer owns whole chunks.
+releases a block as soon as no later tile can touch it, so the writer owns whole chunks. The pending blocks
+form a band across the slide's tissue width; when they exceed a memory budget, :meth:`ChunkAssembler.spill`
+hands some over early, and the writer merges them (read, overlay, write) instead of writing them, so memory
+is bounded by the budget, not by the slide. Resuming stays exact: the journal holds the spilled set as of its
+save, and the tiles after it are painted again with the same ids, so a chunk spilled after the last save is
+either rewritten whole (block from the journal + the repainted tiles) or merged with identical pixels.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class ChunkAssembler:
     def __init__(self, height: int, width: int, chunk: int) -> None:
         self.height, self.width, self.chunk = height, width, chunk
         self._blocks: dict[tuple[int, int], npt.NDArray[np.uint32]] = {}
+        self._spilled: set[tuple[int, int]] = set()
         self._flushed_until = 0
         self.next_id = 1
 
@@ -90,17 +96,37 @@ class ChunkAssembler:
             self._block(r, c)[rows[sel] - r * self.chunk, cols[sel] - c * self.chunk] = nid
         return nid
 
-    def flush_above(self, y: int) -> Iterator[tuple[int, int, npt.NDArray[np.uint32]]]:
-        """Yield (y, x, block) for every chunk of the rows that end at or above ``y`` (all rows when y >= height)."""
+    def flush_above(self, y: int) -> Iterator[tuple[int, int, npt.NDArray[np.uint32], bool]]:
+        """Yield (y, x, block, merge) for every chunk of the rows that end at or above ``y`` (all rows when
+        y >= height). ``merge``: part of this chunk was spilled before, so overlay the block's nonzero pixels
+        on what is stored instead of replacing it."""
         limit = min(y, self.height)
         r = self._flushed_until // self.chunk
         while r * self.chunk < self.height and min((r + 1) * self.chunk, self.height) <= limit:
             for key in sorted(k for k in self._blocks if k[0] == r):
                 block = self._blocks.pop(key)
                 if block.any():
-                    yield r * self.chunk, key[1] * self.chunk, block
+                    yield r * self.chunk, key[1] * self.chunk, block, key in self._spilled
+            self._spilled = {k for k in self._spilled if k[0] != r}
             r += 1
             self._flushed_until = min(r * self.chunk, self.height)
+
+    def spill(self, budget_bytes: int) -> Iterator[tuple[int, int, npt.NDArray[np.uint32], bool]]:
+        """Hand over pending blocks, top-left first, until at most ``budget_bytes`` stay pending.
+
+        Yields (y, x, block, merge) like :meth:`flush_above`; a spilled block is incomplete (later tiles may
+        paint more nuclei into its chunk), so the writer must merge it, and so must every later write of the
+        same chunk (the ``merge`` flag says so).
+        """
+        total = self.pending_bytes
+        for key in sorted(self._blocks):
+            if total <= budget_bytes:
+                break
+            block = self._blocks.pop(key)
+            total -= block.nbytes
+            if block.any():
+                self._spilled.add(key)
+                yield key[0] * self.chunk, key[1] * self.chunk, block, True
 
     @property
     def flushed_until(self) -> int:
@@ -120,6 +146,7 @@ class ChunkAssembler:
                 [self.height, self.width, self.chunk, self._flushed_until, self.next_id], np.int64
             ),
             "keys": np.array(keys, np.int64).reshape(-1, 2),
+            "spilled": np.array(sorted(self._spilled), np.int64).reshape(-1, 2),
         }
         for i, k in enumerate(keys):
             out[f"block_{i}"] = self._blocks[k]
@@ -133,4 +160,6 @@ class ChunkAssembler:
         asm._flushed_until, asm.next_id = flushed, next_id
         for i, (r, q) in enumerate(np.asarray(state["keys"]).reshape(-1, 2)):
             asm._blocks[(int(r), int(q))] = np.asarray(state[f"block_{i}"], np.uint32)
+        if "spilled" in state:
+            asm._spilled = {(int(r), int(q)) for r, q in np.asarray(state["spilled"]).reshape(-1, 2)}
         return asm
