@@ -104,6 +104,13 @@ def test_rerun_is_a_noop_and_other_options_refuse(region, reference, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert "other inputs, models or options" in err and "--overwrite" in err and err.count("\n") == 0
+    # test-time augmentation changes the labels, so it is part of the fingerprint too
+    assert RunConfig(tta=True).result_options()["tta"] is True
+    assert (
+        run(["-q", "run", str(region), "--out", str(reference), "--stain", "none", "--chunk", "256", "--tta"])
+        == 1
+    )
+    assert "other inputs, models or options" in capsys.readouterr().err
 
 
 def test_resume_after_sigkill_gives_identical_outputs(region, reference, tmp_path):

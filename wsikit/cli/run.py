@@ -116,6 +116,11 @@ def _table(results: list[dict[str, Any]]) -> None:
     show_default=True,
     help="Drop segmented objects larger than this (um^2): merged blobs, not nuclei.",
 )
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Segment with test-time augmentation (8 rotations / flips: 8x the U-Net time).",
+)
 @click.option("--overwrite", is_flag=True, help="Redo finished runs.")
 @click.option(
     "--scheduler", default=None, metavar="tcp://HOST:PORT", help="Run the slides on this Dask cluster."
@@ -145,6 +150,7 @@ def run_cmd(
     save_normalized: bool,
     min_nucleus_area: float,
     max_nucleus_area: float,
+    tta: bool,
     overwrite: bool,
     scheduler: str | None,
     jobs: int,
@@ -170,6 +176,7 @@ def run_cmd(
         save_normalized=save_normalized,
         min_nucleus_um2=min_nucleus_area,
         max_nucleus_um2=max_nucleus_area,
+        tta=tta,
     )
     quiet = is_quiet(ctx)
     if len(items) == 1 and scheduler is None:

@@ -85,6 +85,7 @@ class RunConfig:
     save_normalized: bool = False
     min_nucleus_um2: float = 3.0
     max_nucleus_um2: float = 400.0
+    tta: bool = False
 
     def __post_init__(self) -> None:
         if self.stain not in STAIN_METHODS:
@@ -155,9 +156,9 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     from wsikit.models.registry import weights_path
 
     seg = (
-        Segmenter.from_weights(cfg.segmenter_weights, device=cfg.device)
+        Segmenter.from_weights(cfg.segmenter_weights, device=cfg.device, tta=cfg.tta)
         if cfg.segmenter_weights
-        else Segmenter.from_pretrained(device=cfg.device)
+        else Segmenter.from_pretrained(device=cfg.device, tta=cfg.tta)
     )
     clf = (
         CellClassifier.from_weights(cfg.classifier_weights, device=cfg.device)
