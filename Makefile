@@ -25,7 +25,7 @@ demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	$(VENV)/bin/wsikit info $(SAMPLE) --thumbnail $(DEMO_OUT)/thumbnail.png
 	$(VENV)/bin/wsikit tiles $(SAMPLE) $(DEMO_OUT)/tiles --size 224 --mpp 0.5 --overwrite
-	$(VENV)/bin/wsikit run $(SAMPLE) --out $(DEMO_OUT)/cmu-1-small-region.wsikit
+	$(VENV)/bin/wsikit run $(SAMPLE) --out $(DEMO_OUT)/cmu-1-small-region.wsikit --overwrite
 	@echo "demo outputs: $(DEMO_OUT)/thumbnail.png, $(DEMO_OUT)/tiles/ (index: tiles.csv) and $(DEMO_OUT)/cmu-1-small-region.wsikit/"
 	@echo "report: $(DEMO_OUT)/cmu-1-small-region.wsikit/report.html"
 
