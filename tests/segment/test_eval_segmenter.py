@@ -83,6 +83,20 @@ def test_segment_slide_cli(
     labels = store.read_region("nuclei", 0, 0, 2967, 2220)
     n = int(text.split()[1])
     assert len(np.unique(labels)) - 1 <= n  # ids unique; a few tiny ones may vanish when mapped to 0.5 um/px
+    # a zero memory budget merges every label chunk early: the same labels
+    tight = tmp_path / "tight.zarr"
+    args = [
+        "segment",
+        str(sample_slide),
+        "--out",
+        str(tight),
+        "--weights",
+        str(tiny_weights),
+        "--max-pending-mb",
+        "0",
+    ]
+    assert run(args) == 0
+    np.testing.assert_array_equal(OmeZarrStore.open(tight).read_region("nuclei", 0, 0, 2967, 2220), labels)
     # a slide without mpp needs --slide-mpp
     slide = data_dir / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
     code = run(["segment", str(slide), "--out", str(tmp_path / "x.zarr"), "--weights", str(tiny_weights)])

@@ -26,6 +26,13 @@ __all__ = ["segment"]
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--slide-mpp", type=float, default=None, help="Level-0 um/px for slides that do not state it.")
 @click.option("--tta", is_flag=True, help="Average the U-Net over 8 rotations / flips (8x slower).")
+@click.option(
+    "--max-pending-mb",
+    type=click.FloatRange(min=0),
+    default=256.0,
+    show_default=True,
+    help="Memory for label chunks waiting on later tiles; beyond it they are merged into OUT early.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_context
 def segment(
@@ -37,6 +44,7 @@ def segment(
     batch_size: int,
     slide_mpp: float | None,
     tta: bool,
+    max_pending_mb: float,
     overwrite: bool,
 ) -> None:
     """Segment the nuclei of SLIDE into OUT (labels/nuclei: uint32 instance ids, unique across the slide)."""
@@ -54,6 +62,7 @@ def segment(
             slide_mpp=slide_mpp,
             overwrite=overwrite,
             tta=tta,
+            max_pending_mb=max_pending_mb,
             progress=update,
         )
     if result["tiles"] == 0:
