@@ -74,7 +74,7 @@ def evaluate_segmenter(
     """
     from wsikit.pipeline.normalize import make_normalizer
 
-    seg = Segmenter.from_weights(weights, tta=tta) if weights else Segmenter.from_pretrained(tta=tta)
+    seg = Segmenter.load(weights, tta=tta)
     norm = None
     if stain != "none":
         norm = make_normalizer(stain, target=stain_target)

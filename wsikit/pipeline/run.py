@@ -155,11 +155,7 @@ class _Models:
 def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     from wsikit.models.registry import weights_path
 
-    seg = (
-        Segmenter.from_weights(cfg.segmenter_weights, device=cfg.device, tta=cfg.tta)
-        if cfg.segmenter_weights
-        else Segmenter.from_pretrained(device=cfg.device, tta=cfg.tta)
-    )
+    seg = Segmenter.load(cfg.segmenter_weights, device=cfg.device, tta=cfg.tta)
     clf = (
         CellClassifier.from_weights(cfg.classifier_weights, device=cfg.device)
         if cfg.classifier_weights

@@ -239,11 +239,7 @@ def segment_slide(
     ConfigError
         The slide does not state its mpp and ``slide_mpp`` is not given, or bad tile sizes.
     """
-    seg = (
-        Segmenter.from_weights(weights, device=device, tta=tta)
-        if weights
-        else Segmenter.from_pretrained(device=device, tta=tta)
-    )
+    seg = Segmenter.load(weights, device=device, tta=tta)
     with open_slide(slide_path) as slide:
         base_mpp = slide_mpp if slide_mpp is not None else slide.mpp_x
         if base_mpp is None:

@@ -116,7 +116,8 @@ def tune_segmenter(
     names = set(meta.get("val_images") or [])
     if not names:
         raise ConfigError(f"{src}: the weights name no validation images to tune on")
-    samples = [s for s in training_samples(data, tuple(meta.get("datasets") or DATASETS)) if s.name in names]
+    datasets = tuple(d for d in meta.get("datasets") or DATASETS if any(n.startswith(d + "/") for n in names))
+    samples = [s for s in training_samples(data, datasets) if s.name in names]
     if len(samples) != len(names):
         missing = sorted(names - {s.name for s in samples})
         raise ConfigError(f"{data}: validation images of {src} not found: {', '.join(missing[:3])}")

@@ -76,6 +76,11 @@ class Segmenter:
         return cls(model, mpp=float(meta.get("mpp", 0.25)), meta=meta, **kwargs)
 
     @classmethod
+    def load(cls, weights: PathLike | None = None, **kwargs: Any) -> Segmenter:
+        """``weights`` if given, else the shipped default (the choice every command's ``--weights`` makes)."""
+        return cls.from_weights(weights, **kwargs) if weights else cls.from_pretrained(**kwargs)
+
+    @classmethod
     def from_pretrained(cls, name: str = "nuclei", **kwargs: Any) -> Segmenter:
         """Load the shipped weights ``unet-<name>``."""
         return cls.from_weights(weights_path(f"unet-{name}", arch=ARCH), **kwargs)
