@@ -173,3 +173,62 @@ def test_eval_normalizer_json(data_dir: Path, tmp_path: Path, capsys: pytest.Cap
         ["eval", "normalizer", "--source", str(src), "--target", str(tgt), "--method", "reinhard"], capsys
     )
     assert code == 0 and "Reinhard" in text and "Hellinger" in text
+
+
+def test_min_ssim_sets_the_structure_bound(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--min-ssim reaches the bounded CNN through `eval normalizer` and `normalize`: a looser bound lets the
+    lightness move further (lower SSIM, still above the bound), a tighter one keeps it closer."""
+    from skimage.metrics import structural_similarity
+
+    from wsikit.stain.color import rgb_to_lab
+
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    src.mkdir()
+    tgt.mkdir()
+    img = np.asarray(Image.open(data_dir / "monuseg" / "test" / "TCGA-2Z-A9J9-01A-01-TS1.tif").convert("RGB"))
+    Image.fromarray(img[:256, :256]).save(src / "a.png")
+    Image.open(data_dir / "nucls" / "images" / "train_9.png").save(tgt / "t.png")
+    ssim = {}
+    for bound in ("0.99", "0.95"):
+        code, text, err = _run(
+            ["eval", "normalizer", "--source", str(src), "--target", str(tgt), "--json"]
+            + ["--method", "cnn-bounded", "--min-ssim", bound],
+            capsys,
+        )
+        assert code == 0, err
+        data = json.loads(text)
+        assert data["min_ssim"] == float(bound)
+        ssim[bound] = data["results"][0]["ssim_luminance"]
+        assert ssim[bound] >= float(bound)
+    assert ssim["0.95"] < 0.985 < ssim["0.99"]
+
+    def light(p: Path) -> np.ndarray:
+        import torch
+
+        rgb = torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)[None].float()
+        return rgb_to_lab(rgb)[0, 0].numpy()
+
+    out = tmp_path / "loose.png"
+    code, _, err = _run(
+        [
+            "-q",
+            "normalize",
+            str(src / "a.png"),
+            "--out",
+            str(out),
+            "--lightness",
+            "bounded",
+            "--min-ssim",
+            "0.95",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    s = structural_similarity(light(out), light(src / "a.png"), data_range=100.0)
+    assert 0.95 <= s < 0.985
+    code, _, err = _run(
+        ["normalize", str(src / "a.png"), "--out", str(tmp_path / "x.png"), "--min-ssim", "2"], capsys
+    )
+    assert code != 0 and "min-ssim" in err

@@ -30,9 +30,21 @@ def evaluate() -> None:
     default=None,
     help="Weights for the 'cnn' row instead of the shipped style.",
 )
+@click.option(
+    "--min-ssim",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.99,
+    show_default=True,
+    help="Structure bound of the bounded lightness: luminance SSIM against the source stays >= this.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def normalizer(
-    source: Path, target: Path, methods: tuple[str, ...], cnn_weights: Path | None, as_json: bool
+    source: Path,
+    target: Path,
+    methods: tuple[str, ...],
+    cnn_weights: Path | None,
+    min_ssim: float,
+    as_json: bool,
 ) -> None:
     """Score stain normalizers: distance to the target style, histogram correlation and Hellinger
     distance (the paper's metrics), luminance SSIM against the source, and speed."""
@@ -43,11 +55,16 @@ def normalizer(
         target,
         methods=methods or DEFAULT_METHODS,
         cnn_weights={"cnn": cnn_weights} if cnn_weights else None,
+        min_ssim=min_ssim,
     )
     if as_json:
         click.echo(
             json.dumps(
-                {"target_tissue_pixels": reference.n_pixels, "results": [r.to_dict() for r in results]},
+                {
+                    "target_tissue_pixels": reference.n_pixels,
+                    "min_ssim": min_ssim,
+                    "results": [r.to_dict() for r in results],
+                },
                 indent=2,
             )
         )

@@ -36,7 +36,14 @@ __all__ = ["normalize"]
     default="keep",
     show_default=True,
     help="CNN only: keep the source's lightness (the paper), match the style's, or move toward it while "
-    "luminance SSIM stays >= 0.99.",
+    "luminance SSIM stays >= --min-ssim.",
+)
+@click.option(
+    "--min-ssim",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.99,
+    show_default=True,
+    help="Structure bound of the bounded lightness: luminance SSIM against the source stays >= this.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
@@ -49,6 +56,7 @@ def normalize(
     target: Path | None,
     weights: Path | None,
     lightness: str,
+    min_ssim: float,
     device: str,
     overwrite: bool,
 ) -> None:
@@ -67,6 +75,7 @@ def normalize(
             device=device,
             overwrite=overwrite,
             lightness=cast(Literal["keep", "match", "bounded"], lightness),
+            min_ssim=min_ssim,
             progress=update,
         )
     if not quiet:

@@ -144,8 +144,13 @@ _MORPH = (
 )
 
 
-def load_labelled_nuclei(folder: PathLike, *, mpp: float = WORKING_MPP) -> LabelledNuclei:
-    """Read a labelled folder (see module docstring) and cut the crops of the matched nuclei."""
+def load_labelled_nuclei(
+    folder: PathLike, *, mpp: float = WORKING_MPP, whiten: bool = True
+) -> LabelledNuclei:
+    """Read a labelled folder (see module docstring) and cut the crops of the matched nuclei.
+
+    ``whiten=False`` keeps the tissue around each nucleus in its crop (the classifier's input whitens it).
+    """
     import tifffile
     from PIL import Image
 
@@ -195,7 +200,7 @@ def load_labelled_nuclei(folder: PathLike, *, mpp: float = WORKING_MPP) -> Label
         if not ids:
             continue
         std = standardize_stain(work_img)
-        c, got = nucleus_crops(std, work_lab, mpp=work_mpp, ids=np.array(ids))
+        c, got = nucleus_crops(std, work_lab, mpp=work_mpp, ids=np.array(ids), whiten=whiten)
         m = measure_nuclei(std, work_lab, mpp=work_mpp, ids=got)
         crops.append(c)
         truth.append(np.array(cls, np.int64))

@@ -86,6 +86,7 @@ def evaluate_normalizers(
     *,
     methods: tuple[str, ...] = DEFAULT_METHODS,
     cnn_weights: dict[str, PathLike] | None = None,
+    min_ssim: float = 0.99,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[MethodResult], StyleReference]:
     """Normalize every source image to the target style with each method and score it.
@@ -93,7 +94,8 @@ def evaluate_normalizers(
     Macenko and Reinhard fit the target on the pooled target images and each
     source image on its own. The CNNs carry their target style in their weights
     (``cnn`` and ``cnn-mse`` default to the shipped ``tia`` and ``tia-mse``).
-    TIAToolbox methods are skipped with a reason when it is not installed.
+    TIAToolbox methods are skipped with a reason when it is not installed. ``min_ssim`` is the
+    structure bound of ``cnn-bounded``.
     """
     src_images, src_names = (
         load_images(source)
@@ -129,16 +131,16 @@ def evaluate_normalizers(
                 )
                 key = "cnn" if method in ("cnn-match", "cnn-bounded") else method
                 norm = (
-                    CnnNormalizer.from_weights(weights[key], lightness=lightness)
+                    CnnNormalizer.from_weights(weights[key], lightness=lightness, min_ssim=min_ssim)
                     if key in weights
-                    else CnnNormalizer.from_pretrained(default, lightness=lightness)
+                    else CnnNormalizer.from_pretrained(default, lightness=lightness, min_ssim=min_ssim)
                 )
                 fn = norm.transform
                 variant = {
                     "cnn": "MSE + class.",
                     "cnn-mse": "MSE only",
                     "cnn-match": "MSE + class., L matched",
-                    "cnn-bounded": "MSE + class., L bounded",
+                    "cnn-bounded": f"MSE + class., L bounded {min_ssim:g}",
                 }
                 label = f"CNN ({variant[method]}, {norm.meta.get('style', '?')})"
             else:

@@ -34,16 +34,18 @@ def make_normalizer(
     weights: PathLike | None = None,
     device: str = "cpu",
     lightness: Literal["keep", "match", "bounded"] = "keep",
+    min_ssim: float = 0.99,
 ) -> StainNormalizer[Any]:
-    """Build a fitted normalizer: the CNN from ``weights`` (default: shipped style; ``lightness`` as in
-    :class:`~wsikit.stain.cnn.CnnNormalizer`), or Macenko/Reinhard fitted on the ``target`` image."""
+    """Build a fitted normalizer: the CNN from ``weights`` (default: shipped style; ``lightness`` and
+    ``min_ssim`` as in :class:`~wsikit.stain.cnn.CnnNormalizer`), or Macenko/Reinhard fitted on the
+    ``target`` image."""
     if method == "cnn":
         if target is not None:
             raise ConfigError("--target applies to macenko/reinhard; the CNN's style comes from --weights")
         return (
-            CnnNormalizer.from_weights(weights, device=device, lightness=lightness)
+            CnnNormalizer.from_weights(weights, device=device, lightness=lightness, min_ssim=min_ssim)
             if weights
-            else CnnNormalizer.from_pretrained(device=device, lightness=lightness)
+            else CnnNormalizer.from_pretrained(device=device, lightness=lightness, min_ssim=min_ssim)
         )
     if lightness != "keep":
         raise ConfigError("--lightness applies to the cnn method only")
@@ -76,6 +78,7 @@ def normalize(
     batch_size: int = 4,
     overwrite: bool = False,
     lightness: Literal["keep", "match", "bounded"] = "keep",
+    min_ssim: float = 0.99,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Normalize ``src`` to a style and write it to ``out`` (``lightness``: the CNN's, see
@@ -89,7 +92,9 @@ def normalize(
     Chunks equal to white (fill value) are not stored.
     """
     out_path = Path(out)
-    norm = make_normalizer(method, target=target, weights=weights, device=device, lightness=lightness)
+    norm = make_normalizer(
+        method, target=target, weights=weights, device=device, lightness=lightness, min_ssim=min_ssim
+    )
     if out_path.suffix.lower() in IMAGE_OUTPUTS:
         if out_path.exists() and not overwrite:
             raise OutputExistsError(f"{out_path}: already exists (use --overwrite to replace it)")
