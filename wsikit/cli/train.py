@@ -279,7 +279,11 @@ def crops(ctx: click.Context, data: Path, out: Path) -> None:
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
 )
 @click.option(
-    "--classes", type=click.IntRange(min=2), default=3, show_default=True, help="Clusters K (3 or 5)."
+    "--classes",
+    type=click.IntRange(min=2),
+    default=3,
+    show_default=True,
+    help="Clusters K: 3 (the cell types), or more to over-cluster (each named a cell type by the rule).",
 )
 @click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)

@@ -159,9 +159,10 @@ _register(
         name="infogan-cells",
         arch="infogan-v1",
         file="infogan-cells.pt",
-        sha256="6e1807fde52e3d55250aa08b5ae3771c7e3e3bd8b8fb0e8fb92c6b829ca896db",
-        description="InfoGAN nucleus classifier (K=3: epithelial / lymphocyte / fibroblast), trained without labels "
-        "on nucleus crops of MoNuSeg, MICCAI 2015 and DSB 2018; see docs/classification.md",
-        meta={"crop_mpp": 0.5, "n_classes": 3},
+        sha256="563c9b53f575316a861f2c1aac6f2fda04d87351254a59a53844d3076581a24c",
+        description="InfoGAN nucleus classifier, K=8 clusters each named epithelial / lymphocyte / fibroblast by "
+        "the morphology rule, trained without labels on nucleus crops of MoNuSeg, MICCAI 2015 and DSB 2018; "
+        "see docs/classification.md",
+        meta={"crop_mpp": 0.5, "n_classes": 8},
     )
 )

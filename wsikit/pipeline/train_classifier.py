@@ -41,12 +41,15 @@ def gather_crops(
     *,
     datasets: tuple[str, ...] = UNLABELLED_DATASETS,
     min_area_um2: float = MIN_AREA_UM2,
+    whiten: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
     """Crops of every annotated nucleus of ``datasets`` (both MoNuSeg splits: no cell-type labels are used).
 
-    Returns ``{"crops": (N, 40, 40, 3) uint8, "area": (N,), "eccentricity": (N,), "source": (N,) str}``;
-    each field is Reinhard-standardized before cropping (:func:`standardize_stain`).
+    Returns ``{"crops": (N, 40, 40, 3) uint8, "area": (N,), "eccentricity": (N,), "source": (N,) str,
+    "whiten": (N,) bool}``;
+    each field is Reinhard-standardized before cropping (:func:`standardize_stain`). ``whiten=False`` keeps
+    the tissue around each nucleus (the shipped classifier's input whitens it).
     """
     for name in datasets:
         if name in ("nucls", "monusac"):
@@ -59,7 +62,7 @@ def gather_crops(
     crops, area, ecc, source = [], [], [], []
     for i, s in enumerate(samples):
         image = standardize_stain(s.image)
-        c, ids = nucleus_crops(image, s.labels, mpp=WORKING_MPP)
+        c, ids = nucleus_crops(image, s.labels, mpp=WORKING_MPP, whiten=whiten)
         m = measure_nuclei(image, s.labels, mpp=WORKING_MPP, ids=ids)
         keep = m["area"] >= min_area_um2
         crops.append(c[keep])
@@ -73,6 +76,7 @@ def gather_crops(
         "area": np.concatenate(area) if area else np.zeros(0),
         "eccentricity": np.concatenate(ecc) if ecc else np.zeros(0),
         "source": np.array(source),
+        "whiten": np.full(len(source), whiten),
     }
 
 
@@ -169,7 +173,7 @@ def train_classifier(
     meta = {
         "crop_mpp": CROP_MPP,
         "crop_size": 40,
-        "whiten": True,
+        "whiten": bool(np.all(crops.get("whiten", True))),
         "cluster_names": names,
         "clusters": morph,
         "sources": sorted({str(s).split("/")[0] for s in crops.get("source", np.array([]))}),

@@ -1,0 +1,58 @@
+"""Study (not the shipped model): the InfoGAN trained and scored on crops that keep the tissue around each nucleus.
+
+The supervised probe (probe_classifier.py) finds the cell types far more separable in crops with their
+surroundings than in the classifier's whitened crops (fibroblast F1 0.76 vs 0.46). This trains the same
+InfoGAN (K = 3, the shipped settings) on context crops of the same unlabelled datasets and scores it on the
+labelled nuclei, clusters named by the same rule.
+
+Usage::
+
+    python benchmarks/study_context_crops.py [--steps 3000] [--data ../shared/data] [--out benchmarks/_work/ctx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=HERE / "_work" / "ctx")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    from wsikit.classify.infer import CellClassifier
+    from wsikit.classify.train import ClassifierTrainConfig
+    from wsikit.pipeline.eval_classifier import _score, load_labelled_nuclei
+    from wsikit.pipeline.train_classifier import gather_crops, load_crops, save_crops, train_classifier
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    crops_file = args.out / "crops_context.npz"
+    if not crops_file.exists():
+        save_crops(crops_file, gather_crops(args.data, whiten=False))
+    crops = load_crops(crops_file)
+    weights = args.out / f"infogan-context-k{args.classes}.pt"
+    if not weights.exists():
+        cfg = ClassifierTrainConfig(
+            n_classes=args.classes, steps=args.steps, real_info_weight=0.5, seed=args.seed
+        )
+        train_classifier(crops, weights, config=cfg, resume=True, command="benchmarks/study_context_crops.py")
+    data = load_labelled_nuclei(HERE / "_work" / "classes_all", whiten=False)
+    clf = CellClassifier.from_weights(weights)
+    pred = clf.predict(data.crops)
+    res = _score("infogan-context", pred.cluster, clf.n_clusters, data, 0.0, clf.cluster_names)
+    (args.out / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
+    rule, best = res["named_by_rule"], res["hungarian"]
+    print(f"clusters {res['cluster_names']}")
+    print(f"rule: accuracy {rule['accuracy']:.3f} F1 {rule['f1']}")
+    print(f"hungarian: accuracy {best['accuracy']:.3f} F1 {best['f1']}")
+
+
+if __name__ == "__main__":
+    main()
