@@ -91,22 +91,16 @@ def small_cnn(
         return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
     a, b, y = t(xtr), t(xte), torch.from_numpy(ytr)
+
+    def block(cin: int, cout: int, pool: bool = True) -> list[nn.Module]:
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+        return layers + [nn.MaxPool2d(2)] if pool else layers
+
     net = nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1),
-        nn.BatchNorm2d(64),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(64, 128, 3, padding=1),
-        nn.BatchNorm2d(128),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(128, 128, 3, padding=1),
-        nn.BatchNorm2d(128),
-        nn.ReLU(),
+        *block(3, 32),
+        *block(32, 64),
+        *block(64, 128),
+        *block(128, 128, pool=False),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Dropout(0.3),

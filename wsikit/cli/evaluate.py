@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from wsikit.cli._options import min_ssim_option
+
 __all__ = ["evaluate"]
 
 
@@ -30,13 +32,7 @@ def evaluate() -> None:
     default=None,
     help="Weights for the 'cnn' row instead of the shipped style.",
 )
-@click.option(
-    "--min-ssim",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.99,
-    show_default=True,
-    help="Structure bound of the bounded lightness: luminance SSIM against the source stays >= this.",
-)
+@min_ssim_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def normalizer(
     source: Path,

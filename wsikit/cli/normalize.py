@@ -7,6 +7,7 @@ from typing import Literal, cast
 
 import click
 
+from wsikit.cli._options import min_ssim_option
 from wsikit.cli._progress import is_quiet, progress_bar, resolve_device
 
 __all__ = ["normalize"]
@@ -38,13 +39,7 @@ __all__ = ["normalize"]
     help="CNN only: keep the source's lightness (the paper), match the style's, or move toward it while "
     "luminance SSIM stays >= --min-ssim.",
 )
-@click.option(
-    "--min-ssim",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.99,
-    show_default=True,
-    help="Structure bound of the bounded lightness: luminance SSIM against the source stays >= this.",
-)
+@min_ssim_option
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.pass_context
