@@ -128,6 +128,24 @@ def test_pipeline_writes_weights_with_cluster_names_and_rejects_another_k(real_c
         clf.predict(np.zeros((2, 32, 32, 3), np.uint8))
 
 
+def test_context_crops_keep_the_surroundings_and_say_so_in_the_weights(data_dir, real_crops, tmp_path):
+    from wsikit.classify.infer import CellClassifier
+    from wsikit.pipeline.train_classifier import gather_crops
+    from wsikit.pipeline.train_classifier import train_classifier as train_and_save
+
+    context = gather_crops(data_dir, datasets=("miccai2015",), whiten=False)
+    assert context["crops"].shape == real_crops["crops"].shape and not context["whiten"].any()
+    assert real_crops["whiten"].all()
+    np.testing.assert_array_equal(context["area"], real_crops["area"])  # the same nuclei
+    white = np.all(real_crops["crops"] == 255, axis=-1).mean()
+    assert (
+        np.all(context["crops"] == 255, axis=-1).mean() < white / 2
+    )  # tissue where whitened crops are white
+    cfg = ClassifierTrainConfig(n_classes=3, steps=1, batch_size=8, n_critic=1, width=8, grid_every=10)
+    path, _ = train_and_save({k: v[:300] for k, v in context.items()}, tmp_path / "ctx.pt", config=cfg)
+    assert CellClassifier.from_weights(path).meta["whiten"] is False
+
+
 def test_shipped_classifier_beats_chance_on_held_out_labels(data_dir, tmp_path):
     """The shipped weights on NuCLS (labels never used in training): a floor, not the reported figure."""
     from wsikit.pipeline.eval_classifier import evaluate_classifier, export_classification_dataset
