@@ -143,7 +143,9 @@ def test_context_crops_keep_the_surroundings_and_say_so_in_the_weights(data_dir,
     )  # tissue where whitened crops are white
     cfg = ClassifierTrainConfig(n_classes=3, steps=1, batch_size=8, n_critic=1, width=8, grid_every=10)
     path, _ = train_and_save({k: v[:300] for k, v in context.items()}, tmp_path / "ctx.pt", config=cfg)
-    assert CellClassifier.from_weights(path).meta["whiten"] is False
+    clf = CellClassifier.from_weights(path)
+    assert clf.meta["whiten"] is False and not clf.whiten  # wsikit run and eval crop accordingly
+    assert CellClassifier.from_pretrained().whiten
 
 
 def test_shipped_classifier_beats_chance_on_held_out_labels(data_dir, tmp_path):

@@ -72,6 +72,11 @@ class CellClassifier:
     def n_clusters(self) -> int:
         return self.model.config.n_classes
 
+    @property
+    def whiten(self) -> bool:
+        """Whether the crops it was trained on (and must be given) have the background whitened."""
+        return bool(self.meta.get("whiten", True))
+
     @classmethod
     def from_weights(cls, path: PathLike, *, n_classes: int | None = None, **kwargs: Any) -> CellClassifier:
         """Load weights written by ``wsikit train classifier``.

@@ -271,7 +271,8 @@ def evaluate_classifier(
     for method in methods:
         t0 = time.perf_counter()
         if clf is not None and method == "infogan":
-            pred = clf.predict(data.crops)
+            crops = data.crops if clf.whiten else load_labelled_nuclei(folder, mpp=mpp, whiten=False).crops
+            pred = clf.predict(crops)
             results.append(
                 _score(
                     method, pred.cluster, clf.n_clusters, data, time.perf_counter() - t0, clf.cluster_names

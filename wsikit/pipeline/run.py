@@ -264,7 +264,7 @@ def _classify_window(
         image = win.image.copy()
         pixels = win.image[mask][None]
         image[mask] = (standardize_stain(pixels, source=source) if source is not None else pixels)[0]
-        crops, _ = nucleus_crops(image, win.labels, mpp=mpp, ids=win.local_ids)
+        crops, _ = nucleus_crops(image, win.labels, mpp=mpp, ids=win.local_ids, whiten=clf.whiten)
         pred = clf.predict(crops)
         return {
             "class": pred.cell_type,
