@@ -143,8 +143,9 @@ def main() -> None:
     from wsikit.pipeline.eval_classifier import load_labelled_nuclei
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    whitened = load_labelled_nuclei(args.folder)
-    context = load_labelled_nuclei(args.folder, whiten=False)
+    whitened = load_labelled_nuclei(args.folder, context=True)
+    assert whitened.context_crops is not None
+    context_crops = whitened.context_crops
     truth = whitened.truth
     folds = stratified_folds(truth, args.folds, args.seed)
     print(f"{len(truth)} nuclei {np.bincount(truth, minlength=3).tolist()}, {args.folds} stratified folds")
@@ -158,7 +159,7 @@ def main() -> None:
             whitened.crops[tr], truth[tr], whitened.crops[te], args.seed
         ),
         "crops with context (small CNN)": lambda tr, te: small_cnn(
-            context.crops[tr], truth[tr], context.crops[te], args.seed
+            context_crops[tr], truth[tr], context_crops[te], args.seed
         ),
     }
     results = []

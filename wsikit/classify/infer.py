@@ -99,6 +99,11 @@ class CellClassifier:
         return cls(model, cluster_names=list(meta["cluster_names"]), meta=meta, **kwargs)
 
     @classmethod
+    def load(cls, weights: PathLike | None = None, **kwargs: Any) -> CellClassifier:
+        """``weights`` if given, else the shipped default (the choice every command's ``--weights`` makes)."""
+        return cls.from_weights(weights, **kwargs) if weights else cls.from_pretrained(**kwargs)
+
+    @classmethod
     def from_pretrained(cls, name: str = "cells", **kwargs: Any) -> CellClassifier:
         """Load the shipped weights ``infogan-<name>``."""
         return cls.from_weights(weights_path(f"infogan-{name}", arch=ARCH), **kwargs)

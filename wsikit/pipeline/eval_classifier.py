@@ -125,6 +125,8 @@ class LabelledNuclei:
     points: int
     unmatched: int
     skipped: int
+    context_crops: npt.NDArray[np.uint8] | None = None
+    """The same crops with the tissue around each nucleus kept (only when loaded with ``context=True``)."""
 
 
 _MORPH = (
@@ -145,11 +147,12 @@ _MORPH = (
 
 
 def load_labelled_nuclei(
-    folder: PathLike, *, mpp: float = WORKING_MPP, whiten: bool = True
+    folder: PathLike, *, mpp: float = WORKING_MPP, context: bool = False
 ) -> LabelledNuclei:
     """Read a labelled folder (see module docstring) and cut the crops of the matched nuclei.
 
-    ``whiten=False`` keeps the tissue around each nucleus in its crop (the classifier's input whitens it).
+    ``context=True`` also cuts each crop with the tissue around the nucleus kept (``context_crops``; the
+    shipped classifier's input whitens it).
     """
     import tifffile
     from PIL import Image
@@ -161,7 +164,7 @@ def load_labelled_nuclei(
     if not pngs:
         raise ConfigError(f"{p}: no NAME.png with NAME.points.csv beside it")
     segmenter = None
-    crops, truth, area, ecc, morph, names = [], [], [], [], [], []
+    crops, ctx_crops, truth, area, ecc, morph, names = [], [], [], [], [], [], []
     n_points = unmatched = skipped = 0
     for png in pngs:
         image = np.asarray(Image.open(png).convert("RGB"))
@@ -200,7 +203,9 @@ def load_labelled_nuclei(
         if not ids:
             continue
         std = standardize_stain(work_img)
-        c, got = nucleus_crops(std, work_lab, mpp=work_mpp, ids=np.array(ids), whiten=whiten)
+        c, got = nucleus_crops(std, work_lab, mpp=work_mpp, ids=np.array(ids))
+        if context:
+            ctx_crops.append(nucleus_crops(std, work_lab, mpp=work_mpp, ids=got, whiten=False)[0])
         m = measure_nuclei(std, work_lab, mpp=work_mpp, ids=got)
         crops.append(c)
         truth.append(np.array(cls, np.int64))
@@ -220,6 +225,7 @@ def load_labelled_nuclei(
         n_points,
         unmatched,
         skipped,
+        np.concatenate(ctx_crops) if context else None,
     )
 
 
@@ -263,16 +269,13 @@ def evaluate_classifier(
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"unknown methods {sorted(unknown)}; valid: {', '.join(METHODS)}")
-    data = load_labelled_nuclei(folder, mpp=mpp)
-    clf = None
-    if "infogan" in methods:
-        clf = CellClassifier.from_weights(weights) if weights else CellClassifier.from_pretrained()
+    clf = CellClassifier.load(weights) if "infogan" in methods else None
+    data = load_labelled_nuclei(folder, mpp=mpp, context=clf is not None and not clf.whiten)
     results = []
     for method in methods:
         t0 = time.perf_counter()
         if clf is not None and method == "infogan":
-            crops = data.crops if clf.whiten else load_labelled_nuclei(folder, mpp=mpp, whiten=False).crops
-            pred = clf.predict(crops)
+            pred = clf.predict(data.crops if data.context_crops is None else data.context_crops)
             results.append(
                 _score(
                     method, pred.cluster, clf.n_clusters, data, time.perf_counter() - t0, clf.cluster_names

@@ -156,11 +156,7 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     from wsikit.models.registry import weights_path
 
     seg = Segmenter.load(cfg.segmenter_weights, device=cfg.device, tta=cfg.tta)
-    clf = (
-        CellClassifier.from_weights(cfg.classifier_weights, device=cfg.device)
-        if cfg.classifier_weights
-        else CellClassifier.from_pretrained(device=cfg.device)
-    )
+    clf = CellClassifier.load(cfg.classifier_weights, device=cfg.device)
     seg_file = Path(cfg.segmenter_weights) if cfg.segmenter_weights else weights_path("unet-nuclei")
     clf_file = Path(cfg.classifier_weights) if cfg.classifier_weights else weights_path("infogan-cells")
     info: dict[str, Any] = {
