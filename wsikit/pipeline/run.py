@@ -83,7 +83,7 @@ class RunConfig:
     normalizer_weights: str | None = None
     stain_target: str | None = None
     save_normalized: bool = False
-    min_nucleus_um2: float = 3.0
+    min_nucleus_um2: float = 7.5
     max_nucleus_um2: float = 400.0
     tta: bool = False
 
