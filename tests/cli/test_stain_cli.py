@@ -232,3 +232,45 @@ def test_min_ssim_sets_the_structure_bound(
         ["normalize", str(src / "a.png"), "--out", str(tmp_path / "x.png"), "--min-ssim", "2"], capsys
     )
     assert code != 0 and "min-ssim" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["normalize", "IMG", "--method", "macenko", "--target", "IMG", "--min-ssim", "0.9"], "--min-ssim"),
+        (["normalize", "IMG", "--lightness", "match", "--min-ssim", "0.9"], "--min-ssim"),
+        (
+            ["normalize", "IMG", "--method", "reinhard", "--target", "IMG", "--lightness", "bounded"],
+            "--lightness",
+        ),
+        (
+            [
+                "eval",
+                "normalizer",
+                "--source",
+                "DIR",
+                "--target",
+                "DIR",
+                "--method",
+                "macenko",
+                "--min-ssim",
+                "0.9",
+            ],
+            "--min-ssim",
+        ),
+    ],
+)
+def test_options_the_method_would_ignore_are_refused(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], flag: str
+) -> None:
+    """An option typed for another method is refused (one line naming it, exit 2, nothing written), not
+    silently ignored."""
+    img = data_dir / "nucls" / "images" / "train_9.png"
+    out = tmp_path / "out.png"
+    args = [str(img) if a == "IMG" else str(img.parent) if a == "DIR" else a for a in args]
+    if args[0] == "normalize":
+        args += ["--out", str(out)]
+    code, _, err = _run(args, capsys)
+    assert code == 2
+    assert flag in err and "no effect" in err
+    assert not out.exists()

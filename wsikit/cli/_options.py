@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["min_ssim_option"]
+__all__ = ["min_ssim_option", "reject_unused"]
 
 min_ssim_option = click.option(
     "--min-ssim",
@@ -14,3 +14,16 @@ min_ssim_option = click.option(
     help="Structure bound of the bounded lightness: luminance SSIM against the source stays >= this.",
 )
 """``--min-ssim``: the structure bound of the CNN's bounded lightness (normalize, eval normalizer)."""
+
+
+def reject_unused(ctx: click.Context, used: bool, *params: str, why: str) -> None:
+    """Refuse options the user typed that the chosen method would silently ignore.
+
+    ``params`` are the options' parameter names (``"min_ssim"``); an option left at its default passes.
+    """
+    if used:
+        return
+    given = [p for p in params if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join("--" + p.replace("_", "-") for p in given)
+        raise click.UsageError(f"{flags} {'has' if len(given) == 1 else 'have'} no effect here: {why}", ctx)

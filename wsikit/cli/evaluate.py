@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from wsikit.cli._options import min_ssim_option
+from wsikit.cli._options import min_ssim_option, reject_unused
 
 __all__ = ["evaluate"]
 
@@ -34,7 +34,9 @@ def evaluate() -> None:
 )
 @min_ssim_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
 def normalizer(
+    ctx: click.Context,
     source: Path,
     target: Path,
     methods: tuple[str, ...],
@@ -46,6 +48,10 @@ def normalizer(
     distance (the paper's metrics), luminance SSIM against the source, and speed."""
     from wsikit.pipeline.eval_normalizer import DEFAULT_METHODS, evaluate_normalizers
 
+    bounded = not methods or "cnn-bounded" in methods
+    reject_unused(
+        ctx, bounded, "min_ssim", why="it bounds the cnn-bounded method, which is not among --method"
+    )
     results, reference = evaluate_normalizers(
         source,
         target,

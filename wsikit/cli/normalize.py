@@ -7,7 +7,7 @@ from typing import Literal, cast
 
 import click
 
-from wsikit.cli._options import min_ssim_option
+from wsikit.cli._options import min_ssim_option, reject_unused
 from wsikit.cli._progress import is_quiet, progress_bar, resolve_device
 
 __all__ = ["normalize"]
@@ -58,6 +58,8 @@ def normalize(
     """Stain-normalize SOURCE (image or slide) to a target style."""
     from wsikit.pipeline.normalize import normalize as run_normalize
 
+    reject_unused(ctx, method == "cnn", "lightness", "weights", why=f"--method {method} is not the CNN")
+    reject_unused(ctx, lightness == "bounded", "min_ssim", why="it bounds --lightness bounded only")
     device = resolve_device(device)
     quiet = is_quiet(ctx)
     with progress_bar("normalize", enabled=not quiet) as update:
