@@ -96,6 +96,31 @@ def test_augmentations_keep_images_valid(samples: list) -> None:  # type: ignore
         SegmenterTrainConfig(hed_jitter=1.5)
 
 
+def test_cnn_stain_crops_come_from_the_restyled_images(samples: list) -> None:  # type: ignore[type-arg]
+    """cnn_stain = 1 cuts every crop from the restyled image, 0 from the original; the shipped CNN restyles."""
+    from dataclasses import replace
+
+    from wsikit.segment.train import _Crops
+    from wsikit.stain.cnn import CnnNormalizer
+
+    base = SegmenterTrainConfig(crop=64)
+    black = _Crops(samples, replace(base, cnn_stain=1.0), lambda im: np.zeros_like(im))
+    x, _, _ = black.batch(np.random.default_rng(0), 4)
+    # black in optical density is far beyond any tissue: the per-channel jitter keeps it nearly black
+    assert float(x.max()) < 0.05
+    x0, _, _ = _Crops(samples, base, lambda im: np.zeros_like(im)).batch(np.random.default_rng(0), 4)
+    assert float(x0.mean()) > 0.3  # not used at cnn_stain 0
+    with pytest.raises(ConfigError, match="restyle"):
+        _Crops(samples, replace(base, cnn_stain=0.5))
+    with pytest.raises(ConfigError, match="cnn_stain"):
+        SegmenterTrainConfig(cnn_stain=1.5)
+    norm = CnnNormalizer.from_pretrained()
+    state = train_segmenter(
+        samples[:2], replace(_cfg(3), cnn_stain=0.5), restyle=lambda im: np.asarray(norm.transform(im))
+    )
+    assert state.step == 3
+
+
 def test_touching_weight_map_marks_only_the_gaps(data_dir: Path) -> None:
     from scipy import ndimage as ndi
 
@@ -110,3 +135,19 @@ def test_touching_weight_map_marks_only_the_gaps(data_dir: Path) -> None:
     # a lone nucleus gives no extra weight anywhere
     lone = (labels == labels[labels > 0][0]).astype(np.int32)
     assert float(touching_weight_map(lone).max()) == 1.0
+
+
+def test_train_segmenter_cli_records_the_cnn_stain(data_dir: Path, tmp_path: Path) -> None:
+    """`wsikit train segmenter --cnn-stain P` trains and stores the share and the normalizer it imitated."""
+    from wsikit.cli.main import run
+    from wsikit.models.registry import load_checkpoint
+    from wsikit.segment.train import ARCH
+
+    out = tmp_path / "unet.pt"
+    args = ["-q", "train", "segmenter", "--data", str(data_dir), "--dataset", "nucls", "--out", str(out)]
+    code = run(args + ["--steps", "2", "--batch-size", "2", "--base", "2", "--cnn-stain", "0.5"])
+    assert code == 0
+    meta = load_checkpoint(out, arch=ARCH)["meta"]
+    assert meta["train_config"]["cnn_stain"] == 0.5
+    assert meta["cnn_stain_normalizer"]["weights"] == "colorizer-tia.pt"
+    assert len(meta["cnn_stain_normalizer"]["sha256"]) == 64

@@ -160,6 +160,14 @@ def normalizer(
     "--gray", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Share of crops in grayscale."
 )
 @click.option(
+    "--cnn-stain",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of crops cut from the image as the shipped CNN normalizer restyles it (what `wsikit run "
+    "--stain cnn` feeds the U-Net).",
+)
+@click.option(
     "--init",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Fine-tune these weights instead of starting from random ones.",
@@ -181,6 +189,7 @@ def segmenter(
     blur: float,
     hed_jitter: float,
     gray: float,
+    cnn_stain: float,
     init: Path | None,
     seed: int,
     resume: bool,
@@ -201,6 +210,7 @@ def segmenter(
         blur=blur,
         hed_jitter=hed_jitter,
         gray=gray,
+        cnn_stain=cnn_stain,
         seed=seed,
     )
     quiet = is_quiet(ctx)

@@ -9,6 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from wsikit import __version__
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
@@ -53,7 +56,10 @@ def train_segmenter(
     if init is not None:
         previous = Segmenter.from_weights(init)
         start_from, init_meta = previous.model, previous.meta
-    state = _train(samples, cfg, checkpoint=ckpt, resume=resume, init=start_from, progress=progress)
+    restyle, restyle_meta = _restyle(cfg)
+    state = _train(
+        samples, cfg, checkpoint=ckpt, resume=resume, init=start_from, progress=progress, restyle=restyle
+    )
     val_samples = [s for s in samples if s.name in set(state.val_names)]
     last = state.history[-50:]
     summary: dict[str, object] = {
@@ -77,6 +83,8 @@ def train_segmenter(
     }
     if init_meta is not None:
         meta["init"] = init_meta
+    if restyle_meta is not None:
+        meta["cnn_stain_normalizer"] = restyle_meta
     if val_samples:
         meta.update(_tuned_instances(Segmenter(state.model), val_samples))
     save_checkpoint(
@@ -84,6 +92,25 @@ def train_segmenter(
     )
     ckpt.unlink(missing_ok=True)
     return out_path, summary
+
+
+def _restyle(
+    cfg: SegmenterTrainConfig,
+) -> tuple[Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None, dict[str, str] | None]:
+    """The shipped CNN normalizer as ``wsikit run --stain cnn`` applies it, when ``cfg.cnn_stain > 0``."""
+    if cfg.cnn_stain <= 0:
+        return None, None
+    from wsikit.models.registry import weights_path
+    from wsikit.pipeline._run_state import fingerprint_file
+    from wsikit.pipeline.normalize import make_normalizer
+
+    norm = make_normalizer("cnn")
+
+    def restyle(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        return np.asarray(norm.transform(image), np.uint8)
+
+    path = weights_path("colorizer-tia")
+    return restyle, {"weights": path.name, "sha256": fingerprint_file(path)}
 
 
 def _tuned_instances(segmenter: Segmenter, samples: list[Sample]) -> dict[str, Any]:

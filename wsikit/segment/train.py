@@ -4,7 +4,8 @@ Each step draws random 144 px crops (probability proportional to image area), 90
 flips, and a stain augmentation (each optical-density channel scaled and shifted at random, so the
 network sees other H&E stainings), optionally a stronger jitter of the hematoxylin and eosin amounts
 (``hed_jitter``, Ruifrok-Johnston vectors), grayscale (``gray``) and Gaussian blur (``blur``: share of the
-batch). Loss:
+batch). With ``cnn_stain`` a share of the crops is cut from the image as a stain normalizer restyles it
+(``restyle``, e.g. the shipped CNN: what ``wsikit run --stain cnn`` feeds the U-Net). Loss:
 cross-entropy with a doubled weight on the boundary class, optionally times a U-Net weight map that stresses
 the gaps between touching nuclei (``touch_weight``, ``touch_sigma``), plus a soft Dice loss on the nucleus
 (interior + boundary) foreground. Adam, lr 1e-4 (the method's), constant or cosine-decayed to 1%. A
@@ -53,6 +54,7 @@ class SegmenterTrainConfig:
     blur: float = 0.0
     hed_jitter: float = 0.0
     gray: float = 0.0
+    cnn_stain: float = 0.0
     val_fraction: float = 0.05
     seed: int = 0
     checkpoint_every: int = 100
@@ -69,6 +71,8 @@ class SegmenterTrainConfig:
             raise ConfigError("touch_weight >= 0 and touch_sigma > 0 are required")
         if not (0.0 <= self.blur <= 1.0 and 0.0 <= self.gray <= 1.0 and 0.0 <= self.hed_jitter < 1.0):
             raise ConfigError("blur and gray must be in [0, 1], hed_jitter in [0, 1)")
+        if not 0.0 <= self.cnn_stain <= 1.0:
+            raise ConfigError(f"cnn_stain must be in [0, 1], got {self.cnn_stain}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
 
@@ -96,11 +100,24 @@ def _pad_to(img: npt.NDArray[Any], size: int, value: int) -> npt.NDArray[Any]:
 class _Crops:
     """Random augmented training crops: images, 3-class targets and per-pixel loss weights."""
 
-    def __init__(self, samples: Sequence[Sample], cfg: SegmenterTrainConfig) -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        cfg: SegmenterTrainConfig,
+        restyle: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None = None,
+    ) -> None:
         if not samples:
             raise ConfigError("no training samples")
+        if cfg.cnn_stain > 0 and restyle is None:
+            raise ConfigError("cnn_stain > 0 needs a restyle function (the stain normalizer to imitate)")
         crop = cfg.crop
         self.images = [_pad_to(s.image, crop, 255) for s in samples]
+        self.cnn_stain = cfg.cnn_stain
+        self.restyled = (
+            [_pad_to(np.asarray(restyle(s.image), np.uint8), crop, 255) for s in samples]
+            if restyle is not None and cfg.cnn_stain > 0
+            else None
+        )
         self.targets = [_pad_to(three_class_target(s.labels), crop, 0) for s in samples]
         self.weights = [
             _pad_to(touching_weight_map(s.labels, w0=cfg.touch_weight, sigma=cfg.touch_sigma), crop, 1)
@@ -120,6 +137,8 @@ class _Crops:
         xs, ys, ws = [], [], []
         for i in rng.choice(len(self.images), size=n, p=self.p):
             img, tgt, wmap = self.images[i], self.targets[i], self.weights[i]
+            if self.restyled is not None and rng.random() < self.cnn_stain:
+                img = self.restyled[i]
             y = int(rng.integers(0, img.shape[0] - c + 1))
             x = int(rng.integers(0, img.shape[1] - c + 1))
             a, b = img[y : y + c, x : x + c], tgt[y : y + c, x : x + c]
@@ -211,11 +230,13 @@ def train_segmenter(
     resume: bool = False,
     init: UNet | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    restyle: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None = None,
 ) -> SegmenterState:
     """Train the U-Net on ``samples`` (at the working resolution). See the module docstring.
 
     ``init`` starts from a trained network (fine-tuning) instead of random weights; its width wins over
-    ``config.base``.
+    ``config.base``. ``restyle`` maps an (H, W, 3) image to its stain-normalized version; it is applied once
+    per training image and needed when ``config.cnn_stain > 0``.
     """
     cfg = config or SegmenterTrainConfig()
     rng = np.random.default_rng(cfg.seed)
@@ -223,7 +244,7 @@ def train_segmenter(
     n_val = int(round(cfg.val_fraction * len(samples))) if len(samples) > 1 else 0
     val = [samples[i] for i in order[:n_val]]
     train = [samples[i] for i in order[n_val:]]
-    crops = _Crops(train, cfg)
+    crops = _Crops(train, cfg, restyle)
     torch.manual_seed(cfg.seed)
     model = UNet(UNetConfig(base=cfg.base))
     if init is not None:
