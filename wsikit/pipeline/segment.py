@@ -202,6 +202,7 @@ def segment_into_store(
         "peak_pending_mb": round(peak_pending / 2**20, 1),
         "chunks_spilled": spilled,
         "dropped_by_size": dropped,
+        "duplicates_skipped": asm.duplicates,
     }
 
 

@@ -70,6 +70,8 @@ class ChunkAssembler:
         self._spilled: set[tuple[int, int]] = set()
         self._flushed_until = 0
         self.next_id = 1
+        self.duplicates = 0
+        """Nuclei skipped by :meth:`add` as found again by a neighbouring tile."""
 
     def _block(self, r: int, c: int) -> npt.NDArray[np.uint32]:
         key = (r, c)
@@ -80,20 +82,38 @@ class ChunkAssembler:
         return self._blocks[key]
 
     def add(self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp]) -> int:
-        """Paint one nucleus (clipped to the image) with the next id; returns the id (0 if nothing is inside)."""
+        """Paint one nucleus (clipped to the image) with the next id; returns the id, or 0 if it was not painted.
+
+        Pixels an earlier nucleus holds stay its own (first wins), so overlapping detections never cut an
+        earlier nucleus down to a sliver. A nucleus more than half of whose pixels are held already is the
+        same nucleus found again by a neighbouring tile (watershed differs a little between tiles, and the
+        two centroids can fall on either side of the core border): it is skipped and returns 0. (Pixels in a
+        chunk already spilled are not seen; the writer's merge then lets the later nucleus win there.)
+        """
         keep = (rows >= 0) & (rows < self.height) & (cols >= 0) & (cols < self.width)
         rows, cols = rows[keep], cols[keep]
         if rows.size == 0:
             return 0
         if rows.min() < self._flushed_until:
             raise RuntimeError("a nucleus reaches a chunk row that was already written (margin too small)")
-        nid = self.next_id
-        self.next_id += 1
         key = (rows // self.chunk) * (1 << 20) + cols // self.chunk
+        parts = []
+        held = 0
         for k in np.unique(key):
             r, c = int(k) >> 20, int(k) & ((1 << 20) - 1)
             sel = key == k
-            self._block(r, c)[rows[sel] - r * self.chunk, cols[sel] - c * self.chunk] = nid
+            block = self._block(r, c)
+            rr, cc = rows[sel] - r * self.chunk, cols[sel] - c * self.chunk
+            free = block[rr, cc] == 0
+            held += int(free.size - np.count_nonzero(free))
+            parts.append((block, rr[free], cc[free]))
+        if 2 * held > rows.size:
+            self.duplicates += 1
+            return 0
+        nid = self.next_id
+        self.next_id += 1
+        for block, rr, cc in parts:
+            block[rr, cc] = nid
         return nid
 
     def flush_above(self, y: int) -> Iterator[tuple[int, int, npt.NDArray[np.uint32], bool]]:
@@ -147,6 +167,7 @@ class ChunkAssembler:
             ),
             "keys": np.array(keys, np.int64).reshape(-1, 2),
             "spilled": np.array(sorted(self._spilled), np.int64).reshape(-1, 2),
+            "duplicates": np.array(self.duplicates, np.int64),
         }
         for i, k in enumerate(keys):
             out[f"block_{i}"] = self._blocks[k]
@@ -160,6 +181,7 @@ class ChunkAssembler:
         asm._flushed_until, asm.next_id = flushed, next_id
         for i, (r, q) in enumerate(np.asarray(state["keys"]).reshape(-1, 2)):
             asm._blocks[(int(r), int(q))] = np.asarray(state[f"block_{i}"], np.uint32)
+        asm.duplicates = int(state["duplicates"]) if "duplicates" in state else 0
         if "spilled" in state:
             asm._spilled = {(int(r), int(q)) for r, q in np.asarray(state["spilled"]).reshape(-1, 2)}
         return asm
