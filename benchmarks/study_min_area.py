@@ -1,6 +1,7 @@
 """Study: which segmented objects are too small to be nuclei? Detection precision by object area.
 
-`wsikit run` drops segmented objects under ``--min-nucleus-area`` um^2. This measures, on held-out annotated
+`wsikit run` drops segmented objects under ``--min-nucleus-area`` um^2 (``--stain cnn``: the images restyled by the
+shipped CNN normalizer and segmented by the U-Net that `wsikit run` uses after it, its default path). This measures, on held-out annotated
 images, how many of the shipped segmenter's objects in each area band match an annotated nucleus (IoU >= 0.5),
 and how many annotated nuclei lie in each band, so the cost and gain of a cut-off can be read off. Each
 image is segmented as scanned (40x, 0.25 um/px) and as a 20x scan would be (halved, then brought back to the
@@ -74,6 +75,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, action="append", default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--stain",
+        choices=("none", "cnn"),
+        default="none",
+        help="cnn: restyle each image with the shipped CNN normalizer and segment it with the segmenter "
+        "`wsikit run` uses after it (its default path)",
+    )
     args = parser.parse_args()
     from wsikit.pipeline.eval_segmenter import load_labelled_folder
     from wsikit.segment.data import resample
@@ -81,9 +89,18 @@ def main() -> None:
     from wsikit.segment.metrics import aggregated_jaccard_index
 
     folders = args.folder or [HERE / "_work" / "monuseg_test", HERE / "_work" / "classes_nucls"]
-    seg = Segmenter.from_pretrained()
+    seg = Segmenter.load(stain=args.stain)
+    restyle = None
+    if args.stain == "cnn":
+        from wsikit.stain.cnn import CnnNormalizer
+
+        restyle = CnnNormalizer.from_pretrained()
     px_um2 = seg.mpp**2
-    out: dict[str, Any] = {"bands_um2": [b if np.isfinite(b) else None for b in BANDS], "sets": {}}
+    out: dict[str, Any] = {
+        "stain": args.stain,
+        "bands_um2": [b if np.isfinite(b) else None for b in BANDS],
+        "sets": {},
+    }
     for scan in ("40x", "20x"):
         pa, po, ga, go = [], [], [], []
         aji: dict[float, list[float]] = {c: [] for c in CUTS}
@@ -98,6 +115,8 @@ def main() -> None:
                     if image.shape[:2] != gt.shape:
                         pad = [(0, gt.shape[0] - image.shape[0]), (0, gt.shape[1] - image.shape[1]), (0, 0)]
                         image = np.pad(image, pad, mode="edge")
+                if restyle is not None:
+                    image = np.asarray(restyle.transform(image))
                 pred = seg.instances(image)
                 sizes = np.bincount(pred.ravel()) * px_um2
                 for c in CUTS:

@@ -99,7 +99,7 @@ def normalizer(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="U-Net weights [default: the shipped ones].",
+    help="U-Net weights [default: the shipped ones for --stain: unet-nuclei-cnn after the CNN normalizer, unet-nuclei otherwise].",
 )
 @click.option(
     "--stain",

@@ -82,7 +82,7 @@ def _table(results: list[dict[str, Any]]) -> None:
     "--segmenter-weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="U-Net weights [default: the shipped ones].",
+    help="U-Net weights [default: the shipped ones for --stain: unet-nuclei-cnn after the CNN normalizer, unet-nuclei otherwise].",
 )
 @click.option(
     "--classifier-weights",

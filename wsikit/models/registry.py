@@ -156,6 +156,17 @@ _register(
 )
 _register(
     WeightsEntry(
+        name="unet-nuclei-cnn",
+        arch="unet-v1",
+        file="unet-nuclei-cnn.pt",
+        sha256="ffa1aca3790c04fe5448ec7d6049a98021565b4dce53abb659b11ec247f665e5",
+        description="unet-nuclei fine-tuned with half of its crops restyled by colorizer-tia, for tiles the CNN "
+        "normalizer has restyled (the segmenter of `wsikit run --stain cnn`); see docs/segmentation.md",
+        meta={"mpp": 0.25, "stain": "cnn"},
+    )
+)
+_register(
+    WeightsEntry(
         name="infogan-cells",
         arch="infogan-v1",
         file="infogan-cells.pt",

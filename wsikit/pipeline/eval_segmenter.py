@@ -69,12 +69,13 @@ def evaluate_segmenter(
 ) -> dict[str, Any]:
     """Segment every image of ``folder`` (at ``mpp``) and score it against its labels.
 
-    ``tta`` averages the U-Net over the 8 rotations / flips of each image. Returns the per-image and mean
+    ``tta`` averages the U-Net over the 8 rotations / flips of each image. Without ``weights`` the shipped
+    segmenter that ``wsikit run`` uses with the same ``stain`` is scored (``unet-nuclei-cnn`` for ``cnn``). Returns the per-image and mean
     pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ, and the instance thresholds used.
     """
     from wsikit.pipeline.normalize import make_normalizer
 
-    seg = Segmenter.load(weights, tta=tta)
+    seg = Segmenter.load(weights, stain=stain, tta=tta)
     norm = None
     if stain != "none":
         norm = make_normalizer(stain, target=stain_target)

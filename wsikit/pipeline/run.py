@@ -50,7 +50,7 @@ from wsikit.pipeline._run_state import (
 )
 from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter, store_chunk_vectorizer
 from wsikit.pipeline.segment import plan_segmentation, segment_into_store
-from wsikit.segment.infer import Segmenter
+from wsikit.segment.infer import Segmenter, pretrained_name
 from wsikit.stain.base import StainFitError
 from wsikit.tiling import tissue_mask
 from wsikit.vectorize.chunked import NucleusBatch, Window
@@ -155,9 +155,13 @@ class _Models:
 def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     from wsikit.models.registry import weights_path
 
-    seg = Segmenter.load(cfg.segmenter_weights, device=cfg.device, tta=cfg.tta)
+    seg = Segmenter.load(cfg.segmenter_weights, stain=cfg.stain, device=cfg.device, tta=cfg.tta)
     clf = CellClassifier.load(cfg.classifier_weights, device=cfg.device)
-    seg_file = Path(cfg.segmenter_weights) if cfg.segmenter_weights else weights_path("unet-nuclei")
+    seg_file = (
+        Path(cfg.segmenter_weights)
+        if cfg.segmenter_weights
+        else weights_path(f"unet-{pretrained_name(cfg.stain)}")
+    )
     clf_file = Path(cfg.classifier_weights) if cfg.classifier_weights else weights_path("infogan-cells")
     info: dict[str, Any] = {
         "segmenter": {"weights": seg_file.name, "sha256": fingerprint_file(seg_file)},

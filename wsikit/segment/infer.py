@@ -17,7 +17,19 @@ from wsikit.models.unet import UNet, UNetConfig
 from wsikit.segment.targets import InstanceParams, instances_from_probabilities
 from wsikit.segment.train import ARCH
 
-__all__ = ["Segmenter"]
+__all__ = ["Segmenter", "pretrained_name"]
+
+
+def pretrained_name(stain: str = "none") -> str:
+    """Name of the shipped segmenter for tiles normalized by ``stain``: ``nuclei-cnn`` (fine-tuned on
+    CNN-restyled crops) for the CNN normalizer, ``nuclei`` otherwise.
+
+    Examples
+    --------
+    >>> pretrained_name("cnn"), pretrained_name("macenko"), pretrained_name()
+    ('nuclei-cnn', 'nuclei', 'nuclei')
+    """
+    return "nuclei-cnn" if stain == "cnn" else "nuclei"
 
 
 class Segmenter:
@@ -76,9 +88,14 @@ class Segmenter:
         return cls(model, mpp=float(meta.get("mpp", 0.25)), meta=meta, **kwargs)
 
     @classmethod
-    def load(cls, weights: PathLike | None = None, **kwargs: Any) -> Segmenter:
-        """``weights`` if given, else the shipped default (the choice every command's ``--weights`` makes)."""
-        return cls.from_weights(weights, **kwargs) if weights else cls.from_pretrained(**kwargs)
+    def load(cls, weights: PathLike | None = None, *, stain: str = "none", **kwargs: Any) -> Segmenter:
+        """``weights`` if given, else the shipped default for tiles normalized by ``stain`` (the choice every
+        command's ``--weights`` makes; see :func:`pretrained_name`)."""
+        return (
+            cls.from_weights(weights, **kwargs)
+            if weights
+            else cls.from_pretrained(pretrained_name(stain), **kwargs)
+        )
 
     @classmethod
     def from_pretrained(cls, name: str = "nuclei", **kwargs: Any) -> Segmenter:
