@@ -89,3 +89,28 @@ def test_overlapping_detections_keep_the_first_and_skip_duplicates() -> None:
         out[y : y + block.shape[0], x : x + block.shape[1]] = block
     assert (out == 1).sum() == len(first[0])  # the first nucleus is whole
     assert 0 < (out == 2).sum() < len(disc(30, 40, 6)[0])  # the neighbour gave up the shared pixels
+
+
+def test_duplicates_are_found_in_spilled_chunks_too() -> None:
+    """After a chunk was spilled to the writer, a duplicate reaching it is still recognized (the assembler
+    reads the written pixels back), so the labels do not depend on the memory budget."""
+    from wsikit.segment.stitch import ChunkAssembler
+
+    written = np.zeros((64, 64), np.uint32)
+
+    def read(y: int, x: int, h: int, w: int) -> np.ndarray:
+        return written[y : y + h, x : x + w]
+
+    yy, xx = np.mgrid[24:37, 24:37]
+    rows, cols = yy.ravel().astype(np.intp), xx.ravel().astype(np.intp)
+    asm = ChunkAssembler(64, 64, 32, read)
+    assert asm.add(rows, cols) == 1
+    for y, x, block, merge in asm.spill(0):  # everything goes to the writer
+        assert merge
+        written[y : y + block.shape[0], x : x + block.shape[1]] = np.where(
+            block > 0, block, written[y : y + block.shape[0], x : x + block.shape[1]]
+        )
+    assert asm.pending_bytes == 0
+    assert asm.add(rows + 1, cols) == 0 and asm.duplicates == 1  # seen through read_spilled
+    blind = ChunkAssembler.from_state(asm.state())  # no reader: it cannot see the written nucleus
+    assert blind.add(rows + 1, cols) == 2

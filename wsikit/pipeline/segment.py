@@ -132,12 +132,16 @@ def segment_into_store(
     h0, w0 = store.height, store.width
     tiles = plan.tiles
     start = 0
-    asm = ChunkAssembler(h0, w0, store.chunk)
+
+    def read_spilled(y: int, x: int, h: int, w: int) -> npt.NDArray[np.uint32]:
+        return np.asarray(store.read_region("nuclei", y, x, h, w), np.uint32)
+
+    asm = ChunkAssembler(h0, w0, store.chunk, read_spilled)
     if journal is not None and journal.exists():
         with np.load(journal) as z:
             state = {k: z[k] for k in z.files}
         start = int(state.pop("done"))
-        asm = ChunkAssembler.from_state(state)
+        asm = ChunkAssembler.from_state(state, read_spilled)
         log.info("resuming segmentation at tile %d of %d", start, len(tiles))
 
     def save_journal(done: int) -> None:

@@ -17,7 +17,7 @@ either rewritten whole (block from the journal + the repainted tiles) or merged 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -64,8 +64,16 @@ class ChunkAssembler:
     :meth:`state` / :meth:`from_state` save and restore everything pending, for resuming a run.
     """
 
-    def __init__(self, height: int, width: int, chunk: int) -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        chunk: int,
+        read_spilled: Callable[[int, int, int, int], npt.NDArray[np.uint32]] | None = None,
+    ) -> None:
         self.height, self.width, self.chunk = height, width, chunk
+        self.read_spilled = read_spilled
+        """Reads (y, x, h, w) of the written labels: what spilled chunks already hold (see :meth:`add`)."""
         self._blocks: dict[tuple[int, int], npt.NDArray[np.uint32]] = {}
         self._spilled: set[tuple[int, int]] = set()
         self._flushed_until = 0
@@ -87,8 +95,10 @@ class ChunkAssembler:
         Pixels an earlier nucleus holds stay its own (first wins), so overlapping detections never cut an
         earlier nucleus down to a sliver. A nucleus more than half of whose pixels are held already is the
         same nucleus found again by a neighbouring tile (watershed differs a little between tiles, and the
-        two centroids can fall on either side of the core border): it is skipped and returns 0. (Pixels in a
-        chunk already spilled are not seen; the writer's merge then lets the later nucleus win there.)
+        two centroids can fall on either side of the core border): it is skipped and returns 0. In a chunk
+        spilled earlier the held pixels are read back with ``read_spilled``, so the result does not depend on
+        the memory budget; only ids below :attr:`next_id` count as held, so a resumed run, which paints
+        again what a spill wrote after its journal, decides the same.
         """
         keep = (rows >= 0) & (rows < self.height) & (cols >= 0) & (cols < self.width)
         rows, cols = rows[keep], cols[keep]
@@ -105,6 +115,12 @@ class ChunkAssembler:
             block = self._block(r, c)
             rr, cc = rows[sel] - r * self.chunk, cols[sel] - c * self.chunk
             free = block[rr, cc] == 0
+            if (r, c) in self._spilled and self.read_spilled is not None:
+                y0, x0 = int(rr.min()), int(cc.min())
+                y1, x1 = int(rr.max()) + 1, int(cc.max()) + 1
+                stored = self.read_spilled(r * self.chunk + y0, c * self.chunk + x0, y1 - y0, x1 - x0)
+                before = stored[rr - y0, cc - x0]
+                free &= (before == 0) | (before >= self.next_id)
             held += int(free.size - np.count_nonzero(free))
             parts.append((block, rr[free], cc[free]))
         if 2 * held > rows.size:
@@ -174,10 +190,14 @@ class ChunkAssembler:
         return out
 
     @classmethod
-    def from_state(cls, state: dict[str, npt.NDArray[np.generic]]) -> ChunkAssembler:
+    def from_state(
+        cls,
+        state: dict[str, npt.NDArray[np.generic]],
+        read_spilled: Callable[[int, int, int, int], npt.NDArray[np.uint32]] | None = None,
+    ) -> ChunkAssembler:
         """Rebuild an assembler saved by :meth:`state`."""
         h, w, c, flushed, next_id = (int(v) for v in state["meta"])
-        asm = cls(h, w, c)
+        asm = cls(h, w, c, read_spilled)
         asm._flushed_until, asm.next_id = flushed, next_id
         for i, (r, q) in enumerate(np.asarray(state["keys"]).reshape(-1, 2)):
             asm._blocks[(int(r), int(q))] = np.asarray(state[f"block_{i}"], np.uint32)
