@@ -58,7 +58,8 @@ def _table(results: list[dict[str, Any]]) -> None:
     type=click.Choice(["cnn", "macenko", "reinhard", "none"]),
     default="cnn",
     show_default=True,
-    help="Stain normalization before segmentation.",
+    help="Stain normalization before segmentation (on the MoNuSeg test images `none` segments most "
+    "accurately, Dice 0.799 vs 0.775 after the CNN; docs/segmentation.md).",
 )
 @click.option(
     "--stain-target",
