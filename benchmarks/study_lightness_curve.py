@@ -20,7 +20,7 @@ import torch
 
 from wsikit.pipeline.eval_normalizer import load_images
 from wsikit.stain.base import tissue_weight
-from wsikit.stain.cnn import CnnNormalizer, lightness_quantiles, luminance_ssim
+from wsikit.stain.cnn import CnnNormalizer, largest_passing_share, lightness_quantiles, luminance_ssim
 from wsikit.stain.color import lab_to_rgb, rgb_to_lab
 from wsikit.stain.metrics import stain_metrics, style_reference
 
@@ -50,16 +50,7 @@ def finish(Lnew, ab, im):
 
 
 def bisect(L, delta):
-    def ok(a):
-        return float(luminance_ssim(L, L + a * delta)) >= goal
-
-    if ok(1.0):
-        return 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(10):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
+    return largest_passing_share(lambda a: float(luminance_ssim(L, L + a * delta)) >= goal, steps=10)
 
 
 res = {"share": [], "curve": []}

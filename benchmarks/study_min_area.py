@@ -33,27 +33,13 @@ def matched_pred(gt: npt.NDArray[np.integer], pred: npt.NDArray[np.integer]) -> 
     """Areas (px) of predicted and true objects and whether each has a partner with IoU >= 0.5."""
     from wsikit.segment.metrics import overlaps
 
-    inter, gt_ids, pred_ids, gt_area, pred_area = _pairs(gt, pred, overlaps)
+    gt_ids, pred_ids, gt_area, pred_area, inter = overlaps(gt, pred)
+    gt_area, pred_area = gt_area.astype(np.float64), pred_area.astype(np.float64)
     union = gt_area[:, None] + pred_area[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
+    iou = np.divide(inter, union, out=np.zeros(inter.shape), where=union > 0)
     pred_ok = (iou >= 0.5).any(axis=0) if len(gt_ids) else np.zeros(len(pred_ids), bool)
     gt_ok = (iou >= 0.5).any(axis=1) if len(pred_ids) else np.zeros(len(gt_ids), bool)
     return pred_area, pred_ok, gt_area, gt_ok
-
-
-def _pairs(gt: Any, pred: Any, overlaps: Any) -> tuple[Any, Any, Any, Any, Any]:
-    gt_ids = np.unique(gt)
-    gt_ids = gt_ids[gt_ids > 0]
-    pred_ids = np.unique(pred)
-    pred_ids = pred_ids[pred_ids > 0]
-    gt_area = np.bincount(gt.ravel(), minlength=int(gt.max()) + 1)[gt_ids].astype(np.float64)
-    pred_area = np.bincount(pred.ravel(), minlength=int(pred.max()) + 1)[pred_ids].astype(np.float64)
-    fg = (gt > 0) & (pred > 0)
-    gi = np.searchsorted(gt_ids, gt[fg])
-    pi = np.searchsorted(pred_ids, pred[fg])
-    inter = np.zeros((len(gt_ids), len(pred_ids)))
-    np.add.at(inter, (gi, pi), 1.0)
-    return inter, gt_ids, pred_ids, gt_area, pred_area
 
 
 def bands(area_um2: npt.NDArray[np.float64], ok: npt.NDArray[np.bool_]) -> list[dict[str, Any]]:

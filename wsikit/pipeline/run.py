@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -50,8 +50,9 @@ from wsikit.pipeline._run_state import (
 )
 from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter, store_chunk_vectorizer
 from wsikit.pipeline.segment import plan_segmentation, segment_into_store
-from wsikit.segment.infer import Segmenter, pretrained_name
+from wsikit.segment.infer import Segmenter
 from wsikit.stain.base import StainFitError
+from wsikit.stain.cnn import CnnNormalizer
 from wsikit.tiling import tissue_mask
 from wsikit.vectorize.chunked import NucleusBatch, Window
 from wsikit.vectorize.measure import MEASUREMENT_UNITS
@@ -152,24 +153,18 @@ class _Models:
     info: dict[str, Any]
 
 
-def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
-    from wsikit.models.registry import weights_path
+def _weights_info(meta: dict[str, Any]) -> dict[str, str]:
+    """File name and fingerprint of the weights a loaded model came from (its ``meta["weights"]``)."""
+    path = Path(meta["weights"])
+    return {"weights": path.name, "sha256": fingerprint_file(path)}
 
+
+def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     seg = Segmenter.load(cfg.segmenter_weights, stain=cfg.stain, device=cfg.device, tta=cfg.tta)
     clf = CellClassifier.load(cfg.classifier_weights, device=cfg.device)
-    seg_file = (
-        Path(cfg.segmenter_weights)
-        if cfg.segmenter_weights
-        else weights_path(f"unet-{pretrained_name(cfg.stain)}")
-    )
-    clf_file = Path(cfg.classifier_weights) if cfg.classifier_weights else weights_path("infogan-cells")
     info: dict[str, Any] = {
-        "segmenter": {"weights": seg_file.name, "sha256": fingerprint_file(seg_file)},
-        "classifier": {
-            "weights": clf_file.name,
-            "sha256": fingerprint_file(clf_file),
-            "cluster_names": clf.cluster_names,
-        },
+        "segmenter": _weights_info(seg.meta),
+        "classifier": {**_weights_info(clf.meta), "cluster_names": clf.cluster_names},
         "normalizer": {"method": cfg.stain},
     }
     normalize = None
@@ -181,8 +176,7 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
 
         if cfg.stain == "cnn":
             norm = make_normalizer("cnn", weights=cfg.normalizer_weights, device=cfg.device)
-            nfile = Path(cfg.normalizer_weights) if cfg.normalizer_weights else weights_path("colorizer-tia")
-            info["normalizer"].update(weights=nfile.name, sha256=fingerprint_file(nfile))
+            info["normalizer"].update(_weights_info(cast(CnnNormalizer, norm).meta))
 
             def normalize(images: Any) -> Any:
                 return norm.transform(images)

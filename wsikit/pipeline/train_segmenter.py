@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -100,16 +100,16 @@ def _restyle(
     """The shipped CNN normalizer as ``wsikit run --stain cnn`` applies it, when ``cfg.cnn_stain > 0``."""
     if cfg.cnn_stain <= 0:
         return None, None
-    from wsikit.models.registry import weights_path
     from wsikit.pipeline._run_state import fingerprint_file
     from wsikit.pipeline.normalize import make_normalizer
+    from wsikit.stain.cnn import CnnNormalizer
 
-    norm = make_normalizer("cnn")
+    norm = cast(CnnNormalizer, make_normalizer("cnn"))  # built as `wsikit run --stain cnn` builds it
 
     def restyle(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         return np.asarray(norm.transform(image), np.uint8)
 
-    path = weights_path("colorizer-tia")
+    path = Path(norm.meta["weights"])
     return restyle, {"weights": path.name, "sha256": fingerprint_file(path)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -24,6 +25,7 @@ __all__ = [
     "style_statistics",
     "lightness_quantiles",
     "luminance_ssim",
+    "largest_passing_share",
 ]
 
 _Q = torch.linspace(0.0, 1.0, 101)
@@ -105,6 +107,26 @@ def style_statistics(images: list[Any]) -> dict[str, list[float]]:
 
 DEFAULT_STYLE = "tia"
 """Name of the shipped default style (trained on TIAToolbox's stain-normalization target image, BSD-3)."""
+
+
+def largest_passing_share(ok: Callable[[float], bool], *, steps: int = 8) -> float:
+    """Largest ``a`` in [0, 1] with ``ok(a)``, by bisection to 1 / 2**steps (``ok`` must be monotone: true
+    up to some share, false beyond; ``ok(0)`` is assumed).
+
+    Examples
+    --------
+    >>> largest_passing_share(lambda a: a <= 0.3, steps=8)
+    0.296875
+    >>> largest_passing_share(lambda a: True)
+    1.0
+    """
+    if ok(1.0):
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
 
 
 class CnnNormalizer(StainNormalizer[None]):
@@ -237,16 +259,9 @@ class CnnNormalizer(StainNormalizer[None]):
         goal = min(self.min_ssim + 0.001, 1.0)
         delta = weight * (matched - light)
 
-        def ok(a: float) -> bool:
-            return float(luminance_ssim(light, light + a * delta).mean()) >= goal
-
-        if ok(1.0):
-            return 1.0
-        lo, hi = 0.0, 1.0
-        for _ in range(8):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-        return lo
+        return largest_passing_share(
+            lambda a: float(luminance_ssim(light, light + a * delta).mean()) >= goal, steps=8
+        )
 
     def _match_lightness(self, light: torch.Tensor, source_q: torch.Tensor) -> torch.Tensor:
         """Map lightness through the source's quantiles onto the style's (piecewise linear, monotone)."""
