@@ -7,7 +7,7 @@
 
 Usage::
 
-    python benchmarks/bench_vectorize.py [--million] [--json out.json]
+    python benchmarks/bench_vectorize.py [--million] [--json out.json] [--profile]
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--million", action="store_true", help="also stream 10^6 polygons (about 2 min)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where a vectorizer pass spends its time (cProfile)"
+    )
     args = parser.parse_args()
 
     from wsikit.io import open_slide
@@ -71,6 +74,13 @@ def main() -> None:
         start = time.perf_counter()
         batches = list(iter_store_batches(store, slide))
         t_full = time.perf_counter() - start
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(lambda: list(iter_store_batches(store, None)))
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(r"wsikit|skimage|shapely|numpy", 15)
     out.update(
         nuclei=n,
         vectorize_polygons_per_s=round(n / t_shape, 1),
