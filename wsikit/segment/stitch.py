@@ -24,6 +24,9 @@ import numpy.typing as npt
 
 __all__ = ["keep_core_instances", "ChunkAssembler"]
 
+_WRITTEN_CACHE = 4
+"""Spilled chunks whose written pixels :class:`ChunkAssembler` keeps read back (4 MB each at 1024 px)."""
+
 
 def keep_core_instances(
     labels: npt.NDArray[np.uint32], core: tuple[int, int, int, int]
@@ -76,6 +79,9 @@ class ChunkAssembler:
         """Reads (y, x, h, w) of the written labels: what spilled chunks already hold (see :meth:`add`)."""
         self._blocks: dict[tuple[int, int], npt.NDArray[np.uint32]] = {}
         self._spilled: set[tuple[int, int]] = set()
+        self._written: dict[
+            tuple[int, int], npt.NDArray[np.uint32]
+        ] = {}  # spilled chunks read back, newest last
         self._flushed_until = 0
         self.next_id = 1
         self.duplicates = 0
@@ -116,10 +122,7 @@ class ChunkAssembler:
             rr, cc = rows[sel] - r * self.chunk, cols[sel] - c * self.chunk
             free = block[rr, cc] == 0
             if (r, c) in self._spilled and self.read_spilled is not None:
-                y0, x0 = int(rr.min()), int(cc.min())
-                y1, x1 = int(rr.max()) + 1, int(cc.max()) + 1
-                stored = self.read_spilled(r * self.chunk + y0, c * self.chunk + x0, y1 - y0, x1 - x0)
-                before = stored[rr - y0, cc - x0]
+                before = self._written_chunk(r, c)[rr, cc]
                 free &= (before == 0) | (before >= self.next_id)
             held += int(free.size - np.count_nonzero(free))
             parts.append((block, rr[free], cc[free]))
@@ -132,6 +135,21 @@ class ChunkAssembler:
             block[rr, cc] = nid
         return nid
 
+    def _written_chunk(self, r: int, c: int) -> npt.NDArray[np.uint32]:
+        """What the writer holds of spilled chunk (r, c), read once and kept until the chunk is handed over
+        again (at most ``_WRITTEN_CACHE`` chunks), so nuclei along a spilled band do not each read the store."""
+        key = (r, c)
+        block = self._written.pop(key, None)
+        if block is None:
+            assert self.read_spilled is not None
+            h = min(self.chunk, self.height - r * self.chunk)
+            w = min(self.chunk, self.width - c * self.chunk)
+            block = np.asarray(self.read_spilled(r * self.chunk, c * self.chunk, h, w), np.uint32)
+            while len(self._written) >= _WRITTEN_CACHE:
+                self._written.pop(next(iter(self._written)))
+        self._written[key] = block
+        return block
+
     def flush_above(self, y: int) -> Iterator[tuple[int, int, npt.NDArray[np.uint32], bool]]:
         """Yield (y, x, block, merge) for every chunk of the rows that end at or above ``y`` (all rows when
         y >= height). ``merge``: part of this chunk was spilled before, so overlay the block's nonzero pixels
@@ -141,6 +159,7 @@ class ChunkAssembler:
         while r * self.chunk < self.height and min((r + 1) * self.chunk, self.height) <= limit:
             for key in sorted(k for k in self._blocks if k[0] == r):
                 block = self._blocks.pop(key)
+                self._written.pop(key, None)
                 if block.any():
                     yield r * self.chunk, key[1] * self.chunk, block, key in self._spilled
             self._spilled = {k for k in self._spilled if k[0] != r}
@@ -160,6 +179,7 @@ class ChunkAssembler:
                 break
             block = self._blocks.pop(key)
             total -= block.nbytes
+            self._written.pop(key, None)  # the writer's copy changes now: read it again when needed
             if block.any():
                 self._spilled.add(key)
                 yield key[0] * self.chunk, key[1] * self.chunk, block, True
