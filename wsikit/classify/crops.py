@@ -19,12 +19,27 @@ import torch
 from wsikit.errors import ShapeError
 from wsikit.stain.reinhard import LabStats
 
-__all__ = ["CROP_MPP", "CROP_SIZE", "nucleus_crops", "standardize_stain", "fit_stain_source", "crop_augment"]
+__all__ = [
+    "CROP_MPP",
+    "CROP_SIZE",
+    "CONTEXT_MPP",
+    "CONTEXT_CHANNELS",
+    "nucleus_crops",
+    "context_crops",
+    "standardize_stain",
+    "fit_stain_source",
+    "crop_augment",
+    "stain_jitter",
+]
 
 CROP_MPP = 0.5
 """Resolution of the crops, in microns per pixel."""
 CROP_SIZE = 40
 """Side of a crop in pixels."""
+CONTEXT_MPP = 1.6
+"""Resolution of the surroundings channels of :func:`context_crops` (40 px span 64 um around the nucleus)."""
+CONTEXT_CHANNELS = 7
+"""Channels of a context crop: nucleus RGB (3), nucleus mask (1), surroundings RGB (3)."""
 
 # Lab mean / std of tissue pixels of the CMU-1 sample slide (its 1024 px overview), the reference style.
 _REFERENCE = LabStats(torch.tensor([47.35, 28.76, -12.52]), torch.tensor([17.19, 10.81, 7.02]))
@@ -168,6 +183,42 @@ def nucleus_crops(
     return out, want
 
 
+def context_crops(
+    image: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.integer],
+    *,
+    mpp: float,
+    ids: npt.NDArray[np.integer] | None = None,
+    size: int = CROP_SIZE,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Crops of each nucleus with its surroundings: the input of the labelled cell-type classifiers.
+
+    Channels (last axis): 0-2 the nucleus crop of :func:`nucleus_crops` at :data:`CROP_MPP` with the
+    tissue around it kept (20 um field), 3 the nucleus's own mask in that crop (255 inside), 4-6 a wider
+    field of 64 um at :data:`CONTEXT_MPP` centred on the same point (stroma, nests, lymphocyte
+    aggregates). Pixels beyond the image are white (glass).
+
+    Returns
+    -------
+    crops : (N, size, size, 7) uint8
+    ids : (N,) int64
+
+    Examples
+    --------
+    >>> lab = np.zeros((200, 200), np.int32); lab[95:105, 96:104] = 3
+    >>> crops, ids = context_crops(np.full((200, 200, 3), 90, np.uint8), lab, mpp=0.5)
+    >>> crops.shape, ids.tolist(), int(crops[0, 20, 20, 3]), int(crops[0, 0, 0, 3]), int(crops[0, 0, 0, 4])
+    ((1, 40, 40, 7), [3], 255, 0, 90)
+    """
+    near, got = nucleus_crops(image, labels, mpp=mpp, size=size, whiten=False, ids=ids)
+    blank = np.zeros(image.shape, np.uint8)
+    mask, _ = nucleus_crops(blank, labels, mpp=mpp, size=size, whiten=True, ids=got)
+    # the surroundings: the same centre, a window too large for any nucleus to enlarge it
+    wide, _ = nucleus_crops(image, labels, mpp=mpp, size=size, crop_mpp=CONTEXT_MPP, whiten=False, ids=got)
+    out = np.concatenate([near, 255 - mask[..., :1], wide], axis=-1)
+    return out, got
+
+
 def crop_augment(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random 90-degree rotations and flips of a (B, C, H, W) batch (one draw per crop)."""
     if crops.ndim != 4:
@@ -180,4 +231,27 @@ def crop_augment(crops: torch.Tensor, generator: torch.Generator) -> torch.Tenso
         if sel.any():
             out[sel] = torch.rot90(crops[sel], r, dims=(2, 3))
     out[flip] = out[flip].flip(3)
+    return out
+
+
+def stain_jitter(crops: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
+    """Random brightness, contrast and per-channel colour shifts of (B, C, H, W) crops in [-1, 1].
+
+    The same draw applies to every RGB triple of a crop (channels 0-2 and, for context crops, 4-6); a mask
+    channel (3 of a 7-channel crop) is left alone. ``strength`` 1 draws contrast in [0.85, 1.15],
+    brightness in [-0.1, 0.1] and colour shifts in [-0.06, 0.06] (on the [-1, 1] scale).
+    """
+    if crops.ndim != 4 or crops.shape[1] not in (3, 7):
+        raise ShapeError(f"crops must be (B, 3 or 7, H, W), got {tuple(crops.shape)}")
+    b = crops.shape[0]
+
+    def draw(*shape: int, half: float) -> torch.Tensor:
+        return (torch.rand(*shape, generator=generator) * 2 - 1) * half * strength
+
+    contrast = 1 + draw(b, 1, 1, 1, half=0.15)
+    shift = draw(b, 1, 1, 1, half=0.1) + draw(b, 3, 1, 1, half=0.06)
+    out = crops.clone()
+    groups = [(0, 3)] + ([(4, 7)] if crops.shape[1] == 7 else [])
+    for a, z in groups:
+        out[:, a:z] = (crops[:, a:z] * contrast + shift).clamp(-1, 1)
     return out

@@ -1,4 +1,14 @@
-"""``CellClassifier``: the trained InfoGAN's D_Q as a nucleus classifier with named clusters."""
+"""``CellClassifier``: a trained critic's D_Q head as a nucleus classifier with named classes.
+
+Three kinds of weights load into it, all a :class:`~wsikit.models.infogan.Critic` with its D_Q head:
+
+- the paper's unsupervised InfoGAN (``infogan-cells``; whitened 40x40 nucleus crops, K clusters each
+  named a cell type by the morphology rule);
+- the semi-supervised InfoGAN (7-channel context crops, code k = cell type k);
+- the supervised context CNN (the same network trained with labels alone; architecture ``context-cnn-v1``).
+
+:meth:`CellClassifier.crops` cuts the input its weights were trained on, so callers never choose.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +20,28 @@ import numpy.typing as npt
 import torch
 
 from wsikit._typing import PathLike
+from wsikit.classify.crops import context_crops, nucleus_crops
 from wsikit.classify.naming import CELL_TYPES
-from wsikit.classify.train import ARCH, InfoGan, to_tensor
+from wsikit.classify.supervised import CNN_ARCH
+from wsikit.classify.train import ARCH, to_tensor
 from wsikit.errors import ConfigError, ShapeError
-from wsikit.models.infogan import InfoGanConfig
-from wsikit.models.registry import WeightsError, load_checkpoint, weights_path
+from wsikit.models.infogan import Critic, InfoGanConfig
+from wsikit.models.registry import WEIGHTS, WeightsError, load_checkpoint, weights_path
 
-__all__ = ["CellClassifier", "Prediction"]
+__all__ = ["CellClassifier", "Prediction", "DEFAULT_CLASSIFIER", "INPUTS"]
+
+DEFAULT_CLASSIFIER = "cells-context-cnn"
+"""Shipped weights ``wsikit run`` classifies with: the most accurate model on BRCA-M2C's validation
+patients (docs/classification.md)."""
+
+INPUTS = ("nucleus", "context")
+"""Crop kinds: ``nucleus`` (40x40 RGB, whitened outside the nucleus unless the weights say otherwise),
+``context`` (7 channels, :func:`~wsikit.classify.context_crops`)."""
 
 
 class Prediction:
-    """Per-nucleus output: ``cell_type`` index into :data:`CELL_TYPES`, ``cluster`` of the model, ``probability``."""
+    """Per-nucleus output: ``cell_type`` index into :data:`CELL_TYPES`, ``cluster`` of the model, ``probability``
+    of the predicted cell type (summed over the clusters of that type)."""
 
     def __init__(
         self,
@@ -37,66 +58,110 @@ class Prediction:
 
 
 class CellClassifier:
-    """Classify (N, 40, 40, 3) uint8 nucleus crops (made by :func:`wsikit.classify.nucleus_crops`).
+    """Classify nucleus crops (made by :meth:`crops`) into :data:`CELL_TYPES`.
 
     Parameters
     ----------
-    model : InfoGan
-        A trained model (only its critic's D_Q head is used).
+    critic : Critic
+        A trained critic (only its trunk and D_Q head are used).
     cluster_names : list of str
-        Cell-type name of each cluster (from the naming rule at training time).
+        Cell-type name of each D_Q category.
+    meta : dict
+        The weights' metadata; ``meta["input"]`` (``nucleus`` or ``context``) says which crops it takes.
+    tta : bool
+        Average each prediction over the 8 rotations and flips of the crop.
     """
 
     def __init__(
         self,
-        model: InfoGan,
+        critic: Critic,
         *,
         cluster_names: list[str],
         device: str = "cpu",
         meta: dict[str, Any] | None = None,
+        tta: bool = False,
     ) -> None:
-        if len(cluster_names) != model.config.n_classes:
-            raise ConfigError(f"{len(cluster_names)} cluster names for {model.config.n_classes} clusters")
+        if len(cluster_names) != critic.config.n_classes:
+            raise ConfigError(f"{len(cluster_names)} cluster names for {critic.config.n_classes} clusters")
         unknown = set(cluster_names) - set(CELL_TYPES)
         if unknown:
             raise ConfigError(f"unknown cell types {sorted(unknown)}; valid: {', '.join(CELL_TYPES)}")
+        self.meta = meta or {}
+        self.tta = tta
+        if self.input not in INPUTS:
+            raise ConfigError(f"unknown classifier input {self.input!r}; valid: {', '.join(INPUTS)}")
+        want = 7 if self.input == "context" else 3
+        if critic.config.channels != want:
+            raise ConfigError(
+                f"{self.input} crops have {want} channels, the network takes {critic.config.channels}"
+            )
         self.device = torch.device(device)
         # float64 on the CPU: the same crops give the same probabilities whatever the thread count
         # (float32 sums in another order differ in the 4th decimal), so runs are reproducible.
-        self.model = model.eval().to(device).to(torch.float64 if self.device.type == "cpu" else torch.float32)
+        self.critic = (
+            critic.eval().to(device).to(torch.float64 if self.device.type == "cpu" else torch.float32)
+        )
         self.cluster_names = list(cluster_names)
-        self.meta = meta or {}
         self._lut = np.array([CELL_TYPES.index(n) for n in cluster_names], np.int64)
 
     @property
     def n_clusters(self) -> int:
-        return self.model.config.n_classes
+        return self.critic.config.n_classes
+
+    @property
+    def input(self) -> str:
+        """``nucleus`` or ``context``: the crops the weights were trained on."""
+        return str(self.meta.get("input", "nucleus"))
 
     @property
     def whiten(self) -> bool:
-        """Whether the crops it was trained on (and must be given) have the background whitened."""
-        return bool(self.meta.get("whiten", True))
+        """Whether nucleus crops must have the background whitened (always False for context crops)."""
+        return self.input == "nucleus" and bool(self.meta.get("whiten", True))
+
+    @property
+    def supervised(self) -> bool:
+        """Whether labels trained it (each category is a cell type; no clusters to name)."""
+        return self.input == "context"
 
     @classmethod
-    def from_weights(cls, path: PathLike, *, n_classes: int | None = None, **kwargs: Any) -> CellClassifier:
-        """Load weights written by ``wsikit train classifier``.
+    def from_weights(
+        cls,
+        path: PathLike,
+        *,
+        n_classes: int | None = None,
+        input: str | None = None,
+        **kwargs: Any,
+    ) -> CellClassifier:
+        """Load weights written by ``wsikit train classifier`` or ``wsikit train cell-types``.
+
+        ``input`` (``nucleus`` / ``context``), when given, is the kind of classifier the caller expects.
 
         Raises
         ------
         WeightsError
-            Unreadable, for another architecture, or made for another number of classes than ``n_classes``.
+            Unreadable, for another architecture, of another kind than ``input``, or made for another number
+            of classes than ``n_classes``.
         """
-        data = load_checkpoint(path, arch=ARCH)
+        data = load_checkpoint(path, arch=(ARCH, CNN_ARCH))
         cfg = InfoGanConfig(**data["config"])
         if n_classes is not None and cfg.n_classes != n_classes:
             raise WeightsError(f"{path}: weights are for K={cfg.n_classes} classes, expected K={n_classes}")
-        model = InfoGan(cfg)
+        meta = {**data["meta"], "weights": str(Path(path)), "arch": data["arch"]}
+        kind = str(meta.get("input", "nucleus"))
+        if input is not None and kind != input:
+            what = {
+                "nucleus": "the unsupervised InfoGAN (whitened 40x40 nucleus crops)",
+                "context": "a labelled context classifier (7-channel context crops)",
+            }
+            raise WeightsError(f"{path}: weights are {what.get(kind, kind)}, not {what.get(input, input)}")
+        critic = Critic(cfg)
+        prefix = "critic." if data["arch"] == ARCH else ""
+        state = {k[len(prefix) :]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
         try:
-            model.load_state_dict(data["state_dict"])
+            critic.load_state_dict(state)
         except RuntimeError as exc:
             raise WeightsError(f"{path}: weights do not fit the stated architecture: {exc}") from exc
-        meta = {**data["meta"], "weights": str(Path(path))}
-        return cls(model, cluster_names=list(meta["cluster_names"]), meta=meta, **kwargs)
+        return cls(critic, cluster_names=list(meta["cluster_names"]), meta=meta, **kwargs)
 
     @classmethod
     def load(cls, weights: PathLike | None = None, **kwargs: Any) -> CellClassifier:
@@ -104,9 +169,56 @@ class CellClassifier:
         return cls.from_weights(weights, **kwargs) if weights else cls.from_pretrained(**kwargs)
 
     @classmethod
-    def from_pretrained(cls, name: str = "cells", **kwargs: Any) -> CellClassifier:
-        """Load the shipped weights ``infogan-<name>``."""
-        return cls.from_weights(weights_path(f"infogan-{name}", arch=ARCH), **kwargs)
+    def from_pretrained(cls, name: str = DEFAULT_CLASSIFIER, **kwargs: Any) -> CellClassifier:
+        """Load shipped weights: ``cells-context-cnn`` (default), ``cells-context-infogan`` or ``infogan-cells``
+        (the paper's unsupervised InfoGAN; ``cells`` is accepted for it as before)."""
+        if name not in WEIGHTS and f"infogan-{name}" in WEIGHTS:
+            name = f"infogan-{name}"
+        entry = WEIGHTS.get(name)
+        arch = entry.arch if entry is not None and entry.arch in (ARCH, CNN_ARCH) else ARCH
+        return cls.from_weights(weights_path(name, arch=arch), **kwargs)
+
+    def crops(
+        self,
+        image: npt.NDArray[np.uint8],
+        labels: npt.NDArray[np.integer],
+        *,
+        mpp: float,
+        ids: npt.NDArray[np.integer] | None = None,
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """Cut the crops this classifier takes from a stain-standardized field (see :func:`standardize_stain`)."""
+        if self.input == "context":
+            return context_crops(image, labels, mpp=mpp, ids=ids)
+        return nucleus_crops(image, labels, mpp=mpp, ids=ids, whiten=self.whiten)
+
+    @torch.no_grad()
+    def probabilities(
+        self, crops: npt.NDArray[np.uint8], *, batch_size: int = 64, tta: bool | None = None
+    ) -> npt.NDArray[np.float64]:
+        """(N, n_clusters) softmax of D_Q for (N, 40, 40, C) uint8 crops.
+
+        ``tta`` (default: the classifier's ``tta``) averages the softmax over the 8 rotations and flips of
+        each crop (the training augmentation), at 8x the cost.
+        """
+        tta = self.tta if tta is None else tta
+        cfg = self.critic.config
+        shape = (cfg.size, cfg.size, cfg.channels)
+        if crops.ndim != 4 or crops.shape[1:] != shape:
+            raise ShapeError(f"crops must be (N, {', '.join(map(str, shape))}) uint8, got {crops.shape}")
+        dtype = next(self.critic.parameters()).dtype
+        out = []
+        for i in range(0, len(crops), batch_size):
+            x = to_tensor(crops[i : i + batch_size]).to(self.device, dtype)
+            if not tta:
+                out.append(self.critic(x)[1].softmax(dim=1).cpu().double().numpy())
+                continue
+            acc = torch.zeros(x.shape[0], cfg.n_classes, dtype=dtype, device=self.device)
+            for k in range(4):
+                r = torch.rot90(x, k, dims=(2, 3))
+                acc += self.critic(r)[1].softmax(dim=1) + self.critic(r.flip(3))[1].softmax(dim=1)
+            out.append((acc / 8).cpu().double().numpy())
+        p: npt.NDArray[np.float64] = np.concatenate(out) if out else np.zeros((0, cfg.n_classes))
+        return p
 
     def predict(self, crops: npt.NDArray[np.uint8], *, batch_size: int = 64) -> Prediction:
         """Cell type, cluster and probability of each crop.
@@ -115,12 +227,11 @@ class CellClassifier:
         ``batch_size`` x 0.4 MB at the default width, so 64 keeps a chunk's worth of nuclei to ~30 MB per
         thread (512 made ``wsikit run``'s classify stage peak several hundred MB higher).
         """
-        size = self.model.config.size
-        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
-            raise ShapeError(f"crops must be (N, {size}, {size}, 3) uint8, got {crops.shape}")
-        dtype = next(self.model.parameters()).dtype
-        x = to_tensor(crops).to(self.device, dtype)
-        cl, conf = self.model.predict(x, batch_size=batch_size)
-        cluster = cl.cpu().numpy().astype(np.int64)
-        prob = np.round(conf.cpu().numpy().astype(np.float64), 6).astype(np.float64)
-        return Prediction(self._lut[cluster], cluster, prob)
+        p = self.probabilities(crops, batch_size=batch_size)
+        cluster = p.argmax(axis=1).astype(np.int64) if len(p) else np.zeros(0, np.int64)
+        cell = self._lut[cluster]
+        by_type = np.zeros((len(p), len(CELL_TYPES)))
+        for k, t in enumerate(self._lut):
+            by_type[:, t] += p[:, k]
+        prob = np.round(by_type[np.arange(len(p)), cell], 6).astype(np.float64)
+        return Prediction(cell, cluster, prob)

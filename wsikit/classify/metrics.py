@@ -25,6 +25,18 @@ class ClassificationReport:
     accuracy: float
     n: int
 
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean sensitivity over the classes present in the truth."""
+        v = self.sensitivity[~np.isnan(self.sensitivity)]
+        return float(v.mean()) if len(v) else float("nan")
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes present in the truth."""
+        v = self.f1[~np.isnan(self.f1)]
+        return float(v.mean()) if len(v) else float("nan")
+
     def to_dict(self) -> dict[str, Any]:
         def f(x: float) -> float | None:
             return None if np.isnan(x) else round(float(x), 4)
@@ -33,6 +45,8 @@ class ClassificationReport:
             "classes": list(self.classes),
             "n": self.n,
             "accuracy": f(self.accuracy),
+            "balanced_accuracy": f(self.balanced_accuracy),
+            "macro_f1": f(self.macro_f1),
             "precision": {c: f(v) for c, v in zip(self.classes, self.precision, strict=True)},
             "sensitivity": {c: f(v) for c, v in zip(self.classes, self.sensitivity, strict=True)},
             "f1": {c: f(v) for c, v in zip(self.classes, self.f1, strict=True)},
@@ -52,6 +66,8 @@ def classification_report(
     >>> r = classification_report(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), ("a", "b"))
     >>> r.accuracy, r.precision.round(3).tolist(), r.sensitivity.tolist()
     (0.75, [1.0, 0.667], [0.5, 1.0])
+    >>> r.balanced_accuracy, round(r.macro_f1, 3)
+    (0.75, 0.733)
     """
     t, p = np.asarray(truth, np.int64), np.asarray(pred, np.int64)
     if t.shape != p.shape or t.ndim != 1:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsikit.classify.crops import crop_augment
+from wsikit.classify.crops import crop_augment, stain_jitter
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.infogan import Critic, Generator, InfoGanConfig
 from wsikit.models.training_state import load_training_state, save_training_state
@@ -70,6 +70,12 @@ class ClassifierTrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     grid_every: int = 500
+    channels: int = 3
+    label_weight: float = 0.0
+    """Weight of the cross-entropy of D_Q's code against the cell type of labelled real crops (0: unsupervised,
+    the method as published; > 0: the semi-supervised InfoGAN, whose code k is cell type k)."""
+    jitter: float = 0.0
+    """Strength of the random brightness / contrast / colour jitter of real crops (0: none)."""
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size < 2 or self.n_critic < 1:
@@ -80,7 +86,9 @@ class ClassifierTrainConfig:
             raise ConfigError(f"n_classes must be >= 2, got {self.n_classes}")
 
     def model_config(self) -> InfoGanConfig:
-        return InfoGanConfig(n_classes=self.n_classes, noise_dim=self.noise_dim, width=self.width)
+        return InfoGanConfig(
+            n_classes=self.n_classes, noise_dim=self.noise_dim, width=self.width, channels=self.channels
+        )
 
 
 class InfoGan(nn.Module):
@@ -108,7 +116,8 @@ class InfoGan(nn.Module):
 
     @torch.no_grad()
     def sample_grid(self, rows: int = 8, *, seed: int = 0) -> npt.NDArray[np.uint8]:
-        """A (rows * S, K * S, 3) uint8 grid of generated nuclei: each row one fixed z, each column one class."""
+        """A (rows * S, K * S, 3) uint8 grid of generated nuclei: each row one fixed z, each column one class
+        (the first three channels: the nucleus crop)."""
         cfg = self.config
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(rows, cfg.noise_dim, generator=g).repeat_interleave(cfg.n_classes, dim=0)
@@ -118,7 +127,7 @@ class InfoGan(nn.Module):
         img = self.generator(z, c)
         self.generator.train(was)
         s = cfg.size
-        arr = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        arr = ((img[:, :3].clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
         grid: npt.NDArray[np.uint8] = (
             arr.reshape(rows, cfg.n_classes, s, s, 3)
             .transpose(0, 2, 1, 3, 4)
@@ -127,10 +136,15 @@ class InfoGan(nn.Module):
         return grid
 
 
+def _augment(x: torch.Tensor, gen: torch.Generator, jitter: float) -> torch.Tensor:
+    out = crop_augment(x, gen)
+    return stain_jitter(out, gen, strength=jitter) if jitter > 0 else out
+
+
 def to_tensor(crops: npt.NDArray[np.uint8]) -> torch.Tensor:
-    """(N, S, S, 3) uint8 crops -> (N, 3, S, S) float in [-1, 1]."""
-    if crops.ndim != 4 or crops.shape[3] != 3:
-        raise ShapeError(f"crops must be (N, S, S, 3) uint8, got {crops.shape}")
+    """(N, S, S, C) uint8 crops -> (N, C, S, S) float in [-1, 1] (C = 3 nucleus crops, 7 context crops)."""
+    if crops.ndim != 4 or crops.shape[3] not in (3, 7):
+        raise ShapeError(f"crops must be (N, S, S, 3) or (N, S, S, 7) uint8, got {crops.shape}")
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
@@ -164,8 +178,13 @@ def train_classifier(
     resume: bool = False,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     on_grid: Callable[[int, npt.NDArray[np.uint8]], None] | None = None,
+    labelled: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None = None,
 ) -> ClassifierState:
-    """Train the InfoGAN on (N, 40, 40, 3) uint8 crops. See the module docstring.
+    """Train the InfoGAN on (N, 40, 40, C) uint8 crops. See the module docstring.
+
+    ``labelled`` (crops, cell-type index) with ``config.label_weight`` > 0 trains the semi-supervised
+    InfoGAN: at every critic step the trunk and D_Q also minimize the cross-entropy of D_Q's code against
+    the cell type of a batch of labelled crops (class-balanced sampling), so code k names cell type k.
 
     Raises
     ------
@@ -176,13 +195,24 @@ def train_classifier(
     """
     cfg = config or ClassifierTrainConfig()
     mcfg = cfg.model_config()
-    if crops.ndim != 4 or crops.shape[1:] != (mcfg.size, mcfg.size, 3):
-        raise ShapeError(f"crops must be (N, {mcfg.size}, {mcfg.size}, 3), got {crops.shape}")
+    shape = (mcfg.size, mcfg.size, mcfg.channels)
+    if crops.ndim != 4 or crops.shape[1:] != shape:
+        raise ShapeError(f"crops must be (N, {', '.join(map(str, shape))}), got {crops.shape}")
+    if cfg.label_weight > 0:
+        if labelled is None or len(labelled[0]) == 0:
+            raise ConfigError("label_weight > 0 needs labelled crops")
+        if labelled[0].shape[1:] != shape or len(labelled[0]) != len(labelled[1]):
+            raise ShapeError(f"labelled crops must be (N, {', '.join(map(str, shape))}) with N labels")
+        if labelled[1].min() < 0 or labelled[1].max() >= cfg.n_classes:
+            raise ConfigError(f"labels must lie in 0..{cfg.n_classes - 1}")
     if len(crops) < MIN_CROPS:
         raise ConfigError(
             f"too few nuclei to train the classifier: {len(crops)} crops, need at least {MIN_CROPS}"
         )
     data = to_tensor(crops)
+    lab_x = to_tensor(labelled[0]) if labelled is not None and cfg.label_weight > 0 else None
+    lab_y = torch.from_numpy(np.asarray(labelled[1], np.int64)) if lab_x is not None and labelled else None
+    by_class = [np.flatnonzero(lab_y.numpy() == c) for c in range(cfg.n_classes)] if lab_y is not None else []
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = InfoGan(mcfg)
@@ -200,10 +230,11 @@ def train_classifier(
     d_params = list(D.trunk.parameters()) + list(D.d_head.parameters())
     b, k = cfg.batch_size, cfg.n_classes
     model.train()
+    label_ce = torch.zeros(())
     start = time.perf_counter()
     while step < cfg.steps:
         for _ in range(cfg.n_critic):
-            real = crop_augment(data[torch.from_numpy(rng.integers(0, len(data), b))], gen)
+            real = _augment(data[torch.from_numpy(rng.integers(0, len(data), b))], gen, cfg.jitter)
             z = torch.randn(b, cfg.noise_dim, generator=gen)
             c = torch.randint(0, k, (b,), generator=gen)
             with torch.no_grad():
@@ -217,6 +248,12 @@ def train_classifier(
             d_fake, _ = D(fake)
             wdist = d_real.mean() - d_fake.mean()
             loss_d = -wdist + cfg.gp_weight * gp
+            if lab_x is not None and lab_y is not None:
+                pick = np.concatenate([rng.choice(ix, b // k) for ix in by_class if len(ix)])
+                sel = torch.from_numpy(pick)
+                _, lab_logits = D(_augment(lab_x[sel], gen, cfg.jitter))
+                label_ce = F.cross_entropy(lab_logits, lab_y[sel])
+                loss_d = loss_d + cfg.label_weight * label_ce
             opt.zero_grad(set_to_none=True)
             loss_d.backward()
             opt.step()
@@ -227,7 +264,7 @@ def train_classifier(
         loss_g = -d_fake.mean() + cfg.info_weight * info
         real_mi = torch.zeros(())
         if cfg.real_info_weight > 0:
-            real = crop_augment(data[torch.from_numpy(rng.integers(0, len(data), b))], gen)
+            real = _augment(data[torch.from_numpy(rng.integers(0, len(data), b))], gen, cfg.jitter)
             p = D.q_head(D.features(real)).softmax(dim=1)
             marginal = p.mean(dim=0)
             h_marginal = -(marginal * marginal.clamp_min(1e-8).log()).sum()
@@ -247,6 +284,7 @@ def train_classifier(
             "info_ce": float(info.detach()),
             "q_accuracy": float((logits.argmax(1) == c).float().mean()),
             "real_mi": float(real_mi.detach()),
+            "label_ce": float(label_ce.detach()) if lab_x is not None else float("nan"),
         }
         history.append(row)
         if progress is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Literal, cast
 
 import click
 
@@ -161,61 +162,104 @@ def export_dataset_cmd(name: str, data: Path, split: str, out: Path, overwrite: 
 @evaluate.command("classifier")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--mpp", type=float, default=0.25, show_default=True, help="Microns per pixel of the folder's images."
+    "--mpp",
+    type=float,
+    default=None,
+    help="Microns per pixel of the folder's images [default: its manifest.json's, else 0.25].",
 )
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="InfoGAN weights [default: the shipped ones].",
+    help="Labelled cell-type classifier (from `wsikit train cell-types`) [default: the shipped one].",
+)
+@click.option(
+    "--infogan-weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Unsupervised InfoGAN (from `wsikit train classifier`) [default: the shipped infogan-cells].",
 )
 @click.option(
     "--method",
     "methods",
     multiple=True,
-    type=click.Choice(["infogan", "kmeans-pixels", "kmeans-cnn", "kmeans-morphology"]),
+    type=click.Choice(["classifier", "infogan", "kmeans-pixels", "kmeans-cnn", "kmeans-morphology"]),
     help="Methods to run (repeatable) [default: all].",
+)
+@click.option(
+    "--stain",
+    type=click.Choice(["cnn", "none"]),
+    default="cnn",
+    show_default=True,
+    help="Segmentation path for folders without NAME.labels.tif (cnn: `wsikit run`'s default).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def classifier(
-    folder: Path, mpp: float, weights: Path | None, methods: tuple[str, ...], as_json: bool
+    folder: Path,
+    mpp: float | None,
+    weights: Path | None,
+    infogan_weights: Path | None,
+    methods: tuple[str, ...],
+    stain: str,
+    as_json: bool,
 ) -> None:
-    """Score nucleus classification on FOLDER (NAME.png + NAME.points.csv [+ NAME.labels.tif]): the InfoGAN
-    and the k-means baselines side by side, with clusters named by the morphology rule and under the
-    best one-to-one (Hungarian) mapping."""
+    """Score nucleus classification on FOLDER (NAME.png + NAME.points.csv [+ NAME.labels.tif]): the labelled
+    classifier, the paper's unsupervised InfoGAN and the k-means baselines side by side (unsupervised ones
+    with clusters named by the morphology rule; the Hungarian mapping, an upper bound, in --json)."""
     from wsikit.pipeline.eval_classifier import METHODS, evaluate_classifier
 
-    result = evaluate_classifier(folder, mpp=mpp, weights=weights, methods=methods or METHODS)
+    result = evaluate_classifier(
+        folder,
+        mpp=mpp,
+        weights=weights,
+        infogan_weights=infogan_weights,
+        methods=methods or METHODS,
+        stain=cast(Literal["cnn", "none"], stain),
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     per = ", ".join(f"{k} {v}" for k, v in result["per_class"].items())
+    recall = ", ".join(f"{k} {v}" for k, v in result["detection_recall"].items())
     click.echo(
-        f"{result['nuclei']} labelled nuclei ({per}); {result['unmatched_points']} points outside any "
-        f"nucleus, {result['skipped_points']} of other classes"
+        f"{result['nuclei']} labelled nuclei ({per}); detection recall {recall}; "
+        f"{result['unmatched_points']} points outside any nucleus, {result['skipped_points']} of other classes"
     )
     classes = list(result["per_class"])
-    head = f"{'method':<18} {'naming':<9} {'acc':>6} " + " ".join(f"{c[:5] + ' P/S/F1':>19}" for c in classes)
+    head = f"{'method':<18} {'acc':>6} {'bal':>6} {'mF1':>6} " + " ".join(
+        f"{c[:5] + ' P/S/F1':>19}" for c in classes
+    )
     click.echo(head)
     click.echo("-" * len(head))
     for r in result["results"]:
-        for label, rep in (("rule", r["named_by_rule"]), ("hungarian", r["hungarian"])):
-            cells = []
-            for c in classes:
-                vals = [rep[k][c] for k in ("precision", "sensitivity", "f1")]
-                cells.append("/".join("  - " if v is None else f"{v:.2f}" for v in vals).rjust(19))
-            click.echo(f"{r['method']:<18} {label:<9} {rep['accuracy']:>6.3f} " + " ".join(cells))
+        rep = r["scores"]
+        cells = []
+        for c in classes:
+            vals = [rep[k][c] for k in ("precision", "sensitivity", "f1")]
+            cells.append("/".join("  - " if v is None else f"{v:.2f}" for v in vals).rjust(19))
+        nums = " ".join(
+            "     -" if rep[k] is None else f"{rep[k]:>6.3f}"
+            for k in ("accuracy", "balanced_accuracy", "macro_f1")
+        )
+        click.echo(f"{r['method']:<18} {nums} " + " ".join(cells))
 
 
 @click.command("export-classes")
-@click.argument("name", type=click.Choice(["nucls", "monusac"]))
+@click.argument("name", type=click.Choice(["nucls", "monusac", "brca_m2c"]))
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val"]),
+    default=None,
+    help="brca_m2c: train or val [default: train].",
+)
 @click.option("--overwrite", is_flag=True)
-def export_classes_cmd(name: str, data: Path, out: Path, overwrite: bool) -> None:
-    """Write a cell-type-labelled dataset as NAME.png + NAME.points.csv + NAME.labels.tif at 0.25 um/px
-    (input of `eval classifier`)."""
+def export_classes_cmd(name: str, data: Path, out: Path, split: str | None, overwrite: bool) -> None:
+    """Write a cell-type-labelled dataset as NAME.png + NAME.points.csv (+ NAME.labels.tif) + manifest.json:
+    nucls / monusac at 0.25 um/px with instance labels, brca_m2c at 0.5 um/px as points (input of
+    `eval classifier`)."""
     from wsikit.pipeline.eval_classifier import export_classification_dataset
 
-    n = export_classification_dataset(name, data, out, overwrite=overwrite)
+    n = export_classification_dataset(name, data, out, split=split, overwrite=overwrite)
     click.echo(f"wrote {n} images to {out}")

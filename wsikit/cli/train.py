@@ -265,16 +265,87 @@ def thresholds(ctx: click.Context, weights: Path, data: Path, out: Path | None) 
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Crops file (.npz)."
 )
+@click.option(
+    "--context",
+    is_flag=True,
+    help="Labelled 7-channel context crops of BRCA-M2C (nuclei segmented as `wsikit run` does, matched to "
+    "its points) plus an unlabelled pool, for `wsikit train cell-types`.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val"]),
+    default="train",
+    show_default=True,
+    help="BRCA-M2C split of the labelled crops (with --context).",
+)
 @click.pass_context
-def crops(ctx: click.Context, data: Path, out: Path) -> None:
-    """Cut 40x40 nucleus crops (0.5 um/px) from every annotated nucleus of the unlabelled training datasets."""
+def crops(ctx: click.Context, data: Path, out: Path, context: bool, split: str) -> None:
+    """Cut 40x40 nucleus crops (0.5 um/px): of every annotated nucleus of the unlabelled training datasets
+    (the unsupervised InfoGAN's input), or with --context the labelled classifiers' input."""
+    from wsikit.pipeline.train_cell_types import gather_context_crops
     from wsikit.pipeline.train_classifier import gather_crops, save_crops
 
     with progress_bar("crops", enabled=not is_quiet(ctx)) as update:
-        gathered = gather_crops(data, progress=update)
+        gathered = (
+            gather_context_crops(data, split=split, progress=update)
+            if context
+            else gather_crops(data, progress=update)
+        )
     save_crops(out, gathered)
     if not is_quiet(ctx):
-        click.echo(f"wrote {len(gathered['crops'])} crops to {out}")
+        extra = f" + {len(gathered['unlabelled'])} unlabelled" if context else ""
+        click.echo(f"wrote {len(gathered['crops'])} crops{extra} to {out}")
+
+
+@train.command("cell-types")
+@click.option(
+    "--crops",
+    "crops_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Context-crops file from `wsikit train crops --context`.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
+)
+@click.option(
+    "--model",
+    type=click.Choice(["cnn", "infogan"]),
+    required=True,
+    help="cnn: the supervised context CNN; infogan: the semi-supervised InfoGAN (GAN on every nucleus, "
+    "D_Q's code also trained on the labels).",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option(
+    "--label-weight",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Weight of the labelled cross-entropy in the critic's loss (infogan only).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def cell_types(
+    ctx: click.Context, crops_path: Path, out: Path, model: str, steps: int, label_weight: float, seed: int
+) -> None:
+    """Train a labelled cell-type classifier (epithelial / lymphocyte / fibroblast) on context crops."""
+    from wsikit.cli.main import command_line
+    from wsikit.pipeline.train_cell_types import load_context_crops, train_cell_type_classifier
+
+    data = load_context_crops(crops_path)
+    with progress_bar("training", enabled=not is_quiet(ctx)) as update:
+        path, summary = train_cell_type_classifier(
+            data,
+            out,
+            model=cast(Literal["cnn", "infogan"], model),
+            steps=steps,
+            seed=seed,
+            label_weight=label_weight,
+            progress=lambda step, total, row: update(step, total),
+            command=command_line(),
+        )
+    if not is_quiet(ctx):
+        click.echo(f"wrote {path}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
 
 @train.command("classifier")

@@ -38,18 +38,24 @@ class InfoGanConfig:
         Channels of the first critic layer (doubles at each stride).
     size : int
         Side of the crops (40; must be divisible by 8).
+    channels : int
+        Channels of a crop: 3 (RGB nucleus crop, the method's input) or 7 (the context input of
+        :func:`wsikit.classify.context_crops`: nucleus RGB, nucleus mask, surroundings RGB).
     """
 
     n_classes: int = 3
     noise_dim: int = 16
     width: int = 64
     size: int = 40
+    channels: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_classes, int) or self.n_classes < 2:
             raise ConfigError(f"n_classes must be an integer >= 2, got {self.n_classes!r}")
         if self.noise_dim < 1 or self.width < 4:
             raise ConfigError(f"noise_dim must be >= 1 and width >= 4, got {self.noise_dim}, {self.width}")
+        if not isinstance(self.channels, int) or self.channels < 1:
+            raise ConfigError(f"channels must be a positive integer, got {self.channels!r}")
         if self.size % 8 or self.size < 16:
             raise ConfigError(f"size must be a multiple of 8 and >= 16, got {self.size}")
 
@@ -58,7 +64,7 @@ class InfoGanConfig:
 
 
 class Generator(nn.Module):
-    """G(z, c): (B, noise_dim) noise and (B,) integer codes -> (B, 3, size, size) images in [-1, 1]."""
+    """G(z, c): (B, noise_dim) noise and (B,) integer codes -> (B, channels, size, size) images in [-1, 1]."""
 
     def __init__(self, config: InfoGanConfig) -> None:
         super().__init__()
@@ -76,7 +82,7 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(2 * w, w, 4, 2, 1),
             nn.BatchNorm2d(w),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(w, 3, 4, 2, 1),
+            nn.ConvTranspose2d(w, config.channels, 4, 2, 1),
             nn.Tanh(),
         )
 
@@ -96,7 +102,7 @@ class Critic(nn.Module):
     """Shared trunk with the Wasserstein head D_D and the code posterior head D_Q.
 
     ``forward(x)`` returns ``(critic, logits)``: (B,) scores and (B, n_classes) logits of c.
-    Input (B, 3, size, size) in [-1, 1].
+    Input (B, channels, size, size) in [-1, 1].
     """
 
     def __init__(self, config: InfoGanConfig) -> None:
@@ -104,7 +110,7 @@ class Critic(nn.Module):
         self.config = config
         w, s = config.width, config.size // 8
         self.trunk = nn.Sequential(
-            nn.Conv2d(3, w, 4, 2, 1),
+            nn.Conv2d(config.channels, w, 4, 2, 1),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(w, 2 * w, 4, 2, 1),
             nn.LeakyReLU(0.2, inplace=True),
@@ -119,9 +125,9 @@ class Critic(nn.Module):
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        size = self.config.size
-        if x.ndim != 4 or x.shape[1:] != (3, size, size):
-            raise ShapeError(f"crops must be (B, 3, {size}, {size}), got {tuple(x.shape)}")
+        size, ch = self.config.size, self.config.channels
+        if x.ndim != 4 or x.shape[1:] != (ch, size, size):
+            raise ShapeError(f"crops must be (B, {ch}, {size}, {size}), got {tuple(x.shape)}")
         return self.trunk(x)  # type: ignore[no-any-return]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

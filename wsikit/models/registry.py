@@ -97,8 +97,8 @@ def save_checkpoint(
     tmp.replace(p)
 
 
-def load_checkpoint(path: PathLike, *, arch: str) -> dict[str, Any]:
-    """Load a weights file written by :func:`save_checkpoint` and check its architecture.
+def load_checkpoint(path: PathLike, *, arch: str | tuple[str, ...]) -> dict[str, Any]:
+    """Load a weights file written by :func:`save_checkpoint` and check its architecture (one of ``arch``).
 
     Raises
     ------
@@ -114,8 +114,10 @@ def load_checkpoint(path: PathLike, *, arch: str) -> dict[str, Any]:
         raise WeightsError(f"{p}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict) or data.get("format") != "wsikit-weights-1":
         raise WeightsError(f"{p}: not a wsikit weights file")
-    if data.get("arch") != arch:
-        raise WeightsError(f"{p}: weights are for architecture {data.get('arch')!r}, expected {arch!r}")
+    archs = (arch,) if isinstance(arch, str) else arch
+    if data.get("arch") not in archs:
+        want = " or ".join(repr(a) for a in archs)
+        raise WeightsError(f"{p}: weights are for architecture {data.get('arch')!r}, expected {want}")
     data["state_dict"] = {
         k: (v.float() if v.is_floating_point() else v) for k, v in data["state_dict"].items()
     }

@@ -1,66 +1,81 @@
-"""Evaluate nucleus classification on labelled points: the InfoGAN beside the paper's k-means baselines.
+"""Evaluate nucleus classification on labelled points: the labelled classifier, the paper's unsupervised InfoGAN
+and the paper's k-means baselines, side by side.
 
-A labelled folder holds ``NAME.png`` + ``NAME.points.csv`` (``x,y,class name`` in pixels of the PNG) and
-optionally ``NAME.labels.tif`` (uint32 nucleus instances). Without labels the shipped segmenter finds
-the nuclei. A point is matched to the nucleus that contains it (the first point wins; points on background
-are counted as unmatched). Labels are only read to score: clusters are named by the morphology rule of
-:mod:`wsikit.classify.naming`, and each method is also scored under its best one-to-one (Hungarian) mapping.
+A labelled folder holds ``NAME.png`` + ``NAME.points.csv`` (``x,y,class name`` in pixels of the PNG),
+optionally ``NAME.labels.tif`` (uint32 nucleus instances) and ``manifest.json`` (``{"mpp": ...}``). Without
+labels the nuclei are segmented as ``wsikit run`` segments them by default. Points are matched to the
+nucleus that contains them (:mod:`wsikit.pipeline.labelled_nuclei`); points on background are detection
+misses, counted per class. The labelled classifier is scored by its own class names; unsupervised models
+(the InfoGAN and k-means) by clusters named with the morphology rule of :mod:`wsikit.classify.naming`, and
+also under their best one-to-one (Hungarian) mapping, which uses the labels and is an upper bound.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from wsikit._typing import PathLike
 from wsikit.classify.baselines import cnn_features, kmeans, pixel_features, standardized
-from wsikit.classify.crops import nucleus_crops, standardize_stain
 from wsikit.classify.infer import CellClassifier
 from wsikit.classify.metrics import classification_report, hungarian_mapping
 from wsikit.classify.naming import CELL_TYPES, name_clusters
 from wsikit.errors import ConfigError
 from wsikit.io.annotations import read_imagescope_xml, read_npz_instances, read_points_csv
 from wsikit.pipeline._atomic import staged_directory
+from wsikit.pipeline.labelled_nuclei import CLASS_ALIASES, LabelledNuclei, NucleusMatcher
 from wsikit.segment.data import WORKING_MPP, resample
-from wsikit.vectorize.measure import measure_nuclei
 
 __all__ = [
     "export_classification_dataset",
     "evaluate_classifier",
+    "load_labelled_nuclei",
+    "folder_mpp",
     "LabelledNuclei",
     "CLASS_ALIASES",
     "METHODS",
+    "EXPORTABLE",
 ]
 
 log = logging.getLogger(__name__)
 
-CLASS_ALIASES = {
-    "epithelial": "epithelial",
-    "tumor_any": "epithelial",
-    "tumor": "epithelial",
-    "lymphocyte": "lymphocyte",
-    "stil": "lymphocyte",
-    "fibroblast": "fibroblast",
-    "nontil_stromal": "fibroblast",
-    "stromal": "fibroblast",
-}
-"""Class names accepted in points files (lower case) -> cell type; others (macrophage, other_nucleus ...) are skipped."""
-
-METHODS = ("infogan", "kmeans-pixels", "kmeans-cnn", "kmeans-morphology")
+METHODS = ("classifier", "infogan", "kmeans-pixels", "kmeans-cnn", "kmeans-morphology")
+"""``classifier``: the labelled cell-type classifier (shipped default or ``weights``); ``infogan``: the
+paper's unsupervised InfoGAN (shipped ``infogan-cells`` or ``infogan_weights``); the paper's k-means
+baselines, each fitted on the evaluation nuclei themselves with 3 clusters."""
+EXPORTABLE = ("nucls", "monusac", "brca_m2c")
+BRCA_M2C_MPP = 0.5
+"""Resolution BRCA-M2C is exported at (its images are 0.4995-0.5005 um/px)."""
 _NUCLS_NAMES = {0: "tumor_any", 1: "nonTIL_stromal", 2: "sTIL", 3: "other_nucleus"}
 
 
 def export_classification_dataset(
-    name: str, data: PathLike, out: PathLike, *, overwrite: bool = False
+    name: str, data: PathLike, out: PathLike, *, split: str | None = None, overwrite: bool = False
 ) -> int:
-    """Write ``nucls`` or ``monusac`` as a labelled folder at 0.25 um/px (PNG, points CSV, labels TIFF)."""
+    """Write a cell-type-labelled dataset as a labelled folder (the input of :func:`evaluate_classifier`).
+
+    ``nucls`` and ``monusac`` go out at 0.25 um/px with their instance labels (PNG, points CSV, labels
+    TIFF); ``brca_m2c`` (``split`` train or val; points only, no outlines) at 0.5 um/px, its classes
+    written as the dataset names them (lymphocyte, tumor, stromal: scored as lymphocyte, epithelial,
+    fibroblast). Each folder gets a ``manifest.json`` with its mpp, source and class counts.
+
+    Raises
+    ------
+    ConfigError
+        Unknown dataset, a split given for a dataset without splits (or a bad one for BRCA-M2C), an empty
+        split or a bad points file (nothing is written then).
+    """
+    if name == "brca_m2c":
+        return _export_brca_m2c(data, out, split=split or "train", overwrite=overwrite)
+    if split is not None:
+        raise ConfigError(f"{name} has no splits; --split applies to brca_m2c")
     import tifffile
     from PIL import Image
 
@@ -97,9 +112,10 @@ def export_classification_dataset(
             items.append((f"monusac_{svs.stem}", image, inst, pts))
         src_mpp = 0.19448
     else:
-        raise ConfigError(f"unknown labelled dataset {name!r}; valid: nucls, monusac")
+        raise ConfigError(f"unknown labelled dataset {name!r}; valid: {', '.join(EXPORTABLE)}")
     f = src_mpp / WORKING_MPP
     with staged_directory(Path(out), overwrite=overwrite) as stage:
+        _write_manifest(stage, name, WORKING_MPP, len(items), [p for *_, pts in items for p in pts])
         for stem, image, inst, pts in items:
             img, lab = resample(image, inst.astype(np.uint32), f)
             Image.fromarray(img).save(stage / f"{stem}.png")
@@ -112,47 +128,58 @@ def export_classification_dataset(
     return len(items)
 
 
-@dataclass
-class LabelledNuclei:
-    """Crops of matched nuclei with their true class index, measurements and source image."""
-
-    crops: npt.NDArray[np.uint8]
-    truth: npt.NDArray[np.int64]
-    area: npt.NDArray[np.float64]
-    eccentricity: npt.NDArray[np.float64]
-    morphology: npt.NDArray[np.float64]  # (N, D) morphology + intensity columns
-    image: list[str]
-    points: int
-    unmatched: int
-    skipped: int
-    context_crops: npt.NDArray[np.uint8] | None = None
-    """The same crops with the tissue around each nucleus kept (only when loaded with ``context=True``)."""
+def _write_manifest(
+    stage: Path, source: str, mpp: float, images: int, points: list[tuple[float, float, str]], **extra: Any
+) -> None:
+    counts: dict[str, int] = {}
+    for _, _, c in points:
+        counts[c] = counts.get(c, 0) + 1
+    manifest = {"source": source, "mpp": mpp, "images": images, "points": counts, **extra}
+    (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-_MORPH = (
-    "area",
-    "perimeter",
-    "major_axis",
-    "minor_axis",
-    "eccentricity",
-    "solidity",
-    "circularity",
-    "hematoxylin_od_mean",
-    "hematoxylin_od_std",
-    "eosin_od_mean",
-    "red_mean",
-    "green_mean",
-    "blue_mean",
-)
+def _export_brca_m2c(data: PathLike, out: PathLike, *, split: str, overwrite: bool) -> int:
+    from PIL import Image
+
+    from wsikit.datasets import load_brca_m2c
+
+    samples = load_brca_m2c(data, split)  # reads and checks everything before anything is written
+    with staged_directory(Path(out), overwrite=overwrite) as stage:
+        pts_all: list[tuple[float, float, str]] = []
+        for smp in samples:
+            f = smp.mpp / BRCA_M2C_MPP
+            img, _ = resample(smp.image, np.zeros(smp.image.shape[:2], np.uint32), f)
+            Image.fromarray(img).save(stage / f"{smp.name}.png")
+            with open(stage / f"{smp.name}.points.csv", "w", newline="") as fh:
+                wr = csv.writer(fh)
+                wr.writerow(["x", "y", "class"])
+                for x, y, c in zip(smp.x, smp.y, smp.label, strict=True):
+                    wr.writerow([round(float(x) * f, 2), round(float(y) * f, 2), str(c)])
+                    pts_all.append((x, y, str(c)))
+        _write_manifest(
+            stage,
+            f"brca_m2c {split}",
+            BRCA_M2C_MPP,
+            len(samples),
+            pts_all,
+            patients=sorted({s.patient for s in samples}),
+            classes={"tumor": "epithelial", "lymphocyte": "lymphocyte", "stromal": "fibroblast"},
+        )
+    return len(samples)
 
 
 def load_labelled_nuclei(
-    folder: PathLike, *, mpp: float = WORKING_MPP, context: bool = False
+    folder: PathLike,
+    *,
+    mpp: float | None = None,
+    context: bool = False,
+    stain: Literal["cnn", "none"] = "cnn",
 ) -> LabelledNuclei:
-    """Read a labelled folder (see module docstring) and cut the crops of the matched nuclei.
+    """Read a labelled folder (see module docstring), match its points to nuclei and cut their crops.
 
-    ``context=True`` also cuts each crop with the tissue around the nucleus kept (``context_crops``; the
-    shipped classifier's input whitens it).
+    ``mpp`` None reads it from the folder's ``manifest.json`` (written by ``wsikit export-classes``), else
+    0.25. ``context=True`` also cuts the 7-channel context crops. Nuclei are segmented by ``stain``'s path
+    unless the folder gives ``NAME.labels.tif``.
     """
     import tifffile
     from PIL import Image
@@ -160,95 +187,66 @@ def load_labelled_nuclei(
     p = Path(folder)
     if not p.is_dir():
         raise ConfigError(f"{p}: not a folder")
+    mpp = folder_mpp(p) if mpp is None else mpp
     pngs = sorted(q for q in p.glob("*.png") if q.with_name(q.stem + ".points.csv").exists())
     if not pngs:
         raise ConfigError(f"{p}: no NAME.png with NAME.points.csv beside it")
-    segmenter = None
-    crops, ctx_crops, truth, area, ecc, morph, names = [], [], [], [], [], [], []
-    n_points = unmatched = skipped = 0
-    for png in pngs:
-        image = np.asarray(Image.open(png).convert("RGB"))
-        lab_path = png.with_name(png.stem + ".labels.tif")
-        if lab_path.exists():
-            labels = tifffile.imread(lab_path).astype(np.uint32)
-            if labels.shape != image.shape[:2]:
-                raise ConfigError(f"{lab_path}: labels {labels.shape} do not match image {image.shape[:2]}")
-            work_img, work_lab, work_mpp, f = image, labels, mpp, 1.0
-        else:
-            from wsikit.segment.infer import Segmenter
 
-            segmenter = segmenter or Segmenter.from_pretrained()
-            f = mpp / segmenter.mpp
-            work_img, _ = resample(image, np.zeros(image.shape[:2], np.uint32), f)
-            work_lab = segmenter.instances(work_img)
-            work_mpp = segmenter.mpp
-        ids, cls = [], []
-        seen: set[int] = set()
-        for pt in read_points_csv(png.with_name(png.stem + ".points.csv")):
-            n_points += 1
-            t = CLASS_ALIASES.get(pt.label.strip().lower())
-            if t is None:
-                skipped += 1
-                continue
-            y, x = int(round(pt.y * f)), int(round(pt.x * f))
-            if not (0 <= y < work_lab.shape[0] and 0 <= x < work_lab.shape[1]) or work_lab[y, x] == 0:
-                unmatched += 1
-                continue
-            nid = int(work_lab[y, x])
-            if nid in seen:
-                continue
-            seen.add(nid)
-            ids.append(nid)
-            cls.append(CELL_TYPES.index(t))
-        if not ids:
-            continue
-        std = standardize_stain(work_img)
-        c, got = nucleus_crops(std, work_lab, mpp=work_mpp, ids=np.array(ids))
-        if context:
-            ctx_crops.append(nucleus_crops(std, work_lab, mpp=work_mpp, ids=got, whiten=False)[0])
-        m = measure_nuclei(std, work_lab, mpp=work_mpp, ids=got)
-        crops.append(c)
-        truth.append(np.array(cls, np.int64))
-        area.append(m["area"])
-        ecc.append(m["eccentricity"])
-        morph.append(np.stack([m[k] for k in _MORPH], axis=1))
-        names.extend([png.stem] * len(ids))
-    if not crops:
-        raise ConfigError(f"{p}: no labelled point lies inside a nucleus")
-    return LabelledNuclei(
-        np.concatenate(crops),
-        np.concatenate(truth),
-        np.concatenate(area),
-        np.concatenate(ecc),
-        np.concatenate(morph),
-        names,
-        n_points,
-        unmatched,
-        skipped,
-        np.concatenate(ctx_crops) if context else None,
-    )
+    def fields() -> Any:
+        for png in pngs:
+            image = np.asarray(Image.open(png).convert("RGB"))
+            lab_path = png.with_name(png.stem + ".labels.tif")
+            labels = None
+            if lab_path.exists():
+                labels = tifffile.imread(lab_path).astype(np.uint32)
+                if labels.shape != image.shape[:2]:
+                    raise ConfigError(
+                        f"{lab_path}: labels {labels.shape} do not match image {image.shape[:2]}"
+                    )
+            pts = [(q.x, q.y, q.label) for q in read_points_csv(png.with_name(png.stem + ".points.csv"))]
+            yield png.stem, image, mpp, labels, pts
+
+    try:
+        return NucleusMatcher(stain=stain, context=context).match(fields())
+    except ConfigError as exc:
+        if "no labelled point" in str(exc):
+            raise ConfigError(f"{p}: no labelled point lies inside a nucleus") from None
+        raise
 
 
-def _score(
+def folder_mpp(folder: PathLike) -> float:
+    """Microns per pixel of a labelled folder: its ``manifest.json``'s ``mpp``, else 0.25 (the NuCLS/MoNuSAC export)."""
+    m = Path(folder) / "manifest.json"
+    if m.is_file():
+        try:
+            return float(json.loads(m.read_text())["mpp"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{m}: no readable 'mpp' ({exc})") from exc
+    return WORKING_MPP
+
+
+def _report(truth: npt.NDArray[np.int64], pred: npt.NDArray[np.int64]) -> dict[str, Any]:
+    return classification_report(truth, pred, CELL_TYPES).to_dict()
+
+
+def _score_clusters(
     name: str,
     clusters: npt.NDArray[np.int64],
     k: int,
     data: LabelledNuclei,
     seconds: float,
-    rule_names: list[str] | None = None,
+    names: list[str] | None = None,
 ) -> dict[str, Any]:
-    names = rule_names or name_clusters(
-        clusters, area=data.area, eccentricity=data.eccentricity, n_clusters=k
-    )
+    """Scores of an unsupervised method: clusters named by the rule (or ``names``) and by the Hungarian map."""
+    names = names or name_clusters(clusters, area=data.area, eccentricity=data.eccentricity, n_clusters=k)
     lut = np.array([CELL_TYPES.index(n) for n in names])
-    by_rule = classification_report(data.truth, lut[clusters], CELL_TYPES)
     mapping = hungarian_mapping(data.truth, clusters, k, len(CELL_TYPES))
-    best = classification_report(data.truth, mapping[clusters], CELL_TYPES)
     return {
         "method": name,
+        "labels_used": "none (clusters named by the morphology rule)",
         "cluster_names": names,
-        "named_by_rule": by_rule.to_dict(),
-        "hungarian": {**best.to_dict(), "mapping": [CELL_TYPES[i] for i in mapping]},
+        "scores": _report(data.truth, lut[clusters]),
+        "hungarian": {**_report(data.truth, mapping[clusters]), "mapping": [CELL_TYPES[i] for i in mapping]},
         "seconds": round(seconds, 2),
     }
 
@@ -256,31 +254,78 @@ def _score(
 def evaluate_classifier(
     folder: PathLike,
     *,
-    mpp: float = WORKING_MPP,
+    mpp: float | None = None,
     weights: PathLike | None = None,
+    infogan_weights: PathLike | None = None,
     methods: tuple[str, ...] = METHODS,
+    stain: Literal["cnn", "none"] = "cnn",
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Score the InfoGAN classifier and the k-means baselines on one labelled folder, side by side.
+    """Score the labelled classifier, the unsupervised InfoGAN and the k-means baselines on one labelled folder.
 
-    Returns a dict with the counts (points, matched nuclei per class, unmatched, skipped) and, per method,
-    the scores with clusters named by the rule and under the Hungarian mapping.
+    Parameters
+    ----------
+    folder
+        A labelled folder (see the module docstring).
+    mpp
+        Its resolution; None reads ``manifest.json`` (else 0.25).
+    weights
+        The labelled (context) classifier to score as ``classifier`` (default: the shipped default).
+    infogan_weights
+        The unsupervised InfoGAN to score as ``infogan`` (default: the shipped ``infogan-cells``).
+    stain
+        Segmentation path for folders without instance labels (``cnn``: ``wsikit run``'s default).
+
+    Returns
+    -------
+    dict
+        Counts (points, matched nuclei per class, detection recall per class, unmatched, skipped) and per
+        method accuracy, balanced accuracy, macro-F1, per-class precision / sensitivity / F1 and the
+        confusion matrix (rows truth, columns prediction, in :data:`CELL_TYPES` order).
+
+    Raises
+    ------
+    WeightsError
+        ``weights`` is the unsupervised format, or ``infogan_weights`` a labelled classifier.
     """
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"unknown methods {sorted(unknown)}; valid: {', '.join(METHODS)}")
-    clf = CellClassifier.load(weights) if "infogan" in methods else None
-    data = load_labelled_nuclei(folder, mpp=mpp, context=clf is not None and not clf.whiten)
+    clf = CellClassifier.load(weights, input="context") if "classifier" in methods else None
+    gan = None
+    if "infogan" in methods:
+        gan = (
+            CellClassifier.from_weights(infogan_weights, input="nucleus")
+            if infogan_weights
+            else CellClassifier.from_pretrained("infogan-cells", input="nucleus")
+        )
+    data = load_labelled_nuclei(
+        folder, mpp=mpp, context=clf is not None and clf.input == "context", stain=stain
+    )
     results = []
     for method in methods:
         t0 = time.perf_counter()
-        if clf is not None and method == "infogan":
-            pred = clf.predict(data.crops if data.context_crops is None else data.context_crops)
-            results.append(
-                _score(
-                    method, pred.cluster, clf.n_clusters, data, time.perf_counter() - t0, clf.cluster_names
-                )
+        if method == "classifier" and clf is not None:
+            pred = clf.predict(
+                data.context if clf.input == "context" and data.context is not None else data.crops
             )
+            results.append(
+                {
+                    "method": "classifier",
+                    "labels_used": "training (BRCA-M2C train split)",
+                    "weights": Path(str(clf.meta["weights"])).name,
+                    "scores": _report(data.truth, pred.cell_type),
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+            )
+            continue
+        if method == "infogan" and gan is not None:
+            pred = gan.predict(data.crops)
+            row = _score_clusters(
+                method, pred.cluster, gan.n_clusters, data, time.perf_counter() - t0, gan.cluster_names
+            )
+            row["weights"] = Path(str(gan.meta["weights"])).name
+            results.append(row)
             continue
         if method == "kmeans-pixels":
             feats = pixel_features(data.crops)
@@ -291,22 +336,21 @@ def evaluate_classifier(
         else:
             feats = standardized(list(data.morphology.T)).astype(np.float32)
         clusters = kmeans(feats, 3, seed=seed)
-        results.append(_score(method, clusters, 3, data, time.perf_counter() - t0))
+        results.append(_score_clusters(method, clusters, 3, data, time.perf_counter() - t0))
     counts = np.bincount(data.truth, minlength=len(CELL_TYPES))
     return {
         "folder": str(folder),
-        "mpp": mpp,
+        "mpp": folder_mpp(folder) if mpp is None else mpp,
+        "segmentation": "instance labels of the folder"
+        if any(Path(folder).glob("*.labels.tif"))
+        else f"stain={stain}",
         "points": data.points,
         "nuclei": int(len(data.truth)),
         "per_class": {c: int(n) for c, n in zip(CELL_TYPES, counts, strict=True)},
+        "points_per_class": {c: int(n) for c, n in zip(CELL_TYPES, data.points_per_class, strict=True)},
+        "detection_recall": data.detection_recall(),
         "unmatched_points": data.unmatched,
         "skipped_points": data.skipped,
-        "classifier": None
-        if clf is None
-        else {
-            "weights": clf.meta.get("weights"),
-            "clusters": clf.n_clusters,
-            "cluster_names": clf.cluster_names,
-        },
+        "points_sharing_a_nucleus": data.duplicates,
         "results": results,
     }

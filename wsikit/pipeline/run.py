@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from wsikit import __version__
 from wsikit._typing import PathLike
-from wsikit.classify.crops import fit_stain_source, nucleus_crops, standardize_stain
+from wsikit.classify.crops import fit_stain_source, standardize_stain
 from wsikit.classify.infer import CellClassifier
 from wsikit.classify.naming import CELL_TYPE_COLORS, CELL_TYPES
 from wsikit.errors import ConfigError, OutputExistsError
@@ -251,14 +251,17 @@ def _classify_window(
     clf: CellClassifier, source: Any, mpp: float
 ) -> Callable[[Window], dict[str, npt.NDArray[np.generic]]]:
     def on_window(win: Window) -> dict[str, npt.NDArray[np.generic]]:
-        # crops are whitened outside their nucleus: standardizing the nuclei's own pixels is enough
-        owned = np.zeros(int(win.labels.max()) + 1, bool)
-        owned[win.local_ids] = True
-        mask = owned[win.labels]
-        image = win.image.copy()
-        pixels = win.image[mask][None]
-        image[mask] = (standardize_stain(pixels, source=source) if source is not None else pixels)[0]
-        crops, _ = nucleus_crops(image, win.labels, mpp=mpp, ids=win.local_ids, whiten=clf.whiten)
+        if clf.whiten:
+            # crops are whitened outside their nucleus: standardizing the nuclei's own pixels is enough
+            owned = np.zeros(int(win.labels.max()) + 1, bool)
+            owned[win.local_ids] = True
+            mask = owned[win.labels]
+            image = win.image.copy()
+            pixels = win.image[mask][None]
+            image[mask] = (standardize_stain(pixels, source=source) if source is not None else pixels)[0]
+        else:  # the crops keep the surroundings (the window's halo covers the 64 um context field)
+            image = standardize_stain(win.image, source=source) if source is not None else win.image
+        crops, _ = clf.crops(image, win.labels, mpp=mpp, ids=win.local_ids)
         pred = clf.predict(crops)
         return {
             "class": pred.cell_type,
@@ -468,7 +471,9 @@ def _run(
         source = fit_stain_source(overview)
         on_window = _classify_window(models.classifier, source, mpp)
         todo = [(r * c, q * c) for r, q in chunks if not _part_path(parts, r * c, q * c).exists()]
-        vectorize = store_chunk_vectorizer(store, slide, on_window=on_window)
+        # context crops reach 32 um (+ half the nucleus) from a nucleus's centre: a 40 um halo holds them
+        halo = 32.0 if models.classifier.whiten else 40.0
+        vectorize = store_chunk_vectorizer(store, slide, on_window=on_window, halo_um=halo)
 
         def one(origin: tuple[int, int]) -> None:
             _write_part(_part_path(parts, *origin), vectorize(*origin))

@@ -1,0 +1,121 @@
+"""Context crops, the labelled classifiers (supervised CNN and semi-supervised InfoGAN: short real training
+runs on BRCA-M2C nuclei), their weights, evaluation metrics and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsikit.classify.crops import context_crops, stain_jitter
+from wsikit.classify.infer import CellClassifier
+from wsikit.classify.naming import CELL_TYPES
+from wsikit.errors import ConfigError, ShapeError
+from wsikit.models.registry import WeightsError
+
+
+def test_context_crops_hold_nucleus_mask_and_surroundings():
+    lab = np.zeros((400, 400), np.int32)
+    lab[195:205, 196:204] = 4
+    image = np.full((400, 400, 3), 230, np.uint8)
+    image[lab > 0] = (90, 40, 130)
+    image[:, :150] = (200, 120, 170)  # "stroma" 25 um to the left: outside the 20 um crop, inside 64 um
+    crops, ids = context_crops(image, lab, mpp=0.5)
+    assert ids.tolist() == [4] and crops.shape == (1, 40, 40, 7) and crops.dtype == np.uint8
+    c = crops[0]
+    assert c[20, 20, :3].tolist() == [90, 40, 130] and c[0, 0, :3].tolist() == [230, 230, 230]
+    assert c[20, 20, 3] == 255 and c[0, 0, 3] == 0 and 70 <= (c[..., 3] > 127).sum() <= 90  # 10x8 px at crop scale
+    assert c[20, 1, 4:].tolist() == [200, 120, 170] and c[20, 35, 4:].tolist() == [230, 230, 230]
+    edge, _ = context_crops(image, lab, mpp=0.05)  # a 20 um field: beyond it is glass (white)
+    assert (edge[0, 0, 0, 4:] == 255).all()
+
+
+def test_stain_jitter_moves_colour_not_the_mask():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 7, 8, 8, generator=g) * 2 - 1
+    y = stain_jitter(x, g)
+    assert torch.equal(y[:, 3], x[:, 3]) and not torch.equal(y[:, :3], x[:, :3])
+    assert y.min() >= -1 and y.max() <= 1
+    with pytest.raises(ShapeError):
+        stain_jitter(torch.zeros(2, 4, 8, 8), g)
+
+
+@pytest.fixture(scope="module")
+def brca_nuclei(data_dir):
+    """Labelled context crops of 3 BRCA-M2C val images (segmented on the raw path, for speed)."""
+    from wsikit.datasets import load_brca_m2c
+    from wsikit.pipeline.labelled_nuclei import NucleusMatcher
+
+    samples = load_brca_m2c(data_dir, "val")[:3]
+    fields = [(s.name, s.image, s.mpp, None, list(zip(s.x, s.y, s.label, strict=True))) for s in samples]
+    return NucleusMatcher(stain="none", unlabelled=True).match(fields)
+
+
+def test_matcher_counts_points_per_class_and_detection(brca_nuclei):
+    d = brca_nuclei
+    assert d.context is not None and d.context.shape == (len(d.truth), 40, 40, 7)
+    assert d.unlabelled is not None and d.unlabelled.shape[1:] == (40, 40, 7)
+    assert d.points == d.points_per_class.sum() and (d.matched_per_class <= d.points_per_class).all()
+    assert d.unmatched == d.points - d.matched_per_class.sum()
+    assert len(d.truth) == d.matched_per_class.sum() - d.duplicates
+    recall = d.detection_recall()
+    assert set(recall) == set(CELL_TYPES) and all(0.7 < v <= 1 for v in recall.values() if v is not None)
+
+
+def test_supervised_cnn_learns_from_labels_and_round_trips(brca_nuclei, tmp_path):
+    from wsikit.pipeline.train_cell_types import train_cell_type_classifier
+
+    d = brca_nuclei
+    crops = {"crops": d.context, "label": d.truth, "unlabelled": d.unlabelled}
+    path, summary = train_cell_type_classifier(
+        crops, tmp_path / "cnn.pt", model="cnn", steps=60, command="test"
+    )
+    assert summary["steps"] == 60 and np.isfinite(summary["loss_last"])
+    clf = CellClassifier.from_weights(path, input="context")
+    assert clf.supervised and not clf.whiten and clf.cluster_names == list(CELL_TYPES)
+    pred = clf.predict(d.context)
+    # 60 steps on these nuclei: well above the majority class on the nuclei it trained on (a smoke floor)
+    majority = np.bincount(d.truth).max() / len(d.truth)
+    assert (pred.cell_type == d.truth).mean() > majority
+    assert ((pred.probability > 1 / 3 - 1e-9) & (pred.probability <= 1)).all()
+    again = CellClassifier.from_weights(path).predict(d.context)
+    np.testing.assert_array_equal(again.probability, pred.probability)  # deterministic
+    with pytest.raises(ShapeError, match=r"crops must be \(N, 40, 40, 7\)"):
+        clf.predict(d.crops)
+
+
+def test_semi_supervised_infogan_smoke_and_wrong_kind_of_weights(brca_nuclei, tmp_path):
+    from wsikit.classify.train import ClassifierTrainConfig, train_classifier
+    from wsikit.pipeline.train_cell_types import train_cell_type_classifier
+
+    d = brca_nuclei
+    pool = np.concatenate([d.unlabelled, d.context])
+    cfg = ClassifierTrainConfig(steps=3, batch_size=12, n_critic=2, width=8, channels=7, label_weight=1.0)
+    state = train_classifier(pool, cfg, labelled=(d.context, d.truth))
+    assert all(np.isfinite(r["label_ce"]) and np.isfinite(r["wasserstein"]) for r in state.history)
+    with pytest.raises(ConfigError, match="label_weight > 0 needs labelled crops"):
+        train_classifier(pool, cfg)
+    with pytest.raises(ConfigError, match=r"labels must lie in 0..2"):
+        train_classifier(pool, cfg, labelled=(d.context, d.truth + 5))
+    crops = {"crops": d.context, "label": d.truth, "unlabelled": pool}
+    path, summary = train_cell_type_classifier(crops, tmp_path / "gan.pt", model="infogan", steps=2)
+    assert np.isfinite(summary["label_ce_last"]) and not (tmp_path / "gan.pt.ckpt").exists()
+    gan = CellClassifier.from_weights(path, input="context")
+    assert gan.meta["method"] == "semi-supervised InfoGAN" and len(gan.predict(d.context[:5])) == 5
+    # the paper's unsupervised weights are not a labelled classifier, and the other way round
+    old = CellClassifier.from_pretrained("infogan-cells").meta["weights"]
+    with pytest.raises(WeightsError, match=r"infogan-cells.pt: weights are the unsupervised InfoGAN"):
+        CellClassifier.from_weights(old, input="context")
+    with pytest.raises(WeightsError, match="weights are a labelled context classifier"):
+        CellClassifier.from_weights(path, input="nucleus")
+
+
+def test_shipped_default_is_a_context_classifier_and_the_paper_model_stays():
+    from wsikit.classify.infer import DEFAULT_CLASSIFIER
+
+    clf = CellClassifier.from_pretrained()
+    assert clf.input == "context" and clf.meta["weights"].endswith(f"{DEFAULT_CLASSIFIER}.pt")
+    assert "command" in clf.meta and clf.meta["seconds"] > 0  # how it was trained, recorded with it
+    paper = CellClassifier.from_pretrained("infogan-cells")
+    assert paper.whiten and paper.n_clusters == 8 and not paper.supervised
+    assert CellClassifier.from_pretrained("cells").meta["weights"] == paper.meta["weights"]

@@ -1,0 +1,259 @@
+"""Labelled points matched to segmented nuclei: the crops that train and score the cell-type classifiers.
+
+A field (an image with cell-type points) is segmented the way ``wsikit run`` segments a slide by default
+(the CNN stain normalizer, then the segmenter fine-tuned for its output, at 0.25 um/px; or given instance
+labels are used), the instances are brought back to the image's own resolution, and each point is matched
+to the nucleus that contains it (the first point wins; points on background count as detection misses).
+Crops are cut from the image as ``wsikit run`` cuts them: Reinhard-standardized to the reference style,
+then :func:`~wsikit.classify.nucleus_crops` (the unsupervised InfoGAN's whitened input) and
+:func:`~wsikit.classify.context_crops` (the labelled classifiers' input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from wsikit.classify.crops import context_crops, nucleus_crops, standardize_stain
+from wsikit.classify.naming import CELL_TYPES
+from wsikit.errors import ConfigError
+from wsikit.segment.data import resample
+from wsikit.vectorize.measure import measure_nuclei
+
+__all__ = [
+    "CLASS_ALIASES",
+    "MORPHOLOGY",
+    "LabelledNuclei",
+    "NucleusMatcher",
+    "cell_type_index",
+]
+
+CLASS_ALIASES = {
+    "epithelial": "epithelial",
+    "tumor_any": "epithelial",
+    "tumor": "epithelial",
+    "lymphocyte": "lymphocyte",
+    "stil": "lymphocyte",
+    "fibroblast": "fibroblast",
+    "nontil_stromal": "fibroblast",
+    "stromal": "fibroblast",
+}
+"""Class names accepted in points files (lower case) -> cell type; others (macrophage, other_nucleus ...) are skipped."""
+
+MORPHOLOGY = (
+    "area",
+    "perimeter",
+    "major_axis",
+    "minor_axis",
+    "eccentricity",
+    "solidity",
+    "circularity",
+    "hematoxylin_od_mean",
+    "hematoxylin_od_std",
+    "eosin_od_mean",
+    "red_mean",
+    "green_mean",
+    "blue_mean",
+)
+"""Measurements the k-means morphology baseline clusters on."""
+
+UNLABELLED_MIN_AREA_UM2 = 7.5
+"""Segmented objects below this area (``wsikit run``'s default minimum nucleus area) do not join the unlabelled pool."""
+
+
+def cell_type_index(label: str) -> int | None:
+    """Index into :data:`CELL_TYPES` of a points-file class name, None for a class that is not scored.
+
+    Examples
+    --------
+    >>> cell_type_index("stromal"), cell_type_index("sTIL"), cell_type_index("macrophage")
+    (2, 1, None)
+    """
+    t = CLASS_ALIASES.get(label.strip().lower())
+    return None if t is None else CELL_TYPES.index(t)
+
+
+@dataclass
+class LabelledNuclei:
+    """Matched nuclei of one or more fields: crops, true class, measurements and detection counts.
+
+    ``crops`` are the whitened 40x40 nucleus crops (N, 40, 40, 3); ``context`` the 7-channel context crops
+    (N, 40, 40, 7) or None when not asked for. ``points_per_class`` / ``matched_per_class`` count the
+    scored points of each cell type and those that fell inside a segmented nucleus (detection recall).
+    ``unlabelled`` holds context crops of every other segmented nucleus when asked for (semi-supervised
+    training).
+    """
+
+    crops: npt.NDArray[np.uint8]
+    truth: npt.NDArray[np.int64]
+    area: npt.NDArray[np.float64]
+    eccentricity: npt.NDArray[np.float64]
+    morphology: npt.NDArray[np.float64]
+    image: list[str]
+    points: int
+    unmatched: int
+    skipped: int
+    points_per_class: npt.NDArray[np.int64]
+    matched_per_class: npt.NDArray[np.int64]
+    context: npt.NDArray[np.uint8] | None = None
+    unlabelled: npt.NDArray[np.uint8] | None = None
+    duplicates: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def detection_recall(self) -> dict[str, float | None]:
+        """Share of each class's points that lie inside a segmented nucleus."""
+        return {
+            c: (round(float(m / p), 4) if p else None)
+            for c, p, m in zip(CELL_TYPES, self.points_per_class, self.matched_per_class, strict=True)
+        }
+
+
+class NucleusMatcher:
+    """Segment fields, match their points to nuclei and cut crops (see the module docstring).
+
+    Parameters
+    ----------
+    stain
+        Segmentation path: ``"cnn"`` (``wsikit run``'s default) or ``"none"`` (raw pixels).
+    context
+        Also cut 7-channel context crops of the matched nuclei.
+    unlabelled
+        Also cut context crops of every segmented nucleus no point falls in.
+    """
+
+    def __init__(
+        self,
+        *,
+        stain: Literal["cnn", "none"] = "cnn",
+        context: bool = False,
+        unlabelled: bool = False,
+    ) -> None:
+        if stain not in ("cnn", "none"):
+            raise ConfigError(f"stain must be 'cnn' or 'none', got {stain!r}")
+        self.stain = stain
+        self.context = context or unlabelled
+        self.unlabelled = unlabelled
+        self._segmenter: Any = None
+        self._normalizer: Any = None
+
+    def segment(self, image: npt.NDArray[np.uint8], mpp: float) -> npt.NDArray[np.uint32]:
+        """Nucleus instances of ``image`` (at ``mpp``) at the image's own resolution."""
+        from PIL import Image
+
+        from wsikit.segment.infer import Segmenter
+
+        if self._segmenter is None:
+            self._segmenter = Segmenter.load(None, stain=self.stain)
+            if self.stain == "cnn":
+                from wsikit.pipeline.normalize import make_normalizer
+
+                self._normalizer = make_normalizer("cnn")
+        seg = self._segmenter
+        src = image if self._normalizer is None else np.asarray(self._normalizer.transform(image))
+        f = mpp / seg.mpp
+        work, _ = resample(src, np.zeros(image.shape[:2], np.uint32), f)
+        lab = seg.instances(work)
+        if abs(f - 1) > 1e-3:
+            lab = np.asarray(
+                Image.fromarray(lab.astype(np.int32)).resize(image.shape[1::-1], Image.Resampling.NEAREST)
+            ).astype(np.uint32)
+        out: npt.NDArray[np.uint32] = lab
+        return out
+
+    def match(
+        self,
+        fields: Iterable[
+            tuple[
+                str,
+                npt.NDArray[np.uint8],
+                float,
+                npt.NDArray[np.uint32] | None,
+                list[tuple[float, float, str]],
+            ]
+        ],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> LabelledNuclei:
+        """Match the points of ``fields`` ``(name, image, mpp, labels or None, [(x, y, class), ...])``.
+
+        Raises
+        ------
+        ConfigError
+            No point of any field lies inside a nucleus.
+        """
+        crops, ctx, unl, truth, area, ecc, morph, names = [], [], [], [], [], [], [], []
+        k = len(CELL_TYPES)
+        n_points = unmatched = skipped = dups = 0
+        per_class, matched = np.zeros(k, np.int64), np.zeros(k, np.int64)
+        for i, (name, image, mpp, labels, points) in enumerate(fields):
+            lab = self.segment(image, mpp) if labels is None else labels
+            ids, cls = [], []
+            seen: set[int] = set()
+            h, w = lab.shape
+            for x, y, label in points:
+                n_points += 1
+                t = cell_type_index(label)
+                if t is None:
+                    skipped += 1
+                    continue
+                per_class[t] += 1
+                yy, xx = int(round(y)), int(round(x))
+                if not (0 <= yy < h and 0 <= xx < w) or lab[yy, xx] == 0:
+                    unmatched += 1
+                    continue
+                matched[t] += 1
+                nid = int(lab[yy, xx])
+                if nid in seen:
+                    dups += 1  # two points in one nucleus: the first one names it
+                    continue
+                seen.add(nid)
+                ids.append(nid)
+                cls.append(t)
+            if progress is not None:
+                progress(i + 1)
+            if not ids and not self.unlabelled:
+                continue
+            std = standardize_stain(image)
+            if ids:
+                c, got = nucleus_crops(std, lab, mpp=mpp, ids=np.array(ids))
+                m = measure_nuclei(std, lab, mpp=mpp, ids=got)
+                crops.append(c)
+                truth.append(np.array(cls, np.int64))
+                area.append(m["area"])
+                ecc.append(m["eccentricity"])
+                morph.append(np.stack([m[key] for key in MORPHOLOGY], axis=1))
+                names.extend([name] * len(ids))
+                if self.context:
+                    ctx.append(context_crops(std, lab, mpp=mpp, ids=got)[0])
+            if self.unlabelled:
+                present = np.unique(lab)
+                rest = np.setdiff1d(present[present > 0], np.array(ids, np.int64))
+                if len(rest):
+                    a = measure_nuclei(std, lab, mpp=mpp, ids=rest)["area"]
+                    rest = rest[a >= UNLABELLED_MIN_AREA_UM2]
+                if len(rest):
+                    unl.append(context_crops(std, lab, mpp=mpp, ids=rest)[0])
+        if not crops:
+            raise ConfigError("no labelled point lies inside a nucleus")
+        return LabelledNuclei(
+            crops=np.concatenate(crops),
+            truth=np.concatenate(truth),
+            area=np.concatenate(area),
+            eccentricity=np.concatenate(ecc),
+            morphology=np.concatenate(morph),
+            image=names,
+            points=n_points,
+            unmatched=unmatched,
+            skipped=skipped,
+            points_per_class=per_class,
+            matched_per_class=matched,
+            context=np.concatenate(ctx) if self.context else None,
+            unlabelled=(np.concatenate(unl) if unl else np.zeros((0, 40, 40, 7), np.uint8))
+            if self.unlabelled
+            else None,
+            duplicates=dups,
+        )

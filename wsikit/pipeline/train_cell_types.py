@@ -1,0 +1,222 @@
+"""Train the labelled cell-type classifiers on BRCA-M2C: gather context crops, train, write weights.
+
+Two models, both on 7-channel context crops (:func:`~wsikit.classify.context_crops`):
+
+- ``cnn``: the supervised context CNN (:mod:`wsikit.classify.supervised`);
+- ``infogan``: the semi-supervised InfoGAN (:mod:`wsikit.classify.train` with ``label_weight`` > 0): the
+  paper's generator / WGAN-GP critic / D_Q, D_Q's 3-way code also trained with cross-entropy on the
+  labelled nuclei, the GAN on every nucleus (labelled or not) of BRCA-M2C train, MoNuSeg and MICCAI 2015.
+
+The labelled nuclei are BRCA-M2C's train split (less the 2 slides of patients that also have a val slide)
+matched to the nuclei ``wsikit run``'s default path
+segments (:class:`~wsikit.pipeline.labelled_nuclei.NucleusMatcher`); the val split (other patients) is
+left for choosing between models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from wsikit import __version__
+from wsikit._typing import PathLike
+from wsikit.classify.crops import CONTEXT_CHANNELS, CROP_MPP, CROP_SIZE, context_crops, standardize_stain
+from wsikit.classify.naming import CELL_TYPES
+from wsikit.errors import ConfigError, ShapeError
+from wsikit.models.registry import save_checkpoint
+from wsikit.pipeline._atomic import check_output_parent
+from wsikit.pipeline.labelled_nuclei import UNLABELLED_MIN_AREA_UM2, NucleusMatcher
+from wsikit.segment.data import WORKING_MPP, load_dataset
+from wsikit.vectorize.measure import measure_nuclei
+
+__all__ = ["gather_context_crops", "load_context_crops", "train_cell_type_classifier", "EXTRA_UNLABELLED"]
+
+log = logging.getLogger(__name__)
+
+EXTRA_UNLABELLED = ("monuseg", "miccai2015")
+"""Datasets whose annotated nuclei join the semi-supervised InfoGAN's unlabelled pool (DSB 2018's
+64 x 80 um tiles are too small for the 64 um surroundings channels; NuCLS and MoNuSAC are evaluation sets)."""
+
+
+def gather_context_crops(
+    data: PathLike,
+    *,
+    split: str = "train",
+    stain: Literal["cnn", "none"] = "cnn",
+    extra_unlabelled: tuple[str, ...] = EXTRA_UNLABELLED,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, npt.NDArray[Any]]:
+    """Context crops of BRCA-M2C ``split`` (labelled) and of every other nucleus (unlabelled).
+
+    Returns ``{"crops": (N, 40, 40, 7) uint8, "label": (N,) cell-type index, "patient": (N,) str,
+    "unlabelled": (M, 40, 40, 7) uint8, "points_per_class", "matched_per_class"}``.
+    """
+    from wsikit.datasets import load_brca_m2c
+
+    # train never holds a patient of val (the dataset's splits are by slide; two patients are in both)
+    samples = load_brca_m2c(data, split, exclude_patients_of=("val", "test") if split == "train" else ())
+    matcher = NucleusMatcher(stain=stain, context=True, unlabelled=True)
+    n = len(samples)
+    fields = (
+        (s.name, s.image, s.mpp, None, list(zip(s.x.tolist(), s.y.tolist(), s.label.tolist(), strict=True)))
+        for s in samples
+    )
+    got = matcher.match(fields, progress=None if progress is None else (lambda i: progress(i, n)))
+    assert got.context is not None and got.unlabelled is not None
+    patient_of = {s.name: s.patient for s in samples}
+    pool = [got.unlabelled, got.context]
+    for name in extra_unlabelled:
+        if name in ("nucls", "monusac", "brca_m2c"):
+            raise ConfigError(f"{name} holds evaluation labels and cannot join the unlabelled pool")
+        items = list(load_dataset(name, data, split="train"))
+        if name == "monuseg":
+            items.extend(load_dataset(name, data, split="test"))
+        for s in items:
+            std = standardize_stain(s.image)
+            present = np.unique(s.labels)
+            ids = present[present > 0]
+            if not len(ids):
+                continue
+            a = measure_nuclei(std, s.labels, mpp=WORKING_MPP, ids=ids)["area"]
+            ids = ids[a >= UNLABELLED_MIN_AREA_UM2]
+            if len(ids):
+                pool.append(context_crops(std, s.labels, mpp=WORKING_MPP, ids=ids)[0])
+    return {
+        "crops": got.context,
+        "label": got.truth,
+        "patient": np.array([patient_of[i] for i in got.image]),
+        "unlabelled": np.concatenate(pool),
+        "points_per_class": got.points_per_class,
+        "matched_per_class": got.matched_per_class,
+        "split": np.array(split),
+        "stain": np.array(stain),
+    }
+
+
+def load_context_crops(path: PathLike) -> dict[str, npt.NDArray[Any]]:
+    """Read a file written from :func:`gather_context_crops` (``wsikit train crops --context``).
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file.
+    ShapeError
+        Not a context-crops file (e.g. the unsupervised InfoGAN's whitened crops).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such crops file")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise ConfigError(f"{p}: not a readable crops file ({type(exc).__name__})") from exc
+    shape = (CROP_SIZE, CROP_SIZE, CONTEXT_CHANNELS)
+    for key in ("crops", "label", "unlabelled"):
+        if key not in data:
+            raise ShapeError(
+                f"{p}: not a context-crops file (no {key!r}; make one with `wsikit train crops --context`)"
+            )
+        if key != "label" and data[key].shape[1:] != shape:
+            raise ShapeError(f"{p}: {key} must be (N, {', '.join(map(str, shape))}), got {data[key].shape}")
+    return data
+
+
+def train_cell_type_classifier(
+    crops: dict[str, npt.NDArray[Any]],
+    out: PathLike,
+    *,
+    model: Literal["cnn", "infogan"],
+    steps: int,
+    seed: int = 0,
+    label_weight: float = 1.0,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    command: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train one labelled classifier on gathered context crops and write its weights to ``out``."""
+    from wsikit.classify.supervised import CNN_ARCH, SupervisedTrainConfig, train_context_cnn
+    from wsikit.classify.train import ARCH, ClassifierTrainConfig, train_classifier
+
+    out_path = Path(out)
+    check_output_parent(out_path)
+    x, y = crops["crops"], np.asarray(crops["label"], np.int64)
+    if x.ndim != 4 or x.shape[1:] != (CROP_SIZE, CROP_SIZE, CONTEXT_CHANNELS):
+        raise ShapeError(f"crops must be context crops (N, 40, 40, 7), got {x.shape}")
+    counts = np.bincount(y, minlength=len(CELL_TYPES))
+    meta: dict[str, Any] = {
+        "input": "context",
+        "crop_mpp": CROP_MPP,
+        "context_mpp": 1.6,
+        "crop_size": CROP_SIZE,
+        "whiten": False,
+        "cluster_names": list(CELL_TYPES),
+        "labelled": {c: int(n) for c, n in zip(CELL_TYPES, counts, strict=True)},
+        "unlabelled": int(len(crops["unlabelled"])) if model == "infogan" else 0,
+        "training_data": f"BRCA-M2C {crops.get('split', 'train')} split (labelled)"
+        + (", every nucleus of it + MoNuSeg + MICCAI 2015 (unlabelled)" if model == "infogan" else ""),
+        "segmentation": f"stain={crops.get('stain', 'cnn')}",
+        "wsikit_version": __version__,
+        "date": dt.date.today().isoformat(),
+        "command": command or "",
+    }
+    if model == "cnn":
+        cfg = SupervisedTrainConfig(steps=steps, seed=seed)
+        state = train_context_cnn(x, y, cfg, progress=progress)
+        meta.update(
+            method="supervised context CNN", train_config=cfg.__dict__, seconds=round(state.seconds, 1)
+        )
+        save_checkpoint(
+            out_path,
+            arch=CNN_ARCH,
+            config=state.model.config.to_dict(),
+            state=state.model.state_dict(),
+            meta=meta,
+        )
+        last = state.history[-100:]
+        summary = {
+            "steps": state.step,
+            "seconds": round(state.seconds, 1),
+            "loss_last": float(np.mean([r["loss"] for r in last])),
+        }
+    elif model == "infogan":
+        gcfg = ClassifierTrainConfig(
+            n_classes=len(CELL_TYPES),
+            steps=steps,
+            seed=seed,
+            channels=CONTEXT_CHANNELS,
+            label_weight=label_weight,
+            jitter=1.0,
+        )
+        if label_weight <= 0:
+            raise ConfigError("the semi-supervised InfoGAN needs label_weight > 0")
+        ckpt = out_path.with_name(out_path.name + ".ckpt")
+        gstate = train_classifier(
+            crops["unlabelled"], gcfg, checkpoint=ckpt, resume=True, progress=progress, labelled=(x, y)
+        )
+        meta.update(
+            method="semi-supervised InfoGAN", train_config=gcfg.__dict__, seconds=round(gstate.seconds, 1)
+        )
+        save_checkpoint(
+            out_path,
+            arch=ARCH,
+            config=gstate.model.config.to_dict(),
+            state=gstate.model.state_dict(),
+            meta=meta,
+        )
+        ckpt.unlink(missing_ok=True)
+        last = gstate.history[-100:]
+        summary = {
+            "steps": gstate.step,
+            "seconds": round(gstate.seconds, 1),
+            "label_ce_last": float(np.mean([r["label_ce"] for r in last])),
+            "wasserstein_last": float(np.mean([r["wasserstein"] for r in last])),
+        }
+    else:
+        raise ConfigError(f"model must be 'cnn' or 'infogan', got {model!r}")
+    return out_path, summary
