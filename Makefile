@@ -30,7 +30,7 @@ demo: $(STAMP)
 	@echo "report: $(DEMO_OUT)/cmu-1-small-region.wsikit/report.html"
 
 test: $(STAMP)
-	$(PY) -m ruff check wsikit tests benchmarks examples
+	$(PY) -m ruff check wsikit tests benchmarks examples research
 	$(PY) -m mypy
 	$(PY) -m pytest -n 2 --doctest-modules wsikit tests
 
@@ -38,8 +38,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -x -q tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check wsikit tests benchmarks examples
-	$(PY) -m ruff format --check wsikit tests benchmarks examples
+	$(PY) -m ruff check wsikit tests benchmarks examples research
+	$(PY) -m ruff format --check wsikit tests benchmarks examples research
 	$(PY) -m mypy
 
 bench: $(STAMP)

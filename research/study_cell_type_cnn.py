@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--variant", nargs="+", default=["base"], choices=list(VARIANTS))
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--tag", default="", help="Prefix of the saved state dicts.")
     args = ap.parse_args()
     tr, va = load_context_crops(args.train), load_context_crops(args.val)
     rows = []
@@ -50,8 +51,14 @@ def main() -> None:
         cfg = SupervisedTrainConfig(**kw)
         t0 = time.perf_counter()
         state = train_context_cnn(tr["crops"], tr["label"], cfg)
-        clf = CellClassifier(state.model, cluster_names=list(CELL_TYPES), meta={"input": "context"})
-        row = {"variant": name, "config": cfg.__dict__, "seconds": round(time.perf_counter() - t0, 1)}
+        meta = {"input": "context", "context_mpp": [float(m) for m in tr["context_mpp"]]}
+        clf = CellClassifier(state.model, cluster_names=list(CELL_TYPES), meta=meta)
+        row = {
+            "variant": name,
+            "train": str(args.train),
+            "config": cfg.__dict__,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         for tta in (False, True):
             p = clf.probabilities(va["crops"], tta=tta)
             rep = classification_report(va["label"], p.argmax(1), CELL_TYPES).to_dict()
@@ -62,7 +69,7 @@ def main() -> None:
                 flush=True,
             )
         rows.append(row)
-        torch.save(state.model.state_dict(), args.train.parent / f"study-cnn-{name}.pth")
+        torch.save(state.model.state_dict(), args.train.parent / f"study-cnn-{args.tag}{name}.pth")
     if args.json:
         args.json.write_text(json.dumps({"validation": str(args.val), "rows": rows}, indent=2) + "\n")
 

@@ -24,7 +24,9 @@ def test_context_crops_hold_nucleus_mask_and_surroundings():
     assert ids.tolist() == [4] and crops.shape == (1, 40, 40, 7) and crops.dtype == np.uint8
     c = crops[0]
     assert c[20, 20, :3].tolist() == [90, 40, 130] and c[0, 0, :3].tolist() == [230, 230, 230]
-    assert c[20, 20, 3] == 255 and c[0, 0, 3] == 0 and 70 <= (c[..., 3] > 127).sum() <= 90  # 10x8 px at crop scale
+    assert (
+        c[20, 20, 3] == 255 and c[0, 0, 3] == 0 and 70 <= (c[..., 3] > 127).sum() <= 90
+    )  # 10x8 px at crop scale
     assert c[20, 1, 4:].tolist() == [200, 120, 170] and c[20, 35, 4:].tolist() == [230, 230, 230]
     edge, _ = context_crops(image, lab, mpp=0.05)  # a 20 um field: beyond it is glass (white)
     assert (edge[0, 0, 0, 4:] == 255).all()
@@ -119,3 +121,40 @@ def test_shipped_default_is_a_context_classifier_and_the_paper_model_stays():
     paper = CellClassifier.from_pretrained("infogan-cells")
     assert paper.whiten and paper.n_clusters == 8 and not paper.supervised
     assert CellClassifier.from_pretrained("cells").meta["weights"] == paper.meta["weights"]
+
+
+def test_eval_classifier_scores_every_method_on_brca_points(data_dir, tmp_path, capsys):
+    """`wsikit eval classifier` on 3 BRCA-M2C val images (points only, 0.5 um/px from the manifest)."""
+    import json
+    import shutil
+
+    from wsikit.cli.main import run
+    from wsikit.pipeline.eval_classifier import export_classification_dataset
+
+    export_classification_dataset("brca_m2c", data_dir, tmp_path / "val", split="val")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    shutil.copy(tmp_path / "val" / "manifest.json", sub)
+    for png in sorted((tmp_path / "val").glob("*.png"))[:3]:
+        shutil.copy(png, sub)
+        shutil.copy(png.with_name(png.stem + ".points.csv"), sub)
+    args = ["eval", "classifier", str(sub), "--json"]
+    assert run([*args, "--method", "classifier", "--method", "infogan", "--method", "kmeans-morphology"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["mpp"] == 0.5 and res["segmentation"] == "stain=cnn"
+    assert sum(res["points_per_class"].values()) == res["points"]
+    assert all(0.7 < v <= 1 for v in res["detection_recall"].values())
+    by = {r["method"]: r for r in res["results"]}
+    for r in by.values():
+        s = r["scores"]
+        assert {"accuracy", "balanced_accuracy", "macro_f1", "precision", "sensitivity", "f1"} <= set(s)
+        assert np.array(s["confusion"]).shape == (3, 3) and np.sum(s["confusion"]) == res["nuclei"]
+    assert "hungarian" in by["infogan"] and "hungarian" not in by["classifier"]
+    # these val patients chose the default model: a regression floor, not a result (docs/classification.md)
+    assert by["classifier"]["scores"]["accuracy"] > by["kmeans-morphology"]["scores"]["accuracy"] + 0.05
+    assert by["classifier"]["scores"]["macro_f1"] > 0.6
+    # the paper's weights given where the labelled classifier is expected: one line, exit 1
+    old = CellClassifier.from_pretrained("infogan-cells").meta["weights"]
+    assert run([*args, "--method", "classifier", "--weights", old]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "infogan-cells.pt: weights are the unsupervised InfoGAN" in err and err.count("\n") == 0

@@ -24,6 +24,7 @@ __all__ = [
     "CROP_SIZE",
     "CONTEXT_MPP",
     "CONTEXT_CHANNELS",
+    "context_channels",
     "nucleus_crops",
     "context_crops",
     "standardize_stain",
@@ -37,9 +38,15 @@ CROP_MPP = 0.5
 CROP_SIZE = 40
 """Side of a crop in pixels."""
 CONTEXT_MPP = 1.6
-"""Resolution of the surroundings channels of :func:`context_crops` (40 px span 64 um around the nucleus)."""
+"""Default resolution of the surroundings channels of :func:`context_crops` (40 px span 64 um)."""
 CONTEXT_CHANNELS = 7
-"""Channels of a context crop: nucleus RGB (3), nucleus mask (1), surroundings RGB (3)."""
+"""Channels of a context crop with one surroundings field: nucleus RGB (3), nucleus mask (1), surroundings RGB (3)."""
+
+
+def context_channels(context_mpp: tuple[float, ...] = (CONTEXT_MPP,)) -> int:
+    """Channels of a context crop with surroundings fields at ``context_mpp``: 4 + 3 per field."""
+    return 4 + 3 * len(context_mpp)
+
 
 # Lab mean / std of tissue pixels of the CMU-1 sample slide (its 1024 px overview), the reference style.
 _REFERENCE = LabStats(torch.tensor([47.35, 28.76, -12.52]), torch.tensor([17.19, 10.81, 7.02]))
@@ -190,17 +197,19 @@ def context_crops(
     mpp: float,
     ids: npt.NDArray[np.integer] | None = None,
     size: int = CROP_SIZE,
+    context_mpp: tuple[float, ...] = (CONTEXT_MPP,),
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
     """Crops of each nucleus with its surroundings: the input of the labelled cell-type classifiers.
 
     Channels (last axis): 0-2 the nucleus crop of :func:`nucleus_crops` at :data:`CROP_MPP` with the
-    tissue around it kept (20 um field), 3 the nucleus's own mask in that crop (255 inside), 4-6 a wider
-    field of 64 um at :data:`CONTEXT_MPP` centred on the same point (stroma, nests, lymphocyte
-    aggregates). Pixels beyond the image are white (glass).
+    tissue around it kept (20 um field), 3 the nucleus's own mask in that crop (255 inside), then per
+    entry of ``context_mpp`` a wider RGB field of ``size`` pixels at that resolution centred on the same
+    point (default one field of 64 um: stroma, nests, lymphocyte aggregates). Pixels beyond the image are
+    white (glass).
 
     Returns
     -------
-    crops : (N, size, size, 7) uint8
+    crops : (N, size, size, 4 + 3 * len(context_mpp)) uint8
     ids : (N,) int64
 
     Examples
@@ -213,9 +222,12 @@ def context_crops(
     near, got = nucleus_crops(image, labels, mpp=mpp, size=size, whiten=False, ids=ids)
     blank = np.zeros(image.shape, np.uint8)
     mask, _ = nucleus_crops(blank, labels, mpp=mpp, size=size, whiten=True, ids=got)
-    # the surroundings: the same centre, a window too large for any nucleus to enlarge it
-    wide, _ = nucleus_crops(image, labels, mpp=mpp, size=size, crop_mpp=CONTEXT_MPP, whiten=False, ids=got)
-    out = np.concatenate([near, 255 - mask[..., :1], wide], axis=-1)
+    # the surroundings: the same centre, windows too large for any nucleus to enlarge them
+    wide = [
+        nucleus_crops(image, labels, mpp=mpp, size=size, crop_mpp=m, whiten=False, ids=got)[0]
+        for m in context_mpp
+    ]
+    out = np.concatenate([near, 255 - mask[..., :1], *wide], axis=-1)
     return out, got
 
 
@@ -237,12 +249,14 @@ def crop_augment(crops: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 def stain_jitter(crops: torch.Tensor, generator: torch.Generator, *, strength: float = 1.0) -> torch.Tensor:
     """Random brightness, contrast and per-channel colour shifts of (B, C, H, W) crops in [-1, 1].
 
-    The same draw applies to every RGB triple of a crop (channels 0-2 and, for context crops, 4-6); a mask
-    channel (3 of a 7-channel crop) is left alone. ``strength`` 1 draws contrast in [0.85, 1.15],
+    The same draw applies to every RGB triple of a crop (channels 0-2 and, for context crops, 4-6, 7-9
+    ...); a context crop's mask channel 3 is left alone. ``strength`` 1 draws contrast in [0.85, 1.15],
     brightness in [-0.1, 0.1] and colour shifts in [-0.06, 0.06] (on the [-1, 1] scale).
     """
-    if crops.ndim != 4 or crops.shape[1] not in (3, 7):
-        raise ShapeError(f"crops must be (B, 3 or 7, H, W), got {tuple(crops.shape)}")
+    if crops.ndim != 4 or not (
+        crops.shape[1] == 3 or (crops.shape[1] >= 7 and (crops.shape[1] - 4) % 3 == 0)
+    ):
+        raise ShapeError(f"crops must be (B, 3 or 4 + 3k, H, W), got {tuple(crops.shape)}")
     b = crops.shape[0]
 
     def draw(*shape: int, half: float) -> torch.Tensor:
@@ -251,7 +265,7 @@ def stain_jitter(crops: torch.Tensor, generator: torch.Generator, *, strength: f
     contrast = 1 + draw(b, 1, 1, 1, half=0.15)
     shift = draw(b, 1, 1, 1, half=0.1) + draw(b, 3, 1, 1, half=0.06)
     out = crops.clone()
-    groups = [(0, 3)] + ([(4, 7)] if crops.shape[1] == 7 else [])
+    groups = [(0, 3)] + [(a, a + 3) for a in range(4, crops.shape[1], 3)]
     for a, z in groups:
         out[:, a:z] = (crops[:, a:z] * contrast + shift).clamp(-1, 1)
     return out

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import torch
 
 from wsikit._typing import PathLike
-from wsikit.classify.crops import context_crops, nucleus_crops
+from wsikit.classify.crops import CONTEXT_MPP, context_channels, context_crops, nucleus_crops
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.classify.supervised import CNN_ARCH
 from wsikit.classify.train import ARCH, to_tensor
@@ -68,8 +68,15 @@ class CellClassifier:
         Cell-type name of each D_Q category.
     meta : dict
         The weights' metadata; ``meta["input"]`` (``nucleus`` or ``context``) says which crops it takes.
-    tta : bool
-        Average each prediction over the 8 rotations and flips of the crop.
+    tta : bool, optional
+        Average each prediction over the 8 rotations and flips of the crop (default: as the weights say;
+        the shipped labelled classifiers do).
+    prior : {"training", "uniform"}
+        Class prior of the decision. A labelled classifier trained on class-balanced batches scores each
+        class as if all were equally frequent; ``training`` multiplies those scores by the class
+        frequencies of its training nuclei (``meta["class_prior"]``; BRCA-M2C train: 53% epithelial, 19%
+        lymphocyte, 28% fibroblast), the Bayes decision for tissue like the training patients'.
+        ``uniform`` leaves them equal (for tissue whose mix is unknown or very different).
     """
 
     def __init__(
@@ -79,7 +86,8 @@ class CellClassifier:
         cluster_names: list[str],
         device: str = "cpu",
         meta: dict[str, Any] | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
+        prior: str = "training",
     ) -> None:
         if len(cluster_names) != critic.config.n_classes:
             raise ConfigError(f"{len(cluster_names)} cluster names for {critic.config.n_classes} clusters")
@@ -87,10 +95,13 @@ class CellClassifier:
         if unknown:
             raise ConfigError(f"unknown cell types {sorted(unknown)}; valid: {', '.join(CELL_TYPES)}")
         self.meta = meta or {}
-        self.tta = tta
+        self.tta = bool(self.meta.get("tta", False)) if tta is None else tta
+        if prior not in ("training", "uniform"):
+            raise ConfigError(f"prior must be 'training' or 'uniform', got {prior!r}")
+        self.prior = prior
         if self.input not in INPUTS:
             raise ConfigError(f"unknown classifier input {self.input!r}; valid: {', '.join(INPUTS)}")
-        want = 7 if self.input == "context" else 3
+        want = context_channels(self.context_mpp) if self.input == "context" else 3
         if critic.config.channels != want:
             raise ConfigError(
                 f"{self.input} crops have {want} channels, the network takes {critic.config.channels}"
@@ -112,6 +123,18 @@ class CellClassifier:
     def input(self) -> str:
         """``nucleus`` or ``context``: the crops the weights were trained on."""
         return str(self.meta.get("input", "nucleus"))
+
+    @property
+    def context_mpp(self) -> tuple[float, ...]:
+        """Resolutions of the surroundings fields of its context crops (empty for nucleus crops)."""
+        if self.input != "context":
+            return ()
+        return tuple(float(m) for m in np.atleast_1d(np.asarray(self.meta.get("context_mpp", CONTEXT_MPP))))
+
+    @property
+    def context_radius_um(self) -> float:
+        """How far from a nucleus's centre its crops reach, in microns."""
+        return max((*self.context_mpp, 0.5 * 1.15)) * self.critic.config.size / 2
 
     @property
     def whiten(self) -> bool:
@@ -188,14 +211,15 @@ class CellClassifier:
     ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
         """Cut the crops this classifier takes from a stain-standardized field (see :func:`standardize_stain`)."""
         if self.input == "context":
-            return context_crops(image, labels, mpp=mpp, ids=ids)
+            return context_crops(image, labels, mpp=mpp, ids=ids, context_mpp=self.context_mpp)
         return nucleus_crops(image, labels, mpp=mpp, ids=ids, whiten=self.whiten)
 
     @torch.no_grad()
     def probabilities(
         self, crops: npt.NDArray[np.uint8], *, batch_size: int = 64, tta: bool | None = None
     ) -> npt.NDArray[np.float64]:
-        """(N, n_clusters) softmax of D_Q for (N, 40, 40, C) uint8 crops.
+        """(N, n_clusters) class probabilities of (N, 40, 40, C) uint8 crops: D_Q's softmax, times the class
+        prior (see ``prior``) and renormalized.
 
         ``tta`` (default: the classifier's ``tta``) averages the softmax over the 8 rotations and flips of
         each crop (the training augmentation), at 8x the cost.
@@ -218,7 +242,23 @@ class CellClassifier:
                 acc += self.critic(r)[1].softmax(dim=1) + self.critic(r.flip(3))[1].softmax(dim=1)
             out.append((acc / 8).cpu().double().numpy())
         p: npt.NDArray[np.float64] = np.concatenate(out) if out else np.zeros((0, cfg.n_classes))
+        weights = self.class_prior
+        if weights is not None and len(p):
+            p = p * weights
+            p = p / p.sum(axis=1, keepdims=True)
         return p
+
+    @property
+    def class_prior(self) -> npt.NDArray[np.float64] | None:
+        """Per-category multiplier of the decision (None: the scores as the network gives them)."""
+        prior = self.meta.get("class_prior")
+        if self.prior != "training" or prior is None:
+            return None
+        w = np.asarray(prior, np.float64)
+        if w.shape != (self.n_clusters,) or (w <= 0).any():
+            raise ConfigError(f"weights' class_prior must be {self.n_clusters} positive numbers, got {prior}")
+        out: npt.NDArray[np.float64] = w / w.sum()
+        return out
 
     def predict(self, crops: npt.NDArray[np.uint8], *, batch_size: int = 64) -> Prediction:
         """Cell type, cluster and probability of each crop.

@@ -51,8 +51,8 @@ class SupervisedTrainConfig:
                 f"steps, lr must be positive and batch_size >= {len(CELL_TYPES)}, got {self.steps}, {self.lr}, {self.batch_size}"
             )
 
-    def model_config(self) -> InfoGanConfig:
-        return InfoGanConfig(n_classes=len(CELL_TYPES), width=self.width, channels=CONTEXT_CHANNELS)
+    def model_config(self, channels: int = CONTEXT_CHANNELS) -> InfoGanConfig:
+        return InfoGanConfig(n_classes=len(CELL_TYPES), width=self.width, channels=channels)
 
 
 @dataclass
@@ -72,7 +72,8 @@ def train_context_cnn(
     *,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> SupervisedState:
-    """Train the context CNN on (N, 40, 40, 7) crops with cell-type indices ``labels`` (N,).
+    """Train the context CNN on (N, 40, 40, C) context crops (C = 7, or 10 with two surroundings fields) with
+    cell-type indices ``labels`` (N,).
 
     Batches draw the same number of crops of each class by default (the classes are unbalanced: stromal
     nuclei are a quarter of BRCA-M2C's train split).
@@ -80,15 +81,16 @@ def train_context_cnn(
     Raises
     ------
     ShapeError
-        Crops not (N, 40, 40, 7) or labels of another length.
+        Crops not (N, 40, 40, 4 + 3k) or labels of another length.
     ConfigError
         A class with no crop, or labels outside 0..2.
     """
     cfg = config or SupervisedTrainConfig()
-    mcfg = cfg.model_config()
-    if crops.ndim != 4 or crops.shape[1:] != (mcfg.size, mcfg.size, CONTEXT_CHANNELS):
+    ch = crops.shape[-1] if crops.ndim == 4 else 0
+    mcfg = cfg.model_config(max(ch, 1))
+    if crops.ndim != 4 or crops.shape[1:3] != (mcfg.size, mcfg.size) or ch < 7 or (ch - 4) % 3:
         raise ShapeError(
-            f"crops must be (N, {mcfg.size}, {mcfg.size}, {CONTEXT_CHANNELS}), got {crops.shape}"
+            f"crops must be (N, {mcfg.size}, {mcfg.size}, 4 + 3k) context crops, got {crops.shape}"
         )
     y = np.asarray(labels, np.int64)
     if y.shape != (len(crops),):

@@ -142,9 +142,9 @@ def _augment(x: torch.Tensor, gen: torch.Generator, jitter: float) -> torch.Tens
 
 
 def to_tensor(crops: npt.NDArray[np.uint8]) -> torch.Tensor:
-    """(N, S, S, C) uint8 crops -> (N, C, S, S) float in [-1, 1] (C = 3 nucleus crops, 7 context crops)."""
-    if crops.ndim != 4 or crops.shape[3] not in (3, 7):
-        raise ShapeError(f"crops must be (N, S, S, 3) or (N, S, S, 7) uint8, got {crops.shape}")
+    """(N, S, S, C) uint8 crops -> (N, C, S, S) float in [-1, 1] (C = 3 nucleus crops, 7 or more context crops)."""
+    if crops.ndim != 4 or crops.shape[3] < 3:
+        raise ShapeError(f"crops must be (N, S, S, C >= 3) uint8, got {crops.shape}")
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
@@ -284,8 +284,9 @@ def train_classifier(
             "info_ce": float(info.detach()),
             "q_accuracy": float((logits.argmax(1) == c).float().mean()),
             "real_mi": float(real_mi.detach()),
-            "label_ce": float(label_ce.detach()) if lab_x is not None else float("nan"),
         }
+        if lab_x is not None:
+            row["label_ce"] = float(label_ce.detach())
         history.append(row)
         if progress is not None:
             progress(step, cfg.steps, row)

@@ -89,7 +89,8 @@ def _table(results: list[dict[str, Any]]) -> None:
     "--classifier-weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="InfoGAN weights [default: the shipped ones].",
+    help="Cell-type classifier weights: from `wsikit train cell-types` or the paper's unsupervised InfoGAN "
+    "(`wsikit train classifier`) [default: the shipped cells-context-cnn].",
 )
 @click.option(
     "--chunk",

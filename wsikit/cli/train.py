@@ -278,11 +278,23 @@ def thresholds(ctx: click.Context, weights: Path, data: Path, out: Path | None) 
     show_default=True,
     help="BRCA-M2C split of the labelled crops (with --context).",
 )
+@click.option(
+    "--context-mpp",
+    "context_mpp",
+    type=click.FloatRange(min=0.5),
+    multiple=True,
+    help="Resolution (um/px) of a surroundings field of 40 px (repeatable; with --context) [default: 1.6].",
+)
 @click.pass_context
-def crops(ctx: click.Context, data: Path, out: Path, context: bool, split: str) -> None:
+def crops(
+    ctx: click.Context, data: Path, out: Path, context: bool, split: str, context_mpp: tuple[float, ...]
+) -> None:
     """Cut 40x40 nucleus crops (0.5 um/px): of every annotated nucleus of the unlabelled training datasets
     (the unsupervised InfoGAN's input), or with --context the labelled classifiers' input."""
     from wsikit.pipeline.train_cell_types import gather_context_crops
+
+    if context_mpp and not context:
+        raise click.UsageError("--context-mpp applies with --context")
     from wsikit.pipeline.train_classifier import gather_crops, save_crops
 
     with progress_bar("crops", enabled=not is_quiet(ctx)) as update:
@@ -323,10 +335,24 @@ def crops(ctx: click.Context, data: Path, out: Path, context: bool, split: str) 
     show_default=True,
     help="Weight of the labelled cross-entropy in the critic's loss (infogan only).",
 )
+@click.option(
+    "--tta/--no-tta",
+    default=False,
+    show_default=True,
+    help="Predict with the average over 8 rotations and flips of each crop by default (stored in the weights; "
+    "8x the classify stage's model time).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def cell_types(
-    ctx: click.Context, crops_path: Path, out: Path, model: str, steps: int, label_weight: float, seed: int
+    ctx: click.Context,
+    crops_path: Path,
+    out: Path,
+    model: str,
+    steps: int,
+    label_weight: float,
+    tta: bool,
+    seed: int,
 ) -> None:
     """Train a labelled cell-type classifier (epithelial / lymphocyte / fibroblast) on context crops."""
     from wsikit.cli.main import command_line
@@ -341,6 +367,7 @@ def cell_types(
             steps=steps,
             seed=seed,
             label_weight=label_weight,
+            tta=tta,
             progress=lambda step, total, row: update(step, total),
             command=command_line(),
         )

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from wsikit._typing import PathLike
 from wsikit.classify.baselines import cnn_features, kmeans, pixel_features, standardized
+from wsikit.classify.crops import CONTEXT_MPP
 from wsikit.classify.infer import CellClassifier
 from wsikit.classify.metrics import classification_report, hungarian_mapping
 from wsikit.classify.naming import CELL_TYPES, name_clusters
@@ -174,6 +175,7 @@ def load_labelled_nuclei(
     mpp: float | None = None,
     context: bool = False,
     stain: Literal["cnn", "none"] = "cnn",
+    context_mpp: tuple[float, ...] = (CONTEXT_MPP,),
 ) -> LabelledNuclei:
     """Read a labelled folder (see module docstring), match its points to nuclei and cut their crops.
 
@@ -185,12 +187,8 @@ def load_labelled_nuclei(
     from PIL import Image
 
     p = Path(folder)
-    if not p.is_dir():
-        raise ConfigError(f"{p}: not a folder")
+    pngs = _labelled_pngs(p)
     mpp = folder_mpp(p) if mpp is None else mpp
-    pngs = sorted(q for q in p.glob("*.png") if q.with_name(q.stem + ".points.csv").exists())
-    if not pngs:
-        raise ConfigError(f"{p}: no NAME.png with NAME.points.csv beside it")
 
     def fields() -> Any:
         for png in pngs:
@@ -207,11 +205,20 @@ def load_labelled_nuclei(
             yield png.stem, image, mpp, labels, pts
 
     try:
-        return NucleusMatcher(stain=stain, context=context).match(fields())
+        return NucleusMatcher(stain=stain, context=context, context_mpp=context_mpp).match(fields())
     except ConfigError as exc:
         if "no labelled point" in str(exc):
             raise ConfigError(f"{p}: no labelled point lies inside a nucleus") from None
         raise
+
+
+def _labelled_pngs(p: Path) -> list[Path]:
+    if not p.is_dir():
+        raise ConfigError(f"{p}: not a folder")
+    pngs = sorted(q for q in p.glob("*.png") if q.with_name(q.stem + ".points.csv").exists())
+    if not pngs:
+        raise ConfigError(f"{p}: no NAME.png with NAME.points.csv beside it")
+    return pngs
 
 
 def folder_mpp(folder: PathLike) -> float:
@@ -291,6 +298,7 @@ def evaluate_classifier(
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"unknown methods {sorted(unknown)}; valid: {', '.join(METHODS)}")
+    _labelled_pngs(Path(folder))  # a bad folder is reported before any model loads
     clf = CellClassifier.load(weights, input="context") if "classifier" in methods else None
     gan = None
     if "infogan" in methods:
@@ -300,7 +308,11 @@ def evaluate_classifier(
             else CellClassifier.from_pretrained("infogan-cells", input="nucleus")
         )
     data = load_labelled_nuclei(
-        folder, mpp=mpp, context=clf is not None and clf.input == "context", stain=stain
+        folder,
+        mpp=mpp,
+        context=clf is not None and clf.input == "context",
+        stain=stain,
+        context_mpp=clf.context_mpp if clf is not None and clf.context_mpp else (CONTEXT_MPP,),
     )
     results = []
     for method in methods:

@@ -18,7 +18,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from wsikit.classify.crops import context_crops, nucleus_crops, standardize_stain
+from wsikit.classify.crops import (
+    CONTEXT_MPP,
+    context_channels,
+    context_crops,
+    nucleus_crops,
+    standardize_stain,
+)
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.errors import ConfigError
 from wsikit.segment.data import resample
@@ -123,6 +129,8 @@ class NucleusMatcher:
         Also cut 7-channel context crops of the matched nuclei.
     unlabelled
         Also cut context crops of every segmented nucleus no point falls in.
+    context_mpp
+        Resolutions of the context crops' surroundings fields.
     """
 
     def __init__(
@@ -131,12 +139,14 @@ class NucleusMatcher:
         stain: Literal["cnn", "none"] = "cnn",
         context: bool = False,
         unlabelled: bool = False,
+        context_mpp: tuple[float, ...] = (CONTEXT_MPP,),
     ) -> None:
         if stain not in ("cnn", "none"):
             raise ConfigError(f"stain must be 'cnn' or 'none', got {stain!r}")
         self.stain = stain
         self.context = context or unlabelled
         self.unlabelled = unlabelled
+        self.context_mpp = tuple(context_mpp)
         self._segmenter: Any = None
         self._normalizer: Any = None
 
@@ -228,7 +238,7 @@ class NucleusMatcher:
                 morph.append(np.stack([m[key] for key in MORPHOLOGY], axis=1))
                 names.extend([name] * len(ids))
                 if self.context:
-                    ctx.append(context_crops(std, lab, mpp=mpp, ids=got)[0])
+                    ctx.append(context_crops(std, lab, mpp=mpp, ids=got, context_mpp=self.context_mpp)[0])
             if self.unlabelled:
                 present = np.unique(lab)
                 rest = np.setdiff1d(present[present > 0], np.array(ids, np.int64))
@@ -236,7 +246,7 @@ class NucleusMatcher:
                     a = measure_nuclei(std, lab, mpp=mpp, ids=rest)["area"]
                     rest = rest[a >= UNLABELLED_MIN_AREA_UM2]
                 if len(rest):
-                    unl.append(context_crops(std, lab, mpp=mpp, ids=rest)[0])
+                    unl.append(context_crops(std, lab, mpp=mpp, ids=rest, context_mpp=self.context_mpp)[0])
         if not crops:
             raise ConfigError("no labelled point lies inside a nucleus")
         return LabelledNuclei(
@@ -252,7 +262,11 @@ class NucleusMatcher:
             points_per_class=per_class,
             matched_per_class=matched,
             context=np.concatenate(ctx) if self.context else None,
-            unlabelled=(np.concatenate(unl) if unl else np.zeros((0, 40, 40, 7), np.uint8))
+            unlabelled=(
+                np.concatenate(unl)
+                if unl
+                else np.zeros((0, 40, 40, context_channels(self.context_mpp)), np.uint8)
+            )
             if self.unlabelled
             else None,
             duplicates=dups,

@@ -45,6 +45,7 @@ def colormap(values: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
 
 
 PART_COLUMNS = [
+    "nucleus_id",
     "class",
     "class_probability",
     "centroid_x",
@@ -193,7 +194,7 @@ def write_report(
         png = _png(img)
         (work / f"density_{name}.png").write_bytes(png)
         maps[name] = (png, top)
-    # example nuclei: the most confident of each class
+    # example nuclei: the most confident of each class, outlined in the class colour
     examples: dict[str, list[bytes]] = {}
     side = int(round(24.0 / mpp))
     for i, name in enumerate(CELL_TYPES):
@@ -202,10 +203,37 @@ def write_report(
         tiles = []
         for j in best:
             x, y = int(cols["centroid_x"][j]) - side // 2, int(cols["centroid_y"][j]) - side // 2
-            crop = slide.read_region((x, y), 0, (side, side))
+            crop = _outlined(
+                slide.read_region((x, y), 0, (side, side)),
+                _label_window(store, x, y, side, w0, h0) == cols["nucleus_id"][j],
+                CELL_TYPE_COLORS[name],
+            )
             tiles.append(_png(np.asarray(Image.fromarray(crop).resize((96, 96), Image.Resampling.BILINEAR))))
         examples[name] = tiles
     _write_html(work / "report.html", summary, overview, colored, maps, examples)
+
+
+def _label_window(
+    store: OmeZarrStore, x: int, y: int, side: int, width: int, height: int
+) -> npt.NDArray[Any]:
+    """``side`` x ``side`` nucleus labels at level-0 (x, y), zero beyond the slide."""
+    out = np.zeros((side, side), np.int64)
+    xa, ya, xb, yb = max(x, 0), max(y, 0), min(x + side, width), min(y + side, height)
+    if xb > xa and yb > ya:
+        out[ya - y : yb - y, xa - x : xb - x] = store.read_region("nuclei", ya, xa, yb - ya, xb - xa)
+    return out
+
+
+def _outlined(
+    image: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_], color: tuple[int, int, int]
+) -> npt.NDArray[np.uint8]:
+    """``image`` with the outer boundary of ``mask`` drawn in ``color`` (the nucleus shown stays visible)."""
+    from scipy import ndimage as ndi
+
+    ring = ndi.binary_dilation(mask, iterations=2) & ~ndi.binary_dilation(mask)
+    out = image.copy()
+    out[ring] = color
+    return out
 
 
 def _img_tag(png: bytes, alt: str, width: int | None = None) -> str:

@@ -471,8 +471,8 @@ def _run(
         source = fit_stain_source(overview)
         on_window = _classify_window(models.classifier, source, mpp)
         todo = [(r * c, q * c) for r, q in chunks if not _part_path(parts, r * c, q * c).exists()]
-        # context crops reach 32 um (+ half the nucleus) from a nucleus's centre: a 40 um halo holds them
-        halo = 32.0 if models.classifier.whiten else 40.0
+        # context crops reach context_radius_um (+ half the nucleus) from a nucleus's centre: the halo holds them
+        halo = max(32.0, models.classifier.context_radius_um + 8.0)
         vectorize = store_chunk_vectorizer(store, slide, on_window=on_window, halo_um=halo)
 
         def one(origin: tuple[int, int]) -> None:

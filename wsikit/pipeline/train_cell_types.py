@@ -1,6 +1,6 @@
 """Train the labelled cell-type classifiers on BRCA-M2C: gather context crops, train, write weights.
 
-Two models, both on 7-channel context crops (:func:`~wsikit.classify.context_crops`):
+Two models, both on context crops (:func:`~wsikit.classify.context_crops`):
 
 - ``cnn``: the supervised context CNN (:mod:`wsikit.classify.supervised`);
 - ``infogan``: the semi-supervised InfoGAN (:mod:`wsikit.classify.train` with ``label_weight`` > 0): the
@@ -26,7 +26,14 @@ import numpy.typing as npt
 
 from wsikit import __version__
 from wsikit._typing import PathLike
-from wsikit.classify.crops import CONTEXT_CHANNELS, CROP_MPP, CROP_SIZE, context_crops, standardize_stain
+from wsikit.classify.crops import (
+    CONTEXT_MPP,
+    CROP_MPP,
+    CROP_SIZE,
+    context_channels,
+    context_crops,
+    standardize_stain,
+)
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.registry import save_checkpoint
@@ -50,18 +57,19 @@ def gather_context_crops(
     split: str = "train",
     stain: Literal["cnn", "none"] = "cnn",
     extra_unlabelled: tuple[str, ...] = EXTRA_UNLABELLED,
+    context_mpp: tuple[float, ...] = (CONTEXT_MPP,),
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
     """Context crops of BRCA-M2C ``split`` (labelled) and of every other nucleus (unlabelled).
 
-    Returns ``{"crops": (N, 40, 40, 7) uint8, "label": (N,) cell-type index, "patient": (N,) str,
+    Returns ``{"crops": (N, 40, 40, C) uint8 (C = 4 + 3 per ``context_mpp`` field), "label": (N,) cell-type index, "patient": (N,) str,
     "unlabelled": (M, 40, 40, 7) uint8, "points_per_class", "matched_per_class"}``.
     """
     from wsikit.datasets import load_brca_m2c
 
     # train never holds a patient of val (the dataset's splits are by slide; two patients are in both)
     samples = load_brca_m2c(data, split, exclude_patients_of=("val", "test") if split == "train" else ())
-    matcher = NucleusMatcher(stain=stain, context=True, unlabelled=True)
+    matcher = NucleusMatcher(stain=stain, context=True, unlabelled=True, context_mpp=context_mpp)
     n = len(samples)
     fields = (
         (s.name, s.image, s.mpp, None, list(zip(s.x.tolist(), s.y.tolist(), s.label.tolist(), strict=True)))
@@ -86,7 +94,9 @@ def gather_context_crops(
             a = measure_nuclei(std, s.labels, mpp=WORKING_MPP, ids=ids)["area"]
             ids = ids[a >= UNLABELLED_MIN_AREA_UM2]
             if len(ids):
-                pool.append(context_crops(std, s.labels, mpp=WORKING_MPP, ids=ids)[0])
+                pool.append(
+                    context_crops(std, s.labels, mpp=WORKING_MPP, ids=ids, context_mpp=context_mpp)[0]
+                )
     return {
         "crops": got.context,
         "label": got.truth,
@@ -95,6 +105,7 @@ def gather_context_crops(
         "points_per_class": got.points_per_class,
         "matched_per_class": got.matched_per_class,
         "split": np.array(split),
+        "context_mpp": np.array(context_mpp, np.float64),
         "stain": np.array(stain),
     }
 
@@ -117,7 +128,9 @@ def load_context_crops(path: PathLike) -> dict[str, npt.NDArray[Any]]:
             data = {k: z[k] for k in z.files}
     except Exception as exc:
         raise ConfigError(f"{p}: not a readable crops file ({type(exc).__name__})") from exc
-    shape = (CROP_SIZE, CROP_SIZE, CONTEXT_CHANNELS)
+    mpps = tuple(float(m) for m in np.atleast_1d(data.get("context_mpp", np.array([CONTEXT_MPP]))))
+    data["context_mpp"] = np.array(mpps)
+    shape = (CROP_SIZE, CROP_SIZE, context_channels(mpps))
     for key in ("crops", "label", "unlabelled"):
         if key not in data:
             raise ShapeError(
@@ -136,27 +149,37 @@ def train_cell_type_classifier(
     steps: int,
     seed: int = 0,
     label_weight: float = 1.0,
+    tta: bool = False,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     command: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train one labelled classifier on gathered context crops and write its weights to ``out``."""
+    """Train one labelled classifier on gathered context crops and write its weights to ``out``.
+
+    ``tta`` is stored in the weights: whether :class:`~wsikit.classify.CellClassifier` averages its
+    predictions over the 8 rotations and flips of a crop by default.
+    """
     from wsikit.classify.supervised import CNN_ARCH, SupervisedTrainConfig, train_context_cnn
     from wsikit.classify.train import ARCH, ClassifierTrainConfig, train_classifier
 
     out_path = Path(out)
     check_output_parent(out_path)
     x, y = crops["crops"], np.asarray(crops["label"], np.int64)
-    if x.ndim != 4 or x.shape[1:] != (CROP_SIZE, CROP_SIZE, CONTEXT_CHANNELS):
-        raise ShapeError(f"crops must be context crops (N, 40, 40, 7), got {x.shape}")
+    mpps = [float(m) for m in np.atleast_1d(crops.get("context_mpp", np.array([CONTEXT_MPP])))]
+    channels = context_channels(tuple(mpps))
+    if x.ndim != 4 or x.shape[1:] != (CROP_SIZE, CROP_SIZE, channels):
+        raise ShapeError(f"crops must be context crops (N, 40, 40, {channels}), got {x.shape}")
     counts = np.bincount(y, minlength=len(CELL_TYPES))
     meta: dict[str, Any] = {
         "input": "context",
         "crop_mpp": CROP_MPP,
-        "context_mpp": 1.6,
+        "context_mpp": mpps,
         "crop_size": CROP_SIZE,
         "whiten": False,
         "cluster_names": list(CELL_TYPES),
         "labelled": {c: int(n) for c, n in zip(CELL_TYPES, counts, strict=True)},
+        # both models see class-balanced labelled batches: the decision multiplies the training frequencies back
+        "class_prior": [round(float(n / counts.sum()), 6) for n in counts],
+        "tta": tta,
         "unlabelled": int(len(crops["unlabelled"])) if model == "infogan" else 0,
         "training_data": f"BRCA-M2C {crops.get('split', 'train')} split (labelled)"
         + (", every nucleus of it + MoNuSeg + MICCAI 2015 (unlabelled)" if model == "infogan" else ""),
@@ -189,7 +212,7 @@ def train_cell_type_classifier(
             n_classes=len(CELL_TYPES),
             steps=steps,
             seed=seed,
-            channels=CONTEXT_CHANNELS,
+            channels=channels,
             label_weight=label_weight,
             jitter=1.0,
         )

@@ -6,7 +6,7 @@ does), matched to the style or bounded (SSIM >= 0.99); mean pixel Dice, AJI and 
 
 Usage::
 
-    python benchmarks/study_segment_lightness.py [--folder benchmarks/_work/monuseg_test] [--weights W]
+    python research/study_segment_lightness.py [--folder benchmarks/_work/monuseg_test] [--weights W]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--folder", type=Path, default=HERE / "_work" / "monuseg_test")
+    parser.add_argument("--folder", type=Path, default=HERE.parent / "benchmarks" / "_work" / "monuseg_test")
     parser.add_argument("--weights", type=Path, default=None, help="U-Net weights [default: unet-nuclei]")
     args = parser.parse_args()
     from wsikit.pipeline.eval_segmenter import load_labelled_folder

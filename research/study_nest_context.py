@@ -11,8 +11,8 @@ InfoGAN + context.
 
 Usage::
 
-    python benchmarks/study_nest_context.py [--data ../shared/data] [--labelled benchmarks/_work/classes_all]
-        [--json benchmarks/results_study_nest_context.json]
+    python research/study_nest_context.py [--data ../shared/data] [--labelled benchmarks/_work/classes_all]
+        [--json research/results_study_nest_context.json]
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def field_calls(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
-    parser.add_argument("--labelled", type=Path, default=HERE / "_work" / "classes_all")
+    parser.add_argument("--labelled", type=Path, default=HERE.parent / "benchmarks" / "_work" / "classes_all")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     import tifffile
@@ -179,7 +179,7 @@ def main() -> None:
     from wsikit.pipeline.train_classifier import UNLABELLED_DATASETS
     from wsikit.segment.data import WORKING_MPP, load_dataset
 
-    clf = CellClassifier.from_pretrained()
+    clf = CellClassifier.from_pretrained("infogan-cells")
     lym = CELL_TYPES.index("lymphocyte")
     train_density = []
     for name in UNLABELLED_DATASETS:

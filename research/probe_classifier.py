@@ -15,7 +15,7 @@ Inputs probed:
 
 Usage::
 
-    python benchmarks/probe_classifier.py [--folds 5] [--json benchmarks/results_probe_classifier.json]
+    python research/probe_classifier.py [--folds 5] [--json research/results_probe_classifier.json]
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def small_cnn(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--folder", type=Path, default=HERE / "_work" / "classes_all")
+    parser.add_argument("--folder", type=Path, default=HERE.parent / "benchmarks" / "_work" / "classes_all")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)

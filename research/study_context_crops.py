@@ -7,7 +7,7 @@ labelled nuclei, clusters named by the same rule.
 
 Usage::
 
-    python benchmarks/study_context_crops.py [--steps 3000] [--data ../shared/data] [--out benchmarks/_work/ctx]
+    python research/study_context_crops.py [--steps 3000] [--data ../shared/data] [--out benchmarks/_work/ctx]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=HERE / "_work" / "ctx")
+    parser.add_argument("--out", type=Path, default=HERE.parent / "benchmarks" / "_work" / "ctx")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -43,10 +43,12 @@ def main() -> None:
         )
         train_classifier(crops, weights, config=cfg, resume=True, command="benchmarks/study_context_crops.py")
     # the weights say they were trained on context crops, so the evaluation crops keep the surroundings too
-    res = evaluate_classifier(HERE / "_work" / "classes_all", weights=weights, methods=("infogan",))
+    res = evaluate_classifier(
+        HERE.parent / "benchmarks" / "_work" / "classes_all", infogan_weights=weights, methods=("infogan",)
+    )
     (args.out / "eval.json").write_text(json.dumps(res, indent=2) + "\n")
     row = res["results"][0]
-    rule, best = row["named_by_rule"], row["hungarian"]
+    rule, best = row["scores"], row["hungarian"]
     print(f"clusters {row['cluster_names']}")
     print(f"rule: accuracy {rule['accuracy']:.3f} F1 {rule['f1']}")
     print(f"hungarian: accuracy {best['accuracy']:.3f} F1 {best['f1']}")

@@ -9,7 +9,7 @@ About 160 s per 1 MP image on a 2-core CPU.
 
 Usage::
 
-    python benchmarks/study_lightness_curve.py
+    python research/study_lightness_curve.py
 """
 
 # ruff: noqa: E731

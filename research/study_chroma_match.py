@@ -8,7 +8,7 @@ bounded CNN; SVD's figures are in benchmarks/results_eval_normalizer.json.
 
 Usage::
 
-    python benchmarks/study_chroma_match.py [--source benchmarks/_work/stain/source]
+    python research/study_chroma_match.py [--source benchmarks/_work/stain/source]
         [--target benchmarks/_work/stain/target] [--min-ssim 0.99]
 """
 
@@ -26,8 +26,12 @@ METRICS = ("euclidean", "chroma_distance", "hist_correlation", "hellinger", "ssi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=HERE / "_work" / "stain" / "source")
-    parser.add_argument("--target", type=Path, default=HERE / "_work" / "stain" / "target")
+    parser.add_argument(
+        "--source", type=Path, default=HERE.parent / "benchmarks" / "_work" / "stain" / "source"
+    )
+    parser.add_argument(
+        "--target", type=Path, default=HERE.parent / "benchmarks" / "_work" / "stain" / "target"
+    )
     parser.add_argument("--min-ssim", type=float, default=0.99)
     args = parser.parse_args()
     import torch

@@ -10,8 +10,8 @@ sample slide itself has no annotations; its objects' area distribution is printe
 
 Usage::
 
-    python benchmarks/study_min_area.py [--folder benchmarks/_work/monuseg_test] [--folder ...]
-        [--json benchmarks/results_study_min_area.json]
+    python research/study_min_area.py [--folder benchmarks/_work/monuseg_test] [--folder ...]
+        [--json research/results_study_min_area.json]
 """
 
 from __future__ import annotations
@@ -74,7 +74,10 @@ def main() -> None:
     from wsikit.segment.infer import Segmenter
     from wsikit.segment.metrics import aggregated_jaccard_index
 
-    folders = args.folder or [HERE / "_work" / "monuseg_test", HERE / "_work" / "classes_nucls"]
+    folders = args.folder or [
+        HERE.parent / "benchmarks" / "_work" / "monuseg_test",
+        HERE.parent / "benchmarks" / "_work" / "classes_nucls",
+    ]
     seg = Segmenter.load(stain=args.stain)
     restyle = None
     if args.stain == "cnn":
