@@ -32,6 +32,7 @@ VARIANTS = {
     "wide": {"width": 48},
     "long": {"steps": 8000},
     "nojitter": {"jitter": 0.0},
+    "scanner": {"scanner": True},
 }
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "fit_stain_source",
     "crop_augment",
     "stain_jitter",
+    "scanner_jitter",
 ]
 
 CROP_MPP = 0.5
@@ -268,4 +269,48 @@ def stain_jitter(crops: torch.Tensor, generator: torch.Generator, *, strength: f
     groups = [(0, 3)] + [(a, a + 3) for a in range(4, crops.shape[1], 3)]
     for a, z in groups:
         out[:, a:z] = (crops[:, a:z] * contrast + shift).clamp(-1, 1)
+    return out
+
+
+def _rgb_groups(channels: int) -> list[tuple[int, int]]:
+    return [(0, 3)] + [(a, a + 3) for a in range(4, channels, 3)]
+
+
+def scanner_jitter(
+    crops: torch.Tensor, generator: torch.Generator, *, p_sharpness: float = 0.5, p_edge: float = 0.25
+) -> torch.Tensor:
+    """Random sharpness and field-edge changes of (B, C, H, W) context crops in [-1, 1] (C = 4 + 3k).
+
+    - sharpness (probability ``p_sharpness``): ``x + a * (x - blur(x))`` with ``a`` in [-0.6, 1.0] on every
+      RGB triple (negative blurs, positive sharpens): scanners and objectives differ (a 40x scan brought to
+      0.5 um/px is sharper than a 20x scan);
+    - field edge (probability ``p_edge``, surroundings fields only): the part beyond a random line 4-16 px
+      from one side of the field is glass (white), as where a small image or the slide ends.
+
+    The nucleus mask (channel 3) is left alone.
+    """
+    if crops.ndim != 4 or crops.shape[1] < 7 or (crops.shape[1] - 4) % 3:
+        raise ShapeError(f"crops must be (B, 4 + 3k, H, W) context crops, got {tuple(crops.shape)}")
+    b, c, h, w = crops.shape
+    out = crops.clone()
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # binomial blur, sigma ~1 px
+    kernel = (k[:, None] * k[None, :]).to(crops.dtype)[None, None]
+    amount = torch.rand(b, generator=generator) * 1.6 - 0.6
+    sharp = torch.rand(b, generator=generator) < p_sharpness
+    for a, z in _rgb_groups(c):
+        x = out[:, a:z]
+        blurred = torch.nn.functional.conv2d(
+            torch.nn.functional.pad(x.reshape(-1, 1, h, w), (2, 2, 2, 2), mode="replicate"), kernel
+        ).reshape(x.shape)
+        adj = (x + amount[:, None, None, None] * (x - blurred)).clamp(-1, 1)
+        out[:, a:z] = torch.where(sharp[:, None, None, None], adj, x)
+    edge = torch.rand(b, generator=generator) < p_edge
+    side = torch.randint(0, 4, (b,), generator=generator)
+    cut = torch.randint(4, 17, (b,), generator=generator)
+    yy = torch.arange(h)[:, None].expand(h, w)
+    xx = torch.arange(w)[None, :].expand(h, w)
+    for i in torch.nonzero(edge).flatten().tolist():
+        n = int(cut[i])
+        glass = [xx < n, xx >= w - n, yy < n, yy >= h - n][int(side[i])]
+        out[i, 4:, glass] = 1.0
     return out

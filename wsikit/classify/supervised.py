@@ -19,7 +19,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from wsikit.classify.crops import CONTEXT_CHANNELS, crop_augment, stain_jitter
+from wsikit.classify.crops import CONTEXT_CHANNELS, crop_augment, scanner_jitter, stain_jitter
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.classify.train import to_tensor
 from wsikit.errors import ConfigError, ShapeError
@@ -41,6 +41,8 @@ class SupervisedTrainConfig:
     weight_decay: float = 1e-4
     width: int = 32
     jitter: float = 1.0
+    scanner: bool = False
+    """Random sharpness and field-edge changes (:func:`~wsikit.classify.crops.scanner_jitter`)."""
     balanced: bool = True
     """Batches hold the same number of crops of each class (False: drawn as the training set holds them)."""
     seed: int = 0
@@ -124,6 +126,8 @@ def train_context_cnn(
         x = crop_augment(data[sel], gen)
         if cfg.jitter > 0:
             x = stain_jitter(x, gen, strength=cfg.jitter)
+        if cfg.scanner:
+            x = scanner_jitter(x, gen)
         _, logits = model(x)
         loss = F.cross_entropy(logits, target[sel])
         opt.zero_grad(set_to_none=True)
