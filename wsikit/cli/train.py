@@ -336,6 +336,11 @@ def crops(
     help="Weight of the labelled cross-entropy in the critic's loss (infogan only).",
 )
 @click.option(
+    "--scanner-jitter",
+    is_flag=True,
+    help="cnn: also randomize sharpness and field edges of the crops (robustness to other scanners).",
+)
+@click.option(
     "--tta/--no-tta",
     default=False,
     show_default=True,
@@ -351,6 +356,7 @@ def cell_types(
     model: str,
     steps: int,
     label_weight: float,
+    scanner_jitter: bool,
     tta: bool,
     seed: int,
 ) -> None:
@@ -368,6 +374,7 @@ def cell_types(
             seed=seed,
             label_weight=label_weight,
             tta=tta,
+            scanner=scanner_jitter,
             progress=lambda step, total, row: update(step, total),
             command=command_line(),
         )

@@ -184,7 +184,7 @@ _register(
         name="cells-context-cnn",
         arch="context-cnn-v1",
         file="cells-context-cnn.pt",
-        sha256="9f6fb880d376d14640c72a27da998d5ab91b06f581206c101ed71a2d206094d4",
+        sha256="b44daf9768f50b3ebdaa38ea0959571c36134357a349edd7de353d08b80be88b",
         description="Supervised context CNN (the InfoGAN critic's network on 7-channel context crops: nucleus, "
         "its mask, 64 um of surroundings), trained on BRCA-M2C train (72 breast patients, labels "
         "BSD-3-Clause); `wsikit run`'s default cell-type classifier, chosen on BRCA-M2C val; see "
@@ -197,7 +197,7 @@ _register(
         name="cells-context-infogan",
         arch="infogan-v1",
         file="cells-context-infogan.pt",
-        sha256="SHA_GAN",
+        sha256="de747395c1d8bf6409817b1c5372c3a34df6f09e3cf819521972095551aa9e21",
         description="Semi-supervised InfoGAN on 7-channel context crops: the paper's generator / WGAN-GP critic / "
         "D_Q, D_Q's 3-way code also trained with labels of BRCA-M2C train; see docs/classification.md",
         meta={"crop_mpp": 0.5, "context_mpp": [1.6]},

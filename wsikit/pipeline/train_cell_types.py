@@ -141,6 +141,18 @@ def load_context_crops(path: PathLike) -> dict[str, npt.NDArray[Any]]:
     return data
 
 
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    return (
+        f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {'CUDA' if torch.cuda.is_available() else 'CPU'}"
+    )
+
+
 def train_cell_type_classifier(
     crops: dict[str, npt.NDArray[Any]],
     out: PathLike,
@@ -150,6 +162,7 @@ def train_cell_type_classifier(
     seed: int = 0,
     label_weight: float = 1.0,
     tta: bool = False,
+    scanner: bool = False,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     command: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
@@ -185,11 +198,12 @@ def train_cell_type_classifier(
         + (", every nucleus of it + MoNuSeg + MICCAI 2015 (unlabelled)" if model == "infogan" else ""),
         "segmentation": f"stain={crops.get('stain', 'cnn')}",
         "wsikit_version": __version__,
+        "machine": _machine(),
         "date": dt.date.today().isoformat(),
         "command": command or "",
     }
     if model == "cnn":
-        cfg = SupervisedTrainConfig(steps=steps, seed=seed)
+        cfg = SupervisedTrainConfig(steps=steps, seed=seed, scanner=scanner)
         state = train_context_cnn(x, y, cfg, progress=progress)
         meta.update(
             method="supervised context CNN", train_config=cfg.__dict__, seconds=round(state.seconds, 1)
@@ -208,6 +222,8 @@ def train_cell_type_classifier(
             "loss_last": float(np.mean([r["loss"] for r in last])),
         }
     elif model == "infogan":
+        if scanner:
+            raise ConfigError("scanner jitter applies to the cnn model")
         gcfg = ClassifierTrainConfig(
             n_classes=len(CELL_TYPES),
             steps=steps,
