@@ -19,6 +19,9 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _stamp import stamp  # noqa: E402
 
 _CHILD = """
 import json, sys, time
@@ -72,6 +75,7 @@ def main() -> None:
         s = json.loads(res.stdout.strip().splitlines()[-1])
         tissue_mp = s["tissue_area_mm2"] / (s["mpp"] / 1000.0) ** 2 / 1e6
         row = {
+            **stamp(),
             "slide_px": size,
             "stain": args.stain,
             "device": args.device,
@@ -80,6 +84,8 @@ def main() -> None:
             "wall_s": round(s["wall_s"], 1),
             "tissue_mp_per_s": round(tissue_mp / s["wall_s"], 3),
             "seconds": s["seconds"],
+            "classify_share": round(s["seconds"]["classify"] / s["seconds"]["total"], 3),
+            "classifier": s["models"]["classifier"]["weights"],
             "peak_rss_mb": round(s["peak_rss_mb"], 1),
             "read_wait_share": s["segmentation"].get("read_wait_share"),
             "peak_pending_labels_mb": s["segmentation"].get("peak_pending_mb"),

@@ -111,6 +111,27 @@ def standardize_stain(
         source = fit_stain_source(image)
         if source is None:
             return image
+    if image.ndim == 3 and image.shape[-1] == 3 and image.shape[0] * image.shape[1] > _PER_COLOUR_MIN:
+        # a per-pixel function of the colour: convert each distinct colour once (identical output; a
+        # window of tissue holds far fewer colours than pixels)
+        import pandas as pd
+
+        flat = np.ascontiguousarray(image).reshape(-1, 3)
+        packed = (flat[:, 0].astype(np.int32) << 16) | (flat[:, 1].astype(np.int32) << 8) | flat[:, 2]
+        codes, uniques = pd.factorize(packed, sort=False)
+        u = np.asarray(uniques, np.int32)
+        colours = np.stack([(u >> 16) & 255, (u >> 8) & 255, u & 255], axis=-1).astype(np.uint8)[:, None]
+        mapped = _standardize_pixels(colours, source)[:, 0]
+        out: npt.NDArray[np.uint8] = mapped[codes].reshape(image.shape)
+        return out
+    return _standardize_pixels(image, source)
+
+
+_PER_COLOUR_MIN = 65536
+"""Images with more pixels than this are standardized colour by colour."""
+
+
+def _standardize_pixels(image: npt.NDArray[np.uint8], source: LabStats) -> npt.NDArray[np.uint8]:
     mean, std = source.mean.double().numpy(), source.std.double().numpy()
     ref_mean, ref_std = _REFERENCE.mean.double().numpy(), _REFERENCE.std.double().numpy()
     lab = (_rgb_to_lab(image) - mean) * (ref_std / std) + ref_mean
