@@ -94,6 +94,9 @@ def test_outputs_are_complete_and_consistent(reference):
     table = geopandas.read_parquet(out / "cells.parquet")
     assert len(table) == n and set(table["class"]) <= {"epithelial", "lymphocyte", "fibroblast"}
     assert table["class_probability"].between(0, 1).all()
+    # objects of a colour no H&E stain gives (ink) are counted as the summary says
+    odd = summary["non_he_colour_objects"]["count"]
+    assert odd == int((table["green_mean"] >= table["red_mean"]).sum())
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html  # self-contained: images inline, nothing fetched
     assert 'src="http' not in html and "<link" not in html and "<script" not in html

@@ -53,8 +53,26 @@ PART_COLUMNS = [
     "area",
     "eccentricity",
     "hematoxylin_od_mean",
+    "red_mean",
+    "green_mean",
 ]
 """Columns of the per-chunk parts that the summary and the report use."""
+
+
+def non_he_colour(cols: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.bool_]:
+    """Objects whose mean colour no H&E stain gives: green not darker than red.
+
+    Hematoxylin and eosin both absorb green most, so a stained nucleus is darker in green than in red;
+    teal, blue-green and green pen ink absorb red. These objects are still counted as nuclei (rejecting them
+    belongs to segmentation); the summary counts them and the report leaves them out of its examples.
+
+    Examples
+    --------
+    >>> non_he_colour({"red_mean": np.array([80.0, 60.0]), "green_mean": np.array([48.0, 95.0])}).tolist()
+    [False, True]
+    """
+    out: npt.NDArray[np.bool_] = np.asarray(cols["green_mean"]) >= np.asarray(cols["red_mean"])
+    return out
 
 
 def read_part_columns(part_files: list[Path], names: list[str] = PART_COLUMNS) -> dict[str, npt.NDArray[Any]]:
@@ -124,6 +142,10 @@ def write_summary(
         "nuclei_per_mm2": round(n / area_mm2, 2) if area_mm2 else None,
         "classes": classes,
         "lymphocyte_to_epithelial_ratio": round(lym / epi, 4) if epi else None,
+        "non_he_colour_objects": {
+            "count": int(non_he_colour(cols).sum()) if n else 0,
+            "rule": "mean green >= mean red (pen ink, dust); counted above as nuclei",
+        },
         "models": models,
         "options": options,
         "segmentation": segmentation,
@@ -194,11 +216,12 @@ def write_report(
         png = _png(img)
         (work / f"density_{name}.png").write_bytes(png)
         maps[name] = (png, top)
-    # example nuclei: the most confident of each class, outlined in the class colour
+    # example nuclei: the most confident of each class among H&E-coloured objects, outlined in the class colour
     examples: dict[str, list[bytes]] = {}
     side = int(round(24.0 / mpp))
+    stained = ~non_he_colour(cols)
     for i, name in enumerate(CELL_TYPES):
-        sel = np.nonzero(cols["class"] == i)[0]
+        sel = np.nonzero((cols["class"] == i) & stained)[0]
         best = sel[np.argsort(-cols["class_probability"][sel], kind="stable")[:8]]
         tiles = []
         for j in best:
@@ -274,6 +297,14 @@ def _write_html(
         for n, tiles in examples.items()
     )
     ratio = s["lymphocyte_to_epithelial_ratio"]
+    odd = s.get("non_he_colour_objects", {}).get("count", 0)
+    artefacts = (
+        f"<p><b>{odd}</b> objects ({100 * odd / max(s['nuclei'], 1):.1f}%) have a colour no H&amp;E stain gives "
+        "(green not darker than red: pen ink, dust). They are counted above as nuclei of some type; the "
+        "examples below leave them out.</p>"
+        if odd
+        else ""
+    )
     timing = ", ".join(f"{k} {v} s" for k, v in s.get("seconds", {}).items())
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>wsikit report: {html.escape(s["slide_id"])}</title>
@@ -289,7 +320,7 @@ figure{{display:inline-block;margin:0 1em 1em 0}}img{{image-rendering:pixelated}
 <table><tr><th>class</th><th>nuclei</th><th>fraction</th><th>per mm&sup2;</th><th>area &micro;m&sup2; median [IQR]</th>
 <th>eccentricity</th><th>hematoxylin OD</th></tr>{"".join(rows)}</table>
 <h2>Density</h2>{dens}
-<h2>Most confident examples (24 &micro;m)</h2>{ex}
+<h2>Most confident examples (24 &micro;m)</h2>{artefacts}{ex}
 <h2>Run</h2><p>wsikit {html.escape(str(s["wsikit_version"]))}; stain {html.escape(str(s["options"].get("stain")))};
 segmenter {html.escape(str(s["models"]["segmenter"]["weights"]))}; classifier
 {html.escape(str(s["models"]["classifier"]["weights"]))}. {html.escape(timing)}</p>
