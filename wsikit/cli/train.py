@@ -312,10 +312,11 @@ def crops(
 @train.command("cell-types")
 @click.option(
     "--crops",
-    "crops_path",
+    "crops_paths",
     required=True,
+    multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Context-crops file from `wsikit train crops --context`.",
+    help="Context-crops file from `wsikit train crops --context` (repeatable: the files' crops are pooled).",
 )
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
@@ -351,7 +352,7 @@ def crops(
 @click.pass_context
 def cell_types(
     ctx: click.Context,
-    crops_path: Path,
+    crops_paths: tuple[Path, ...],
     out: Path,
     model: str,
     steps: int,
@@ -362,9 +363,13 @@ def cell_types(
 ) -> None:
     """Train a labelled cell-type classifier (epithelial / lymphocyte / fibroblast) on context crops."""
     from wsikit.cli.main import command_line
-    from wsikit.pipeline.train_cell_types import load_context_crops, train_cell_type_classifier
+    from wsikit.pipeline.train_cell_types import (
+        load_context_crops,
+        pool_context_crops,
+        train_cell_type_classifier,
+    )
 
-    data = load_context_crops(crops_path)
+    data = pool_context_crops([load_context_crops(p) for p in crops_paths])
     with progress_bar("training", enabled=not is_quiet(ctx)) as update:
         path, summary = train_cell_type_classifier(
             data,

@@ -42,7 +42,13 @@ from wsikit.pipeline.labelled_nuclei import UNLABELLED_MIN_AREA_UM2, NucleusMatc
 from wsikit.segment.data import WORKING_MPP, load_dataset
 from wsikit.vectorize.measure import measure_nuclei
 
-__all__ = ["gather_context_crops", "load_context_crops", "train_cell_type_classifier", "EXTRA_UNLABELLED"]
+__all__ = [
+    "gather_context_crops",
+    "load_context_crops",
+    "pool_context_crops",
+    "train_cell_type_classifier",
+    "EXTRA_UNLABELLED",
+]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +147,30 @@ def load_context_crops(path: PathLike) -> dict[str, npt.NDArray[Any]]:
     return data
 
 
+def pool_context_crops(parts: list[dict[str, npt.NDArray[Any]]]) -> dict[str, npt.NDArray[Any]]:
+    """Pool context-crops files (e.g. BRCA-M2C train and val for a final refit) into one.
+
+    Raises
+    ------
+    ConfigError
+        No file, or files cut with different surroundings fields.
+    """
+    if not parts:
+        raise ConfigError("no context-crops file to pool")
+    if len(parts) == 1:
+        return parts[0]
+    mpps = {tuple(np.atleast_1d(p["context_mpp"]).tolist()) for p in parts}
+    if len(mpps) != 1:
+        raise ConfigError(f"context-crops files were cut with different surroundings fields: {sorted(mpps)}")
+    out: dict[str, npt.NDArray[Any]] = {
+        k: np.concatenate([p[k] for p in parts]) for k in ("crops", "label", "unlabelled")
+    }
+    out["context_mpp"] = parts[0]["context_mpp"]
+    out["split"] = np.array("+".join(str(p.get("split", "?")) for p in parts))
+    out["stain"] = parts[0].get("stain", np.array("cnn"))
+    return out
+
+
 def _machine() -> str:
     import os
     import platform
@@ -194,7 +224,7 @@ def train_cell_type_classifier(
         "class_prior": [round(float(n / counts.sum()), 6) for n in counts],
         "tta": tta,
         "unlabelled": int(len(crops["unlabelled"])) if model == "infogan" else 0,
-        "training_data": f"BRCA-M2C {crops.get('split', 'train')} split (labelled)"
+        "training_data": f"BRCA-M2C {crops.get('split', 'train')} (labelled)"
         + (", every nucleus of it + MoNuSeg + MICCAI 2015 (unlabelled)" if model == "infogan" else ""),
         "segmentation": f"stain={crops.get('stain', 'cnn')}",
         "wsikit_version": __version__,
