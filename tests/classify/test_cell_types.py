@@ -150,7 +150,7 @@ def test_eval_classifier_scores_every_method_on_brca_points(data_dir, tmp_path, 
         assert {"accuracy", "balanced_accuracy", "macro_f1", "precision", "sensitivity", "f1"} <= set(s)
         assert np.array(s["confusion"]).shape == (3, 3) and np.sum(s["confusion"]) == res["nuclei"]
     assert "hungarian" in by["infogan"] and "hungarian" not in by["classifier"]
-    # these val patients chose the default model: a regression floor, not a result (docs/classification.md)
+    # these val patients chose the default's configuration and train its refit: a regression floor, not a result
     assert by["classifier"]["scores"]["accuracy"] > by["kmeans-morphology"]["scores"]["accuracy"] + 0.05
     assert by["classifier"]["scores"]["macro_f1"] > 0.6
     # the paper's weights given where the labelled classifier is expected: one line, exit 1

@@ -184,10 +184,10 @@ _register(
         name="cells-context-cnn",
         arch="context-cnn-v1",
         file="cells-context-cnn.pt",
-        sha256="b44daf9768f50b3ebdaa38ea0959571c36134357a349edd7de353d08b80be88b",
+        sha256="115aa199c28ddcdb931d3c7f21352e0ad44aa9309b69b93baeedbb2a7e8cddff",
         description="Supervised context CNN (the InfoGAN critic's network on 7-channel context crops: nucleus, "
-        "its mask, 64 um of surroundings), trained on BRCA-M2C train (72 breast patients, labels "
-        "BSD-3-Clause); `wsikit run`'s default cell-type classifier, chosen on BRCA-M2C val; see "
+        "its mask, 64 um of surroundings), its configuration chosen on BRCA-M2C val, then refit on BRCA-M2C train + "
+        "val (82 breast patients, labels BSD-3-Clause); `wsikit run`'s default cell-type classifier; see "
         "docs/classification.md",
         meta={"crop_mpp": 0.5, "context_mpp": [1.6]},
     )
