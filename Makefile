@@ -32,10 +32,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check wsikit tests benchmarks examples research
 	$(PY) -m mypy
-	$(PY) -m pytest -n 2 --doctest-modules wsikit tests
+	$(PY) -m pytest -n 2 --runslow --doctest-modules wsikit tests
 
+# everything but the tests marked slow (whole-slide runs, training on real data): under 2 minutes
 test-fast: $(STAMP)
-	$(PY) -m pytest -x -q tests
+	$(PY) -m pytest -x -q -n 2 tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check wsikit tests benchmarks examples research

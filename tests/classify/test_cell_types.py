@@ -53,6 +53,7 @@ def brca_nuclei(data_dir):
     return NucleusMatcher(stain="none", unlabelled=True).match(fields)
 
 
+@pytest.mark.slow
 def test_matcher_counts_points_per_class_and_detection(brca_nuclei):
     d = brca_nuclei
     assert d.context is not None and d.context.shape == (len(d.truth), 40, 40, 7)
@@ -64,6 +65,7 @@ def test_matcher_counts_points_per_class_and_detection(brca_nuclei):
     assert set(recall) == set(CELL_TYPES) and all(0.7 < v <= 1 for v in recall.values() if v is not None)
 
 
+@pytest.mark.slow
 def test_supervised_cnn_learns_from_labels_and_round_trips(brca_nuclei, tmp_path):
     from wsikit.pipeline.train_cell_types import train_cell_type_classifier
 
@@ -86,6 +88,7 @@ def test_supervised_cnn_learns_from_labels_and_round_trips(brca_nuclei, tmp_path
         clf.predict(d.crops)
 
 
+@pytest.mark.slow
 def test_semi_supervised_infogan_smoke_and_wrong_kind_of_weights(brca_nuclei, tmp_path):
     from wsikit.classify.train import ClassifierTrainConfig, train_classifier
     from wsikit.pipeline.train_cell_types import train_cell_type_classifier
@@ -123,6 +126,7 @@ def test_shipped_default_is_a_context_classifier_and_the_paper_model_stays():
     assert CellClassifier.from_pretrained("cells").meta["weights"] == paper.meta["weights"]
 
 
+@pytest.mark.slow
 def test_eval_classifier_scores_every_method_on_brca_points(data_dir, tmp_path, capsys):
     """`wsikit eval classifier` on 3 BRCA-M2C val images (points only, 0.5 um/px from the manifest)."""
     import json

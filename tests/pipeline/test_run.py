@@ -20,6 +20,8 @@ from wsikit.io.geojson import read_qupath_geojson
 from wsikit.io.omezarr import OmeZarrStore
 from wsikit.pipeline.run import OUTPUT_FILES, RunConfig, run_slide
 
+pytestmark = pytest.mark.slow  # whole-slide runs, a SIGKILL resume and a Dask cluster: minutes
+
 CFG = RunConfig(stain="none", workers=2, chunk=256)  # the fixture's options; every comparison uses the same
 
 

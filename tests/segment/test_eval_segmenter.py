@@ -67,6 +67,7 @@ def test_errors(tmp_path: Path, tiny_weights: Path) -> None:
         Segmenter.from_weights(colorizer)
 
 
+@pytest.mark.slow
 def test_segment_slide_cli(
     tiny_weights: Path, sample_slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], data_dir: Path
 ) -> None:

@@ -153,6 +153,7 @@ def test_strict_reader_applies_qupath_rules(tmp_path):
             list(read_qupath_geojson(p))
 
 
+@pytest.mark.slow
 def test_writer_streams_without_growing_memory(tmp_path):
     """Peak memory of writing 20k vs 200k polygons (a child process each): the same within 10 MB."""
     code = """
