@@ -126,14 +126,10 @@ def load_context_crops(path: PathLike) -> dict[str, npt.NDArray[Any]]:
     ShapeError
         Not a context-crops file (e.g. the unsupervised InfoGAN's whitened crops).
     """
+    from wsikit.pipeline.train_classifier import read_crops_file
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such crops file")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise ConfigError(f"{p}: not a readable crops file ({type(exc).__name__})") from exc
+    data = read_crops_file(p)
     mpps = tuple(float(m) for m in np.atleast_1d(data.get("context_mpp", np.array([CONTEXT_MPP]))))
     data["context_mpp"] = np.array(mpps)
     shape = (CROP_SIZE, CROP_SIZE, context_channels(mpps))
@@ -232,29 +228,22 @@ def train_cell_type_classifier(
         "date": dt.date.today().isoformat(),
         "command": command or "",
     }
+    if model not in ("cnn", "infogan"):
+        raise ConfigError(f"model must be 'cnn' or 'infogan', got {model!r}")
+    ckpt = out_path.with_name(out_path.name + ".ckpt")
+    net: Any
     if model == "cnn":
-        cfg = SupervisedTrainConfig(steps=steps, seed=seed, scanner=scanner)
-        state = train_context_cnn(x, y, cfg, progress=progress)
-        meta.update(
-            method="supervised context CNN", train_config=cfg.__dict__, seconds=round(state.seconds, 1)
-        )
-        save_checkpoint(
-            out_path,
-            arch=CNN_ARCH,
-            config=state.model.config.to_dict(),
-            state=state.model.state_dict(),
-            meta=meta,
-        )
+        cfg: Any = SupervisedTrainConfig(steps=steps, seed=seed, scanner=scanner)
+        state: Any = train_context_cnn(x, y, cfg, progress=progress)
+        arch, net, method = CNN_ARCH, state.model, "supervised context CNN"
         last = state.history[-100:]
-        summary = {
-            "steps": state.step,
-            "seconds": round(state.seconds, 1),
-            "loss_last": float(np.mean([r["loss"] for r in last])),
-        }
-    elif model == "infogan":
+        summary: dict[str, Any] = {"loss_last": float(np.mean([r["loss"] for r in last]))}
+    else:
         if scanner:
             raise ConfigError("scanner jitter applies to the cnn model")
-        gcfg = ClassifierTrainConfig(
+        if label_weight <= 0:
+            raise ConfigError("the semi-supervised InfoGAN needs label_weight > 0")
+        cfg = ClassifierTrainConfig(
             n_classes=len(CELL_TYPES),
             steps=steps,
             seed=seed,
@@ -262,30 +251,17 @@ def train_cell_type_classifier(
             label_weight=label_weight,
             jitter=1.0,
         )
-        if label_weight <= 0:
-            raise ConfigError("the semi-supervised InfoGAN needs label_weight > 0")
-        ckpt = out_path.with_name(out_path.name + ".ckpt")
-        gstate = train_classifier(
-            crops["unlabelled"], gcfg, checkpoint=ckpt, resume=True, progress=progress, labelled=(x, y)
+        state = train_classifier(
+            crops["unlabelled"], cfg, checkpoint=ckpt, resume=True, progress=progress, labelled=(x, y)
         )
-        meta.update(
-            method="semi-supervised InfoGAN", train_config=gcfg.__dict__, seconds=round(gstate.seconds, 1)
-        )
-        save_checkpoint(
-            out_path,
-            arch=ARCH,
-            config=gstate.model.config.to_dict(),
-            state=gstate.model.state_dict(),
-            meta=meta,
-        )
-        ckpt.unlink(missing_ok=True)
-        last = gstate.history[-100:]
+        arch, net, method = ARCH, state.model, "semi-supervised InfoGAN"
+        last = state.history[-100:]
         summary = {
-            "steps": gstate.step,
-            "seconds": round(gstate.seconds, 1),
             "label_ce_last": float(np.mean([r["label_ce"] for r in last])),
             "wasserstein_last": float(np.mean([r["wasserstein"] for r in last])),
         }
-    else:
-        raise ConfigError(f"model must be 'cnn' or 'infogan', got {model!r}")
+    meta.update(method=method, train_config=cfg.__dict__, seconds=round(state.seconds, 1))
+    save_checkpoint(out_path, arch=arch, config=net.config.to_dict(), state=net.state_dict(), meta=meta)
+    ckpt.unlink(missing_ok=True)
+    summary = {"steps": state.step, "seconds": round(state.seconds, 1), **summary}
     return out_path, summary

@@ -23,7 +23,14 @@ from wsikit.pipeline._atomic import check_output_parent
 from wsikit.segment.data import WORKING_MPP, load_dataset
 from wsikit.vectorize.measure import measure_nuclei
 
-__all__ = ["gather_crops", "save_crops", "load_crops", "train_classifier", "UNLABELLED_DATASETS"]
+__all__ = [
+    "gather_crops",
+    "save_crops",
+    "load_crops",
+    "read_crops_file",
+    "train_classifier",
+    "UNLABELLED_DATASETS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +97,23 @@ def save_crops(path: PathLike, crops: dict[str, npt.NDArray[Any]]) -> Path:
     return p
 
 
+def read_crops_file(path: Path) -> dict[str, npt.NDArray[Any]]:
+    """Every array of a crops ``.npz`` (no pickles).
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such crops file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise ConfigError(f"{path}: not a readable crops file ({type(exc).__name__})") from exc
+
+
 def load_crops(path: PathLike) -> dict[str, npt.NDArray[Any]]:
     """Read crops written by :func:`save_crops`.
 
@@ -99,13 +123,7 @@ def load_crops(path: PathLike) -> dict[str, npt.NDArray[Any]]:
         Not a crops file, or crops of the wrong size.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such crops file")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise ConfigError(f"{p}: not a readable crops file ({type(exc).__name__})") from exc
+    data = read_crops_file(p)
     for key in ("crops", "area", "eccentricity"):
         if key not in data:
             raise ShapeError(f"{p}: crops file lacks {key!r}")
