@@ -33,6 +33,8 @@ VARIANTS = {
     "long": {"steps": 8000},
     "nojitter": {"jitter": 0.0},
     "scanner": {"scanner": True},
+    "scanner-long": {"scanner": True, "steps": 8000},
+    "scanner-wide-long": {"scanner": True, "width": 48, "steps": 8000},
 }
 
 
