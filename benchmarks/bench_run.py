@@ -87,8 +87,8 @@ def main() -> None:
             "classify_share": round(s["seconds"]["classify"] / s["seconds"]["total"], 3),
             "classifier": s["models"]["classifier"]["weights"],
             "peak_rss_mb": round(s["peak_rss_mb"], 1),
-            "read_wait_share": s["segmentation"].get("read_wait_share"),
-            "peak_pending_labels_mb": s["segmentation"].get("peak_pending_mb"),
+            "read_wait_share": s["performance"]["segment"].get("read_wait_share"),
+            "peak_pending_labels_mb": s["performance"]["segment"].get("peak_pending_mb"),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -60,7 +60,7 @@ def main() -> None:
         "tissue_core_megapixels": result["tile_megapixels_level0"],
         "seconds": round(seconds, 1),
         "tissue_megapixels_per_s": round(result["tile_megapixels_level0"] / seconds, 3),
-        "read_wait_share": result["read_wait_share"],
+        "read_wait_share": result["performance"]["read_wait_share"],
     }
     print(json.dumps(out, indent=2))
     if args.json:

@@ -170,6 +170,32 @@ def test_errors(tmp_path: Path) -> None:
         rw.create_label("probs", dtype=np.float32)
     with pytest.raises(ShapeError, match="same label values"):
         rw.set_label_metadata("nuclei", colors={1: (1, 2, 3)}, properties={2: {"a": 1}})
-    labels_only = OmeZarrStore.create(tmp_path / "l.zarr", height=10, width=10, with_image=False)
-    with pytest.raises(StoreError, match="no image arrays"):
-        labels_only.read_region(IMAGE, 0, 0, 1, 1)
+    with pytest.raises(ShapeError, match="power of two"):
+        OmeZarrStore.create(tmp_path / "l.zarr", height=10, width=10, image_downsample=3)
+
+
+def test_overview_store_is_valid_ome_zarr_and_aligned(tmp_path: Path) -> None:
+    """An overview image (1/8) beside full-resolution labels: every declared array exists, both readers open it."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.v05.image import Image
+
+    import zarr
+
+    path = tmp_path / "ov.zarr"
+    store = OmeZarrStore.create(path, height=300, width=500, chunk=64, mpp=(0.25, 0.25), image_downsample=8)
+    assert store.image_shape(0) == (38, 63) and not store.has_image and store.image_downsample == 8
+    store.create_label("nuclei")
+    store.write_region(IMAGE, 0, 0, np.zeros((38, 63, 3), np.uint8))
+    with pytest.raises(ShapeError, match="outside"):
+        store.write_region(IMAGE, 0, 0, np.zeros((40, 63, 3), np.uint8))
+    store.build_pyramid(IMAGE)
+    Image.from_zarr(zarr.open_group(str(path), mode="r"))  # raises on a declared array that is missing
+    nodes = list(Reader(parse_url(str(path)))())
+    assert nodes[0].data[0].shape == (3, 38, 63)
+    labels = [n for n in nodes if n.metadata.get("name") == "nuclei"]
+    assert labels and labels[0].data[0].shape == (300, 500)
+    # the same physical grid: image level k is 8 * 2^k label pixels, labels level k is 2^k
+    img_scale = nodes[0].metadata["coordinateTransformations"][0][0]["scale"]
+    lab_scale = labels[0].metadata["coordinateTransformations"][0][0]["scale"]
+    assert img_scale == [1.0, 2.0, 2.0] and lab_scale == [0.25, 0.25]

@@ -58,7 +58,7 @@ def _same_outputs(a: Path, b: Path) -> None:
     for name in ("nuclei", "cell_types"):
         assert np.array_equal(sa.array(name)[:], sb.array(name)[:])
     ja, jb = json.loads((a / "summary.json").read_text()), json.loads((b / "summary.json").read_text())
-    for key in ("seconds", "slide", "segmentation"):
+    for key in ("seconds", "performance"):  # timings and memory only: every count must be identical
         ja.pop(key), jb.pop(key)
     assert ja == jb
 

@@ -23,7 +23,7 @@ from wsikit.pipeline.export import export_nuclei
 
 def _store(path, labels, *, slide=None, mpp=0.19448, offset=(0, 0), chunk=256):
     h, w = labels.shape
-    store = OmeZarrStore.create(path, height=h, width=w, chunk=chunk, mpp=(mpp, mpp), with_image=False)
+    store = OmeZarrStore.create(path, height=h, width=w, chunk=chunk, mpp=(mpp, mpp), image_downsample=8)
     store.create_label("nuclei", dtype=np.uint32)
     for y, x, hh, ww in store.chunk_grid():
         store.write_region("nuclei", y, x, labels[y : y + hh, x : x + ww])
@@ -111,7 +111,7 @@ def test_empty_labels_give_valid_empty_outputs(tmp_path):
 
 
 def test_bad_inputs(tmp_path, capsys):
-    bare = OmeZarrStore.create(tmp_path / "bare.zarr", height=64, width=64, chunk=64, with_image=False)
+    bare = OmeZarrStore.create(tmp_path / "bare.zarr", height=64, width=64, chunk=64, image_downsample=8)
     with pytest.raises(StoreError, match="no labels/nuclei"):
         export_nuclei(bare.path, geojson=tmp_path / "x.geojson")
     assert run(["export", str(tmp_path / "bare.zarr"), "--geojson", str(tmp_path / "x.geojson")]) == 1

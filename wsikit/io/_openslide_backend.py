@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +55,8 @@ class OpenSlideSlide(Slide):
             self._osr = openslide.OpenSlide(str(path))
         except openslide.OpenSlideError as exc:
             raise SlideOpenError(f"{path}: OpenSlide cannot open it: {exc}") from exc
+        self._handle_lock = threading.Lock()
+        self._retired: list[Any] = []
         props = dict(self._osr.properties)
         self.properties = props
         self.vendor = props.get("openslide.vendor")
@@ -73,12 +77,45 @@ class OpenSlideSlide(Slide):
             else np.array([255, 255, 255], dtype=np.float32)
         )
 
+    def _tile_size(self, level: int) -> tuple[int, int]:
+        p = self.properties
+        tw = _float_or_none(p.get(f"openslide.level[{level}].tile-width"))
+        th = _float_or_none(p.get(f"openslide.level[{level}].tile-height"))
+        return (int(tw), int(th)) if tw and th else (256, 256)
+
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
+        osr = self._osr
+        if osr is None:
+            raise SlideReadError(f"{self.path}: slide is closed")
+        try:
+            return self._read_with(osr, level, x, y, w, h)
+        except Exception:
+            # OpenSlide leaves a handle that failed once unusable: give later reads a fresh one. The old
+            # handle may still be in use by other reader threads, so it is closed only with the slide.
+            self._replace_handle(osr)
+            raise
+
+    def _read_isolated(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
+        import openslide
+
+        osr = openslide.OpenSlide(str(self.path))
+        try:
+            return self._read_with(osr, level, x, y, w, h)
+        finally:
+            osr.close()
+
+    def _replace_handle(self, failed: Any) -> None:
+        import openslide
+
+        with self._handle_lock:
+            if self._osr is failed:
+                self._retired.append(failed)
+                self._osr = openslide.OpenSlide(str(self.path))
+
+    def _read_with(self, osr: Any, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         ds = self.level_downsamples[level]
         loc = (int(round(x * ds)), int(round(y * ds)))
-        if self._osr is None:
-            raise SlideReadError(f"{self.path}: slide is closed")
-        rgba = np.asarray(self._osr.read_region(loc, level, (w, h)))
+        rgba = np.asarray(osr.read_region(loc, level, (w, h)))
         alpha = rgba[..., 3]
         if alpha.min() == 255:
             return np.ascontiguousarray(rgba[..., :3])
@@ -97,3 +134,6 @@ class OpenSlideSlide(Slide):
         if osr is not None:
             osr.close()
             self._osr = None
+        for old in getattr(self, "_retired", []):
+            old.close()
+        self._retired = []

@@ -171,10 +171,16 @@ class TiffSlide(Slide):
             raise UnsupportedFormatError(f"{path}: image axes {axes!r} are not a 2-D RGB or gray image")
         self._axes = axes
         self._levels = []
+        self._tiles: list[tuple[int, int]] = []
         dims = []
         for i, lvl in enumerate(series.levels):
             shape = dict(zip(lvl.axes, lvl.shape, strict=True))
             dims.append((int(shape["X"]), int(shape["Y"])))
+            page = lvl.pages[0] if lvl.pages else None
+            tw, th = (getattr(page, "tilewidth", 0) or 0), (getattr(page, "tilelength", 0) or 0)
+            rows = getattr(page, "rowsperstrip", 0) or 0
+            # the decoding unit: a tile, or a strip of rows across the image
+            self._tiles.append((tw, th) if tw and th else (int(shape["X"]), min(rows or 256, int(shape["Y"]))))
             self._levels.append(zarr.open_array(self._tif.aszarr(series=0, level=i), mode="r"))
         self.level_dimensions = tuple(dims)
         w0 = dims[0][0]
@@ -184,6 +190,9 @@ class TiffSlide(Slide):
         self.bounds_offset = (0, 0)
         self.vendor = "ome-tiff" if self._tif.is_ome else "tiff"
         self.properties = {"tiff.axes": axes, "tiff.dtype": str(dtype)}
+
+    def _tile_size(self, level: int) -> tuple[int, int]:
+        return self._tiles[level]
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         arr = self._levels[level]

@@ -4,9 +4,11 @@ The rules (from QuPath's PathIO / GsonTools / QuPathTypeAdapters, see docs and F
 a FeatureCollection (or a bare list of Features); the object type is read only from
 ``properties.objectType`` ("detection" or "cell" for nuclei, "annotation" otherwise); a cell's nucleus
 is the Feature-level member ``nucleusGeometry``; ``properties.classification`` needs a ``name`` and a
-``color`` [r, g, b]; ``properties.measurements`` maps names to numbers ("NaN" for NaN); ``id`` is a UUID;
-coordinates are level-0 pixels of the image as QuPath opened it (OpenSlide bounds subtracted), closed
-rings of a Polygon.
+``color`` [r, g, b]; ``properties.measurements`` maps names to numbers (QuPath 0.4 casts every value to
+a number, so one string such as "NaN" fails the whole import: NaN and infinite values are left out);
+``id`` is a UUID; coordinates are level-0 pixels of the image as QuPath opened it (OpenSlide bounds
+subtracted) on QuPath's 0.01 px grid, closed rings of a Polygon (one part) or MultiPolygon (several),
+valid after rounding.
 """
 
 from __future__ import annotations
@@ -24,12 +26,22 @@ from typing import IO, Any
 
 import numpy as np
 import shapely
-from shapely.geometry import Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon, shape
 
 from wsikit._typing import PathLike
 from wsikit.errors import SlideOpenError, StoreError
 
-__all__ = ["GeoJsonWriter", "QuPathObject", "read_qupath_geojson", "nucleus_uuid", "polygon_json"]
+__all__ = [
+    "GeoJsonWriter",
+    "QuPathObject",
+    "read_qupath_geojson",
+    "nucleus_uuid",
+    "polygon_json",
+    "on_qupath_grid",
+]
+
+GRID = 0.01
+"""QuPath's coordinate precision (px): wsikit writes 2 decimals."""
 
 _NAMESPACE = uuid.UUID("5b0f0c39-5e1c-4a67-9a31-8f1f0d7e2b11")
 
@@ -45,21 +57,65 @@ def _ring(coords: np.ndarray, dx: float, dy: float) -> str:
     return "[" + ",".join(f"[{x:.2f},{y:.2f}]" for x, y in xy) + "]"
 
 
-def polygon_json(poly: Polygon, *, offset: tuple[float, float] = (0.0, 0.0)) -> str:
-    """A GeoJSON Polygon object (2 decimals, closed rings) with ``offset`` (x, y) subtracted."""
-    dx, dy = offset
-    rings = [_ring(np.asarray(poly.exterior.coords), dx, dy)]
-    rings += [_ring(np.asarray(r.coords), dx, dy) for r in poly.interiors]
-    return '{"type":"Polygon","coordinates":[' + ",".join(rings) + "]}"
+def on_qupath_grid(
+    geom: Polygon | MultiPolygon, *, offset: tuple[float, float] = (0.0, 0.0)
+) -> Polygon | MultiPolygon:
+    """``geom`` with ``offset`` (x, y) subtracted, snapped to the 0.01 px grid and made valid there.
+
+    A hole or a part thinner than the grid collapses in the rounding; snapping with GEOS
+    (:func:`shapely.set_precision`) removes it, so the written polygon is the valid one QuPath reads.
+    Returns an empty polygon when nothing is left.
+
+    Examples
+    --------
+    >>> from shapely.geometry import Polygon
+    >>> sliver = Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (1.004, 1), (1.004, 3), (1, 3)]])
+    >>> len(on_qupath_grid(sliver).interiors)
+    0
+    """
+    if offset != (0.0, 0.0):
+        geom = shapely.transform(geom, lambda xy: xy - np.asarray(offset, dtype=np.float64))
+    snapped = shapely.set_precision(geom, GRID)
+    if snapped.geom_type not in ("Polygon", "MultiPolygon"):
+        parts = [g for g in getattr(snapped, "geoms", []) if g.geom_type == "Polygon" and not g.is_empty]
+        snapped = MultiPolygon(parts) if len(parts) > 1 else (parts[0] if parts else Polygon())
+    if snapped.geom_type == "Polygon":
+        return shapely.geometry.polygon.orient(snapped, sign=1.0)
+    return MultiPolygon([shapely.geometry.polygon.orient(g, sign=1.0) for g in snapped.geoms])
 
 
-def _number(v: float) -> Any:
-    f = float(v)
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "Infinity" if f > 0 else "-Infinity"
-    return round(f, 4)
+def _polygon_rings(poly: Polygon) -> str:
+    rings = [_ring(np.asarray(poly.exterior.coords), 0.0, 0.0)]
+    rings += [_ring(np.asarray(r.coords), 0.0, 0.0) for r in poly.interiors]
+    return "[" + ",".join(rings) + "]"
+
+
+def polygon_json(geom: Polygon | MultiPolygon, *, offset: tuple[float, float] = (0.0, 0.0)) -> str:
+    """A GeoJSON Polygon (one part) or MultiPolygon (several): ``offset`` (x, y) subtracted, on the 0.01 px
+    grid (2 decimals), closed rings, valid after rounding (see :func:`on_qupath_grid`).
+
+    Raises
+    ------
+    ValueError
+        Nothing is left of ``geom`` on the grid.
+    """
+    g = on_qupath_grid(geom, offset=offset)
+    if g.is_empty:
+        raise ValueError("the polygon is empty on QuPath's 0.01 px grid")
+    if g.geom_type == "Polygon":
+        return '{"type":"Polygon","coordinates":' + _polygon_rings(g) + "}"
+    parts = sorted(g.geoms, key=lambda p: -p.area)  # the largest part first
+    return '{"type":"MultiPolygon","coordinates":[' + ",".join(_polygon_rings(p) for p in parts) + "]}"
+
+
+def _finite_measurements(measurements: Mapping[str, float]) -> dict[str, float]:
+    """Measurements as QuPath 0.4 imports them: numbers only (NaN and infinities left out), 4 decimals."""
+    out = {}
+    for k, v in measurements.items():
+        f = float(v)
+        if math.isfinite(f):
+            out[k] = round(f, 4)
+    return out
 
 
 class GeoJsonWriter:
@@ -100,24 +156,28 @@ class GeoJsonWriter:
     def write(
         self,
         feature_id: str,
-        geometry: Polygon,
+        geometry: Polygon | MultiPolygon,
         *,
         object_type: str = "detection",
-        nucleus: Polygon | None = None,
+        nucleus: Polygon | MultiPolygon | None = None,
         classification: tuple[str, Sequence[int]] | None = None,
         measurements: Mapping[str, float] | None = None,
     ) -> None:
-        """Append one Feature. ``geometry`` is the nucleus (detection) or the cell boundary (cell)."""
-        if geometry.is_empty or geometry.geom_type != "Polygon":
+        """Append one Feature. ``geometry`` is the nucleus (detection) or the cell boundary (cell).
+
+        NaN and infinite measurements are left out (QuPath 0.4 fails the whole import on one).
+        """
+        if geometry.is_empty or geometry.geom_type not in ("Polygon", "MultiPolygon"):
             raise ValueError(
-                f"feature {feature_id}: geometry must be a non-empty Polygon, got {geometry.geom_type}"
+                f"feature {feature_id}: geometry must be a non-empty Polygon or MultiPolygon, "
+                f"got {geometry.geom_type}"
             )
         props: dict[str, Any] = {"objectType": object_type}
         if classification is not None:
             name, color = classification
             props["classification"] = {"name": name, "color": [int(c) for c in color]}
         if measurements:
-            props["measurements"] = {k: _number(v) for k, v in measurements.items()}
+            props["measurements"] = _finite_measurements(measurements)
         parts = [
             '{"type":"Feature","id":',
             json.dumps(feature_id),
@@ -168,8 +228,8 @@ class QuPathObject:
 
     id: str
     object_type: str
-    geometry: Polygon
-    nucleus: Polygon | None = None
+    geometry: Polygon | MultiPolygon
+    nucleus: Polygon | MultiPolygon | None = None
     classification: str | None = None
     color: tuple[int, int, int] | None = None
     measurements: dict[str, float] = field(default_factory=dict)
@@ -179,18 +239,23 @@ def _fail(path: Path, problem: str) -> SlideOpenError:
     return SlideOpenError(f"{path}: {problem}")
 
 
-def _polygon(path: Path, where: str, geom: Any) -> Polygon:
-    if not isinstance(geom, dict) or geom.get("type") != "Polygon":
+def _polygon(path: Path, where: str, geom: Any) -> Polygon | MultiPolygon:
+    kind = geom.get("type") if isinstance(geom, dict) else None
+    if kind not in ("Polygon", "MultiPolygon"):
         raise _fail(
             path,
-            f"{where}: geometry must be a Polygon, got {geom.get('type') if isinstance(geom, dict) else geom!r}",
+            f"{where}: geometry must be a Polygon or MultiPolygon, got {kind if kind else geom!r}",
         )
-    for ring in geom.get("coordinates", []):
-        if len(ring) < 4 or ring[0] != ring[-1]:
-            raise _fail(path, f"{where}: polygon ring is not closed")
+    coords = geom.get("coordinates", [])
+    for poly_rings in coords if kind == "MultiPolygon" else [coords]:
+        for ring in poly_rings:
+            if len(ring) < 4 or ring[0] != ring[-1]:
+                raise _fail(path, f"{where}: polygon ring is not closed")
     poly = shape(geom)
     if poly.is_empty or not poly.is_valid:
         raise _fail(path, f"{where}: invalid or empty polygon")
+    if kind == "MultiPolygon":
+        return poly
     return shapely.geometry.polygon.orient(poly, sign=1.0)
 
 
@@ -245,10 +310,8 @@ def read_qupath_geojson(path: PathLike) -> Iterator[QuPathObject]:
             name, color = str(cls["name"]), (int(cls["color"][0]), int(cls["color"][1]), int(cls["color"][2]))
         meas: dict[str, float] = {}
         for k, v in (props.get("measurements") or {}).items():
-            if isinstance(v, str) and v in ("NaN", "Infinity", "-Infinity"):
-                meas[k] = float(v.lower().replace("infinity", "inf"))
-            elif isinstance(v, int | float) and not isinstance(v, bool):
+            if isinstance(v, int | float) and not isinstance(v, bool):
                 meas[k] = float(v)
-            else:
+            else:  # QuPath 0.4 casts each value to a number: one string ("NaN" too) fails the import
                 raise _fail(p, f"{where}: measurement {k!r} is not a number ({v!r})")
         yield QuPathObject(fid, str(otype), geom, nucleus, name, color, meas)

@@ -3,10 +3,18 @@
 Layout written by :class:`OmeZarrStore`::
 
     result.zarr/                 image group: ome.multiscales (axes c, y, x), ome.omero
-    result.zarr/0, 1, ...        RGB pyramid, (3, H, W) uint8, level k downsampled 2^k
+    result.zarr/0, 1, ...        RGB pyramid, (3, H/d, W/d) uint8, level k downsampled d * 2^k
     result.zarr/labels/          ome.labels = ["nuclei", ...]
     result.zarr/labels/nuclei/   label image: ome.multiscales (axes y, x) + ome.image-label
     result.zarr/labels/nuclei/0  (H, W) uint32, same number of levels as the image
+
+``d`` is :attr:`OmeZarrStore.image_downsample`: 1 when the store holds the image at full resolution
+(``wsikit normalize``, ``wsikit run --save-normalized``), 8 (:data:`OVERVIEW_DOWNSAMPLE`) when the image is
+an overview of the slide beside full-resolution labels (``wsikit run`` and ``wsikit segment`` by default,
+so the slide is not copied). Every array the metadata declares exists, and the scale transforms put the
+image and the labels on the same physical grid (micrometres, or level-0 pixels without mpp), so
+ome-zarr-py's Reader, napari-ome-zarr and the ome-zarr-models validator open the store and overlay the
+labels on the image. Image arrays start white (their fill value) until written.
 
 Writes are chunk-aligned: every :meth:`OmeZarrStore.write_region` call must
 cover whole chunks (or reach the array edge), so concurrent writers that own
@@ -34,11 +42,13 @@ import numpy.typing as npt
 from wsikit._typing import PathLike
 from wsikit.errors import OutputExistsError, ShapeError, StoreError
 
-__all__ = ["OmeZarrStore", "NGFF_VERSION", "IMAGE"]
+__all__ = ["OmeZarrStore", "NGFF_VERSION", "IMAGE", "OVERVIEW_DOWNSAMPLE"]
 
 NGFF_VERSION = "0.5"
 IMAGE = "image"
 """Name used for the RGB image array in methods that take ``name``."""
+OVERVIEW_DOWNSAMPLE = 8
+"""Level-0 pixels per image pixel of a store whose image is an overview of the slide."""
 
 _RGB_CHANNELS = [
     {"label": "R", "color": "FF0000"},
@@ -64,14 +74,14 @@ def _axes(ndim: int, mpp: tuple[float, float] | None) -> list[dict[str, str]]:
 
 
 def _multiscales(
-    name: str, ndim: int, levels: int, mpp: tuple[float, float] | None, method: str
+    name: str, ndim: int, levels: int, mpp: tuple[float, float] | None, method: str, downsample: int = 1
 ) -> list[Any]:
     return [
         {
             "name": name,
             "axes": _axes(ndim, mpp),
             "datasets": [
-                {"path": str(k), "coordinateTransformations": _scale_transform(ndim, mpp, 2**k)}
+                {"path": str(k), "coordinateTransformations": _scale_transform(ndim, mpp, downsample * 2**k)}
                 for k in range(levels)
             ],
             "type": method,
@@ -135,7 +145,7 @@ class OmeZarrStore:
         levels: int | None = None,
         mpp: tuple[float, float] | None = None,
         name: str = "image",
-        with_image: bool = True,
+        image_downsample: int = 1,
         overwrite: bool = False,
     ) -> OmeZarrStore:
         """Create a new store for a ``height`` x ``width`` image.
@@ -154,9 +164,11 @@ class OmeZarrStore:
             Level-0 microns per pixel (x, y); axes get unit micrometer when given.
         name : str
             Name stored in the multiscales metadata.
-        with_image : bool
-            Create the RGB image arrays (False for a labels-only result whose
-            image stays in the slide).
+        image_downsample : int
+            Level-0 pixels per pixel of the RGB image: 1 stores the image at full
+            resolution; a power of two stores an overview (e.g.
+            :data:`OVERVIEW_DOWNSAMPLE` for a result whose full-resolution image
+            stays in the slide). Labels are always full resolution.
         overwrite : bool
             Replace an existing store at ``path``.
 
@@ -165,7 +177,7 @@ class OmeZarrStore:
         OutputExistsError
             ``path`` exists and ``overwrite`` is False.
         ShapeError
-            Non-positive sizes, chunk or levels.
+            Non-positive sizes, chunk or levels, or ``image_downsample`` not a power of two.
         """
         import zarr
 
@@ -177,6 +189,9 @@ class OmeZarrStore:
         n_levels = levels if levels is not None else default_levels(height, width, chunk)
         if n_levels <= 0:
             raise ShapeError(f"levels must be positive, got {n_levels}")
+        d = int(image_downsample)
+        if d < 1 or d & (d - 1) or d != image_downsample:
+            raise ShapeError(f"image_downsample must be a power of two >= 1, got {image_downsample}")
         if p.exists():
             if not overwrite:
                 raise OutputExistsError(f"{p}: already exists (use overwrite to replace it)")
@@ -186,7 +201,7 @@ class OmeZarrStore:
         group = zarr.open_group(str(p), mode="w", zarr_format=3)
         ome: dict[str, Any] = {
             "version": NGFF_VERSION,
-            "multiscales": _multiscales(name, 3, n_levels, mpp, "mean"),
+            "multiscales": _multiscales(name, 3, n_levels, mpp, "mean", d),
             "omero": {
                 "rdefs": {"model": "color"},
                 "channels": [
@@ -202,12 +217,12 @@ class OmeZarrStore:
             "chunk": chunk,
             "levels": n_levels,
             "mpp": list(mpp) if mpp is not None else None,
-            "has_image": with_image,
+            "image_downsample": d,
         }
         store = cls(p, group, "w")
-        if with_image:
-            for k, (h, w) in enumerate(_level_shapes(height, width, n_levels)):
-                store._create_array(str(k), (3, h, w), (3, chunk, chunk), np.uint8, 255)
+        ih, iw = max(1, math.ceil(height / d)), max(1, math.ceil(width / d))
+        for k, (h, w) in enumerate(_level_shapes(ih, iw, n_levels)):
+            store._create_array(str(k), (3, h, w), (3, chunk, chunk), np.uint8, 255)
         labels = group.create_group("labels")
         labels.attrs["ome"] = {"version": NGFF_VERSION, "labels": []}
         return store
@@ -277,9 +292,22 @@ class OmeZarrStore:
         return (float(mpp[0]), float(mpp[1])) if mpp else None
 
     @property
+    def image_downsample(self) -> int:
+        """Level-0 pixels per pixel of the stored RGB image (1: full resolution; else an overview)."""
+        return int(self._meta.get("image_downsample", 1))
+
+    @property
     def has_image(self) -> bool:
-        """Whether the store holds the RGB image arrays."""
-        return bool(self._meta["has_image"])
+        """Whether the store holds the RGB image at full resolution (not only an overview)."""
+        return self.image_downsample == 1
+
+    def image_shape(self, level: int = 0) -> tuple[int, int]:
+        """(height, width) of the RGB image at ``level`` (level-0 size / image_downsample / 2^level)."""
+        d = self.image_downsample
+        shapes = _level_shapes(max(1, math.ceil(self.height / d)), max(1, math.ceil(self.width / d)), self.levels)
+        if not 0 <= level < self.levels:
+            raise ShapeError(f"level must be in [0, {self.levels - 1}], got {level}")
+        return shapes[level]
 
     @property
     def label_names(self) -> list[str]:
@@ -400,8 +428,6 @@ class OmeZarrStore:
         if not 0 <= level < self.levels:
             raise ShapeError(f"level must be in [0, {self.levels - 1}], got {level}")
         if name == IMAGE:
-            if not self.has_image:
-                raise StoreError(f"{self.path}: this store has no image arrays (labels only)")
             return str(level)
         self._check_label(name)
         return f"labels/{name}/{level}"
@@ -434,7 +460,8 @@ class OmeZarrStore:
         name : str
             :data:`IMAGE` (``data`` is (3, h, w) or (h, w, 3) uint8) or a label name ((h, w)).
         y, x : int
-            Top-left of the block; multiples of :attr:`chunk`.
+            Top-left of the block; multiples of :attr:`chunk`. Image blocks are in the image's
+            own pixels (level-0 pixels / :attr:`image_downsample`).
         data : numpy.ndarray
             The block. Its far edges must be chunk multiples too, or reach the array edge.
 
@@ -458,7 +485,7 @@ class OmeZarrStore:
             data = data.astype(arr.dtype)
         h, w = data.shape[-2:]
         c = self.chunk
-        H, W = self.height, self.width
+        H, W = self.image_shape(0) if name == IMAGE else (self.height, self.width)
         if y < 0 or x < 0 or y + h > H or x + w > W:
             raise ShapeError(f"block {h}x{w} at (y={y}, x={x}) is outside the {H}x{W} array")
         aligned = (
@@ -478,7 +505,10 @@ class OmeZarrStore:
             arr[y : y + h, x : x + w] = data
 
     def read_region(self, name: str, y: int, x: int, h: int, w: int, *, level: int = 0) -> npt.NDArray[Any]:
-        """Read a block (any alignment) of ``name`` at ``level``; image blocks are (3, h, w)."""
+        """Read a block (any alignment) of ``name`` at ``level``; image blocks are (3, h, w).
+
+        Image coordinates are the image's own pixels at ``level`` (see :meth:`image_shape`).
+        """
         arr = self.array(name, level)
         if name == IMAGE:
             return np.asarray(arr[:, y : y + h, x : x + w])

@@ -111,7 +111,13 @@ def open_slide(path: PathLike, *, backend: Backend = "auto") -> Slide:
     # Flat (untiled) TIFFs are declined by OpenSlide and go to tifffile, which reads strips lazily.
     if vendor is not None:
         log.debug("%s: OpenSlide format %s", p, vendor)
-        return OpenSlideSlide(p)
+        try:
+            return OpenSlideSlide(p)
+        except SlideOpenError:
+            # e.g. a generic TIFF in a compression OpenSlide does not decode (JPEG 2000): tifffile may
+            if vendor != "generic-tiff":
+                raise
+            log.debug("%s: OpenSlide cannot open this generic TIFF; trying tifffile", p)
     if is_tiff:
         return TiffSlide(p)
     if p.suffix.lower() in {".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"}:

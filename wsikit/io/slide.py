@@ -20,6 +20,7 @@ import numpy as np
 
 from wsikit._typing import IntPair, RGBImage
 from wsikit.errors import ConfigError, SlideReadError
+from wsikit.io.damage import DamagedRegion, DamageLog
 
 __all__ = ["Slide", "SlideInfo", "BACKGROUND_RGB"]
 
@@ -97,6 +98,36 @@ class Slide(ABC):
     objective_power: float | None
     bounds_offset: IntPair
     properties: Mapping[str, str]
+    damage: DamageLog | None = None
+    """Where unreadable regions are recorded; None (the default) makes them raise (see :meth:`skip_damaged`)."""
+
+    def skip_damaged(self, damage: DamageLog | None = None) -> DamageLog:
+        """Read unreadable (corrupt) tiles as glass instead of raising, recording each in ``damage``.
+
+        A read that fails is retried block by block on the slide's own tile grid (256 px where the
+        backend does not state one); blocks that still fail are painted white (no tissue is found in
+        them) and recorded once each, in level-0 pixels. Returns the log.
+
+        Examples
+        --------
+        >>> from wsikit.io import open_slide
+        >>> from wsikit.sample import sample_slide_path
+        >>> with open_slide(sample_slide_path()) as slide:
+        ...     damage = slide.skip_damaged()
+        ...     _ = slide.read_region((0, 0), 0, (64, 64))
+        >>> len(damage)
+        0
+        """
+        self.damage = damage if damage is not None else DamageLog()
+        return self.damage
+
+    def _tile_size(self, level: int) -> IntPair:
+        """(width, height) of the encoded tiles of ``level`` (256 x 256 when the backend does not say)."""
+        return (256, 256)
+
+    def _read_isolated(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
+        """Read an in-bounds box so that a decoding failure affects no other read (backends with state override)."""
+        return self._read(level, x, y, w, h)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -205,9 +236,11 @@ class Slide(ABC):
     def _read_checked(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         try:
             arr = self._read(level, x, y, w, h)
-        except SlideReadError:
-            raise
         except Exception as exc:  # backends raise many types; name the file once here
+            if self.damage is not None:
+                return self._read_around_damage(level, x, y, w, h)
+            if isinstance(exc, SlideReadError):
+                raise
             raise SlideReadError(
                 f"{self.path}: cannot read {w}x{h} px at ({x}, {y}) of level {level}: {exc}"
             ) from exc
@@ -216,6 +249,38 @@ class Slide(ABC):
                 f"{self.path}: backend returned {arr.shape} {arr.dtype} for a {w}x{h} RGB read"
             )
         return arr
+
+    def _read_around_damage(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
+        """Read a box block by block on the tile grid; unreadable blocks become glass and are recorded."""
+        assert self.damage is not None
+        out = np.empty((h, w, 3), dtype=np.uint8)
+        tw, th = self._tile_size(level)
+        ds = self.level_downsamples[level]
+        for by in range(y - y % th, y + h, th):
+            for bx in range(x - x % tw, x + w, tw):
+                x0, y0 = max(bx, x), max(by, y)
+                x1, y1 = min(bx + tw, x + w), min(by + th, y + h)
+                try:
+                    block = self._read_isolated(level, x0, y0, x1 - x0, y1 - y0)
+                    if block.shape != (y1 - y0, x1 - x0, 3) or block.dtype != np.uint8:
+                        raise SlideReadError(f"backend returned {block.shape} {block.dtype}")
+                except Exception as exc:  # noqa: BLE001 - any decoder failure marks the block damaged
+                    # the whole encoded tile, in level-0 pixels
+                    lw, lh = self.level_dimensions[level]
+                    self.damage.add(
+                        DamagedRegion(
+                            x=int(math.floor(bx * ds)),
+                            y=int(math.floor(by * ds)),
+                            width=int(math.ceil(min(tw, lw - bx) * ds)),
+                            height=int(math.ceil(min(th, lh - by) * ds)),
+                            level=level,
+                            error=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                        )
+                    )
+                    block = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+                    block[...] = BACKGROUND_RGB
+                out[y0 - y : y1 - y, x0 - x : x1 - x] = block
+        return out
 
     @abstractmethod
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:

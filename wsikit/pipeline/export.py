@@ -89,6 +89,7 @@ class NucleusTableWriter:
         parquet: Path | None,
         cells_um: float | None = None,
         with_classes: bool = False,
+        image_size: tuple[int, int] | None = None,
     ) -> None:
         if cells_um is not None and cells_um <= 0:
             raise ConfigError(f"--cells expansion must be positive microns, got {cells_um}")
@@ -97,6 +98,7 @@ class NucleusTableWriter:
         self.mpp = mpp
         self.cells_px = None if cells_um is None else cells_um / (mpp or 1.0)
         self.with_classes = with_classes
+        self.image_size = image_size
         self.count = 0
         self._stack = ExitStack()
         self.geojson = self._stack.enter_context(GeoJsonWriter(geojson, offset=offset)) if geojson else None
@@ -124,15 +126,15 @@ class NucleusTableWriter:
             raise ConfigError("class columns requested but the batch has no classes")
         cells = None
         if self.cells_px is not None:
-            cells = _cell_boundaries(batch, self.cells_px)
+            cells = _cell_boundaries(batch, self.cells_px, self.image_size)
         if self.geojson is not None:
             for j in range(n):
                 meas = {"centroid_x": float(cx[j]), "centroid_y": float(cy[j])}
                 meas.update({k: float(batch.columns[m][j]) for k, m in self.meas.items()})
                 cls = None
                 if classes is not None and probs is not None:
-                    name = CELL_TYPES[int(classes[j])]
-                    cls = (name.capitalize(), CELL_TYPE_COLORS[name])
+                    name = CELL_TYPES[int(classes[j])]  # one spelling in GeoJSON, Parquet and OME-Zarr
+                    cls = (name, CELL_TYPE_COLORS[name])
                     meas["class_probability"] = float(probs[j])
                 if cells is not None:
                     self.geojson.write(
@@ -169,8 +171,11 @@ class NucleusTableWriter:
         self._stack.close()
 
 
-def _cell_boundaries(batch: NucleusBatch, expansion_px: float) -> list[Any]:
-    """Nuclei grown by ``expansion_px``, clipped where two cells meet (Voronoi split of the overlap)."""
+def _cell_boundaries(
+    batch: NucleusBatch, expansion_px: float, image_size: tuple[int, int] | None = None
+) -> list[Any]:
+    """Nuclei grown by ``expansion_px``, clipped where two cells meet (Voronoi split of the overlap) and
+    to the image (``image_size`` = level-0 (width, height))."""
     import shapely
 
     polys = np.asarray(batch.polygons, dtype=object)
@@ -191,11 +196,13 @@ def _cell_boundaries(batch: NucleusBatch, expansion_px: float) -> list[Any]:
             far = -d / np.linalg.norm(d) * 1e4
             half = shapely.Polygon([mid + normal, mid - normal, mid - normal + far, mid + normal + far])
             cell = cell.intersection(half)
+        if image_size is not None:
+            cell = cell.intersection(shapely.box(0, 0, image_size[0], image_size[1]))
         cell = cell.union(polys[j]) if not cell.is_empty else polys[j]
-        if cell.geom_type != "Polygon":
-            parts = [p for p in getattr(cell, "geoms", []) if p.geom_type == "Polygon"]
-            cell = max(parts, key=lambda p: p.area) if parts else polys[j]
-        out.append(shapely.geometry.polygon.orient(cell, sign=1.0))
+        if cell.geom_type == "GeometryCollection":
+            parts = [p for p in cell.geoms if p.geom_type == "Polygon"]
+            cell = shapely.MultiPolygon(parts) if len(parts) > 1 else (parts[0] if parts else polys[j])
+        out.append(shapely.geometry.polygon.orient(cell, sign=1.0) if cell.geom_type == "Polygon" else cell)
     return out
 
 
@@ -302,6 +309,7 @@ def export_nuclei(
             parquet=Path(parquet) if parquet else None,
             cells_um=cells_um,
             with_classes=bool(has_classes),
+            image_size=(store.width, store.height),
         )
         total = len(store.chunk_grid())
         try:

@@ -111,8 +111,14 @@ def write_summary(
     models: dict[str, Any],
     options: dict[str, Any],
     segmentation: dict[str, Any],
+    performance: dict[str, Any] | None = None,
+    damaged: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Compute the slide-level statistics and write ``summary.json`` into ``work``; returns them."""
+    """Compute the slide-level statistics and write ``summary.json`` into ``work``; returns them.
+
+    ``segmentation`` holds counts that a resumed run reproduces exactly; ``performance`` (stream timings,
+    memory) and the run's ``seconds`` are the only parts that differ between runs of the same slide.
+    """
     n = len(cols["class"])
     area_mm2 = float(tissue.area_mm2) if tissue.area_mm2 is not None else None
     if area_mm2 is None:  # the mask's mpp is the slide's; compute from the mpp used for the run
@@ -149,6 +155,8 @@ def write_summary(
         "models": models,
         "options": options,
         "segmentation": segmentation,
+        "damaged_regions": damaged or {"count": 0, "share_of_tissue": 0.0, "boxes_level0": [], "errors": []},
+        "performance": performance or {},
         "wsikit_version": __version__,
     }
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -305,16 +313,27 @@ def _write_html(
         if odd
         else ""
     )
+    dmg = s.get("damaged_regions", {})
+    damaged = ""
+    if dmg.get("count"):
+        boxes = "; ".join(f"{w}x{h} px at ({x}, {y})" for x, y, w, h in dmg["boxes_level0"][:10])
+        more = f" and {dmg['count'] - 10} more" if dmg["count"] > 10 else ""
+        damaged = (
+            f"<p class='warn'><b>{dmg['count']}</b> unreadable (corrupt) regions, "
+            f"{100 * dmg['share_of_tissue']:.2f}% of the tissue, were skipped and read as glass: no nuclei "
+            f"are counted there (level-0 boxes: {html.escape(boxes)}{more}; "
+            f"{html.escape('; '.join(dmg.get('errors', [])[:3]))}).</p>"
+        )
     timing = ", ".join(f"{k} {v} s" for k, v in s.get("seconds", {}).items())
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>wsikit report: {html.escape(s["slide_id"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
-figure{{display:inline-block;margin:0 1em 1em 0}}img{{image-rendering:pixelated}}</style></head><body>
+figure{{display:inline-block;margin:0 1em 1em 0}}.warn{{background:#fff3cd;padding:6px}}img{{image-rendering:pixelated}}</style></head><body>
 <h1>{html.escape(s["slide_id"])}</h1>
 <p>{s["dimensions"][0]} x {s["dimensions"][1]} px at {s["mpp"]} &micro;m/px; tissue {s["tissue_area_mm2"]} mm&sup2;;
 <b>{s["nuclei"]}</b> nuclei ({s["nuclei_per_mm2"]} per mm&sup2;); lymphocyte-to-epithelial ratio {ratio}.</p>
-<figure>{_img_tag(_png(overview), "thumbnail", 480)}<figcaption>slide</figcaption></figure>
+{damaged}<figure>{_img_tag(_png(overview), "thumbnail", 480)}<figcaption>slide</figcaption></figure>
 <figure>{_img_tag(_png(colored), "cell types", 480)}<figcaption>nuclei by cell type</figcaption></figure>
 <h2>Cell types</h2>
 <table><tr><th>class</th><th>nuclei</th><th>fraction</th><th>per mm&sup2;</th><th>area &micro;m&sup2; median [IQR]</th>

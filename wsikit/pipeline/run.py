@@ -3,7 +3,9 @@ vectorization + measurements, InfoGAN classification, exports and report - resum
 
 Layout of the output folder ``OUT`` (default ``SLIDE_NAME.wsikit`` beside the slide)::
 
-    OUT/result.zarr        OME-Zarr: labels/nuclei (uint32), labels/cell_types (uint8, colors + names)
+    OUT/result.zarr        OME-Zarr: the slide's overview (1/8 resolution; the normalized slide at full
+                           resolution with --save-normalized), labels/nuclei (uint32) and
+                           labels/cell_types (uint8, colors + names) at full resolution
     OUT/nuclei.geojson     QuPath detections with classes and measurements
     OUT/cells.parquet      the same rows as a GeoParquet table
     OUT/summary.json       slide-level statistics, models, run time per stage
@@ -35,9 +37,10 @@ from wsikit._typing import PathLike
 from wsikit.classify.crops import fit_stain_source, standardize_stain
 from wsikit.classify.infer import CellClassifier
 from wsikit.classify.naming import CELL_TYPE_COLORS, CELL_TYPES
-from wsikit.errors import ConfigError, OutputExistsError
+from wsikit.errors import ConfigError, OutputExistsError, SlideReadError
 from wsikit.io import open_slide
-from wsikit.io.omezarr import OmeZarrStore
+from wsikit.io.damage import DamageLog
+from wsikit.io.omezarr import OVERVIEW_DOWNSAMPLE, OmeZarrStore
 from wsikit.io.slide import Slide
 from wsikit.pipeline._atomic import check_output_parent
 from wsikit.pipeline._run_state import (
@@ -49,7 +52,7 @@ from wsikit.pipeline._run_state import (
     write_done,
 )
 from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter, store_chunk_vectorizer
-from wsikit.pipeline.segment import plan_segmentation, segment_into_store
+from wsikit.pipeline.segment import plan_segmentation, segment_into_store, write_slide_overview
 from wsikit.segment.infer import Segmenter
 from wsikit.stain.base import StainFitError
 from wsikit.stain.cnn import CnnNormalizer
@@ -87,6 +90,8 @@ class RunConfig:
     min_nucleus_um2: float = 7.5
     max_nucleus_um2: float = 400.0
     tta: bool = False
+    max_damaged: float = 0.05
+    """Largest share of the tissue that unreadable (corrupt) tiles may cover before the slide fails."""
 
     def __post_init__(self) -> None:
         if self.stain not in STAIN_METHODS:
@@ -103,6 +108,8 @@ class RunConfig:
             )
         if self.chunk <= 0 or self.chunk % 16:
             raise ConfigError(f"chunk must be a positive multiple of 16, got {self.chunk}")
+        if not 0 <= self.max_damaged <= 1:
+            raise ConfigError(f"max_damaged must be a share between 0 and 1, got {self.max_damaged}")
 
     def result_options(self) -> dict[str, Any]:
         """Options that can change the outputs (not batch size or workers)."""
@@ -116,6 +123,7 @@ class RunConfig:
             "classifier_weights",
             "normalizer_weights",
             "stain_target",
+            "max_damaged",  # decides whether a damaged slide fails, not what a finished one holds
         ):
             d.pop(k)
         d["device_type"] = "cuda" if self.device.startswith("cuda") else "cpu"
@@ -334,6 +342,8 @@ def run_slide(
                 shutil.rmtree(work)
             work.mkdir(exist_ok=True)
             key_file.write_text(key)
+            # corrupt tiles are read as glass and recorded (kept in the work folder across a resume)
+            slide.skip_damaged(DamageLog(work / "damaged.jsonl"))
             summary = _run(slide, slide_p, out_p, work, cfg, models, float(mpp), fp, timings, progress)
             timings["total"] = round(time.perf_counter() - t0, 2)
             summary["seconds"] = timings
@@ -411,7 +421,7 @@ def _run(
                 width=w0,
                 chunk=cfg.chunk,
                 mpp=(mpp, mpp),
-                with_image=cfg.save_normalized,
+                image_downsample=1 if cfg.save_normalized else OVERVIEW_DOWNSAMPLE,
                 overwrite=True,
                 name=f"{slide_p.name} wsikit result",
             )
@@ -441,11 +451,14 @@ def _run(
         )
         store.build_pyramid("nuclei", workers=cfg.workers)
         store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})
+        if not cfg.save_normalized:  # the slide's overview, so that viewers show the labels on the tissue
+            write_slide_overview(slide, store, workers=cfg.workers)
         (work / "segment.json").write_text(json.dumps(stats))
         seg_done.touch()
         return store
 
     store = _stage("segment", timings, segment)
+    _check_damage(slide, tissue, cfg)
     if (work / "segment.json").exists():
         seg_stats = json.loads((work / "segment.json").read_text())
     if cfg.save_normalized and models.normalize is not None and not (work / "normalized.done").exists():
@@ -488,6 +501,7 @@ def _run(
     part_files = [_part_path(parts, r * c, q * c) for r, q in chunks]
     _stage("labels", timings, lambda: _write_cell_types(store, chunks, part_files, cfg.workers))
     _stage("export", timings, lambda: _export(work, part_files, slide_p, slide, mpp))
+    damage = _check_damage(slide, tissue, cfg)
     cols = read_part_columns(part_files)
     summary = write_summary(
         work,
@@ -498,11 +512,36 @@ def _run(
         tissue=tissue,
         models=models.info,
         options=cfg.result_options(),
-        segmentation=seg_stats,
+        segmentation={k: v for k, v in seg_stats.items() if k != "performance"},
+        performance={"segment": seg_stats.get("performance", {})},
+        damaged=damage,
     )
     summary["seconds"] = timings
     _stage("report", timings, lambda: write_report(work, cols, slide=slide, store=store, summary=summary))
     return summary
+
+
+def _check_damage(slide: Slide, tissue: Any, cfg: RunConfig) -> dict[str, Any]:
+    """The damaged regions found so far, as the summary reports them; fails past ``cfg.max_damaged``."""
+    damage = slide.damage if slide.damage is not None else DamageLog()
+    area = damage.area_px
+    tissue_px = float(tissue.mask.sum()) * tissue.downsample**2
+    share = area / (area + tissue_px) if area else 0.0  # damaged blocks read as glass: not in the mask
+    regions = damage.regions
+    if share > cfg.max_damaged:
+        first = regions[0]
+        raise SlideReadError(
+            f"{slide.path}: {len(regions)} unreadable regions cover {share:.1%} of the tissue, more than "
+            f"max_damaged {cfg.max_damaged:.1%} (first: {first.width}x{first.height} px at "
+            f"({first.x}, {first.y}): {first.error})"
+        )
+    return {
+        "count": len(regions),
+        "share_of_tissue": round(share, 6),
+        "max_share": cfg.max_damaged,
+        "boxes_level0": [[r.x, r.y, r.width, r.height] for r in regions],
+        "errors": sorted({r.error for r in regions}),
+    }
 
 
 def _write_cell_types(

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
 from wsikit.io import open_slide
-from wsikit.io.omezarr import OmeZarrStore
+from wsikit.io.omezarr import IMAGE, OVERVIEW_DOWNSAMPLE, OmeZarrStore
 from wsikit.io.slide import Slide
 from wsikit.pipeline._atomic import staged_directory
 from wsikit.segment.infer import Segmenter
@@ -32,7 +32,13 @@ from wsikit.segment.targets import InstanceParams, instances_from_probabilities
 from wsikit.tiling import PatchStream, Tile, TileGrid, tissue_mask
 from wsikit.tiling.tissue import TissueMask
 
-__all__ = ["segment_slide", "segment_into_store", "SegmentationPlan", "plan_segmentation"]
+__all__ = [
+    "segment_slide",
+    "segment_into_store",
+    "SegmentationPlan",
+    "plan_segmentation",
+    "write_slide_overview",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +143,15 @@ def segment_into_store(
         return np.asarray(store.read_region("nuclei", y, x, h, w), np.uint32)
 
     asm = ChunkAssembler(h0, w0, store.chunk, read_spilled)
+    # counters saved with the journal, so a resumed run reports what one uninterrupted run reports
+    counts = {"dropped_by_size": 0, "chunks_spilled": 0, "peak_pending_bytes": 0}
     if journal is not None and journal.exists():
         with np.load(journal) as z:
             state = {k: z[k] for k in z.files}
         start = int(state.pop("done"))
+        for k in counts:
+            if f"count_{k}" in state:
+                counts[k] = int(state.pop(f"count_{k}"))
         asm = ChunkAssembler.from_state(state, read_spilled)
         log.info("resuming segmentation at tile %d of %d", start, len(tiles))
 
@@ -148,7 +159,8 @@ def segment_into_store(
         if journal is None:
             return
         tmp = journal.with_name(journal.name + ".partial.npz")
-        np.savez_compressed(tmp, done=np.array(done), **asm.state())  # type: ignore[arg-type]
+        saved = {f"count_{k}": np.array(v, np.int64) for k, v in counts.items()}
+        np.savez_compressed(tmp, done=np.array(done), **saved, **asm.state())  # type: ignore[arg-type]
         os.replace(tmp, journal)
 
     def write(y: int, x: int, block: npt.NDArray[np.uint32], merge: bool) -> None:
@@ -159,13 +171,10 @@ def segment_into_store(
 
     budget = int(max_pending_mb * 2**20)
     done = start
-    peak_pending = 0
-    spilled = 0
     px_um2 = segmenter.mpp**2
     limits = (
         (0, 2**62) if area_um2 is None else (int(np.ceil(area_um2[0] / px_um2)), int(area_um2[1] / px_um2))
     )
-    dropped = 0
     stream = PatchStream(slide, plan.grid, tiles[start:], batch_size=batch_size)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for batch in stream:
@@ -176,14 +185,14 @@ def segment_into_store(
                 for p, t in zip(probs, batch.tiles, strict=True)
             ]
             for nuclei, n_dropped in pool.map(_tile_nuclei, jobs):
-                dropped += n_dropped
+                counts["dropped_by_size"] += n_dropped
                 for rr, cc in nuclei:
                     asm.add(rr, cc)
             done += len(batch)
-            peak_pending = max(peak_pending, asm.pending_bytes)
+            counts["peak_pending_bytes"] = max(counts["peak_pending_bytes"], asm.pending_bytes)
             for y, x, block, merge in asm.spill(budget):
                 write(y, x, block, merge)
-                spilled += 1
+                counts["chunks_spilled"] += 1
             # later tiles start at least one tile row below the current one, minus their margin
             next_row = tiles[done].row if done < len(tiles) else plan.rows + 1
             before = asm.flushed_until
@@ -201,12 +210,14 @@ def segment_into_store(
     return {
         "nuclei": asm.next_id - 1,
         "tiles": len(tiles),
-        "read_wait_share": round(stream.stats.wait_share, 3),
-        "stream_seconds": round(stream.stats.total_s, 1),
-        "peak_pending_mb": round(peak_pending / 2**20, 1),
-        "chunks_spilled": spilled,
-        "dropped_by_size": dropped,
+        "dropped_by_size": counts["dropped_by_size"],
         "duplicates_skipped": asm.duplicates,
+        "performance": {  # the stream's timings are of this process (a resumed run streams the tiles left)
+            "read_wait_share": round(stream.stats.wait_share, 3),
+            "stream_seconds": round(stream.stats.total_s, 1),
+            "peak_pending_mb": round(counts["peak_pending_bytes"] / 2**20, 1),
+            "chunks_spilled": counts["chunks_spilled"],
+        },
     }
 
 
@@ -268,7 +279,7 @@ def segment_slide(
                 width=w0,
                 chunk=chunk,
                 mpp=slide.mpp or (base_mpp, base_mpp),
-                with_image=False,
+                image_downsample=OVERVIEW_DOWNSAMPLE,
                 overwrite=True,
                 name=f"{Path(slide_path).name} nuclei",
             )
@@ -293,6 +304,7 @@ def segment_slide(
             store.set_label_metadata(
                 "nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)}
             )
+            write_slide_overview(slide, store, workers=workers)
     return {
         **stats,
         "working_mpp": seg.mpp,
@@ -300,3 +312,43 @@ def segment_slide(
         "out": str(out),
         "tile_megapixels_level0": round(len(plan.tiles) * (core * plan.scale) ** 2 / 1e6, 2),
     }
+
+
+_OVERVIEW_BLOCK = 256
+
+
+def write_slide_overview(slide: Slide, store: OmeZarrStore, *, workers: int = 2) -> None:
+    """Write ``slide``'s RGB into ``store``'s image at its :attr:`~OmeZarrStore.image_downsample`, then its pyramid.
+
+    The slide is read from the most detailed level that does not need up-sampling, in blocks of
+    256 image pixels (at most 2,048^2 level pixels each, whatever the slide size), area-averaged to the
+    image's grid. Glass chunks stay unwritten (the image's fill value is white).
+    """
+    from PIL import Image
+
+    d = store.image_downsample
+    ih, iw = store.image_shape(0)
+    c = store.chunk
+    level = slide.best_level_for_downsample(d)
+    f = d / slide.level_downsamples[level]  # level pixels per image pixel (>= 1)
+    b = _OVERVIEW_BLOCK
+
+    def one(origin: tuple[int, int]) -> None:
+        y, x = origin
+        bh, bw = min(c, ih - y), min(c, iw - x)
+        out = np.empty((bh, bw, 3), np.uint8)
+        for sy in range(0, bh, b):
+            for sx in range(0, bw, b):
+                sh, sw = min(b, bh - sy), min(b, bw - sx)
+                size = (max(1, round(sw * f)), max(1, round(sh * f)))
+                region = slide.read_region(((x + sx) * d, (y + sy) * d), level, size)
+                if size != (sw, sh):
+                    region = np.asarray(Image.fromarray(region).resize((sw, sh), Image.Resampling.BOX))
+                out[sy : sy + sh, sx : sx + sw] = region
+        if (out != 255).any():
+            store.write_region(IMAGE, y, x, out)
+
+    origins = [(y, x) for y in range(0, ih, c) for x in range(0, iw, c)]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        list(pool.map(one, origins))
+    store.build_pyramid(IMAGE, workers=workers)

@@ -79,7 +79,8 @@ def measure_nuclei(
     Returns
     -------
     dict
-        ``label``, ``centroid_x``, ``centroid_y`` (pixels of ``labels``) and every name of
+        ``label``, ``centroid_x``, ``centroid_y`` (pixels of ``labels``, pixel-edge convention: the
+        centre of pixel (0, 0) is (0.5, 0.5), as in the polygons) and every name of
         :data:`MEASUREMENT_UNITS`, each a 1-D float64 array with one entry per nucleus.
 
     Examples
@@ -133,8 +134,9 @@ def measure_nuclei(
     area_px = props["area"][rows].astype(np.float64)
     perim_px = props["perimeter"][rows].astype(np.float64)
     out["label"] = want.astype(np.float64)
-    out["centroid_x"] = props["centroid-1"][rows].astype(np.float64)
-    out["centroid_y"] = props["centroid-0"][rows].astype(np.float64)
+    # pixel-edge convention, as the polygons: pixel (0, 0) covers [0, 1], so its centre is 0.5
+    out["centroid_x"] = props["centroid-1"][rows].astype(np.float64) + 0.5
+    out["centroid_y"] = props["centroid-0"][rows].astype(np.float64) + 0.5
     out["area"] = area_px * scale**2
     out["perimeter"] = perim_px * scale
     out["major_axis"] = props["axis_major_length"][rows] * scale

@@ -1,9 +1,9 @@
 """Nucleus instance labels -> one valid shapely polygon per nucleus, following pixel edges exactly.
 
 Each nucleus's pixels are turned into row runs, one box per run, and the boxes are unioned
-(:func:`shapely.union_all`); the result follows the pixel edges, so its area equals the pixel count.
-A nucleus in several pieces keeps its largest piece (QuPath expects a Polygon, not a MultiPolygon);
-holes are kept. Optional Douglas-Peucker simplification (topology preserving) is undone for any
+(:func:`shapely.union_all`); the result follows the pixel edges, so its area equals the pixel count
+and its centroid the pixels' centroid (pixel-edge convention: pixel (0, 0) covers [0, 1] x [0, 1]).
+A nucleus in several pieces is a MultiPolygon (QuPath reads it); holes are kept. Optional Douglas-Peucker simplification (topology preserving) is undone for any
 polygon whose area would change by more than ``max_area_change``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import shapely
-from shapely.geometry import Polygon
+from shapely.geometry import MultiPolygon, Polygon
 
 from wsikit.errors import ShapeError
 
@@ -37,7 +37,7 @@ def mask_polygon(
     offset: tuple[float, float] = (0.0, 0.0),
     simplify: float = 0.0,
     max_area_change: float = 0.02,
-) -> Polygon:
+) -> Polygon | MultiPolygon:
     """The polygon of a binary mask's pixels, translated by ``offset`` (x, y).
 
     Examples
@@ -59,8 +59,6 @@ def mask_polygon(
         geom = shapely.make_valid(geom)
         if geom.geom_type == "GeometryCollection":
             geom = shapely.union_all([g for g in geom.geoms if g.geom_type in ("Polygon", "MultiPolygon")])
-    if geom.geom_type == "MultiPolygon":
-        geom = max(geom.geoms, key=lambda g: g.area)
     geom = shapely.simplify(geom, 0.0)  # drop collinear vertices along pixel edges
     if simplify > 0:
         simple = shapely.simplify(geom, simplify, preserve_topology=True)
@@ -70,6 +68,8 @@ def mask_polygon(
             and abs(simple.area - geom.area) <= max_area_change * geom.area
         ):
             geom = simple
+    if geom.geom_type == "MultiPolygon":
+        return shapely.MultiPolygon([shapely.geometry.polygon.orient(g, sign=1.0) for g in geom.geoms])
     return shapely.geometry.polygon.orient(geom, sign=1.0)
 
 
@@ -80,7 +80,7 @@ def label_polygons(
     offset: tuple[float, float] = (0.0, 0.0),
     simplify: float = 0.0,
     max_area_change: float = 0.02,
-) -> tuple[npt.NDArray[np.int64], list[Polygon]]:
+) -> tuple[npt.NDArray[np.int64], list[Polygon | MultiPolygon]]:
     """One polygon per instance id of ``labels`` (every id present, or ``ids`` in that order).
 
     Returns the ids and their polygons in level coordinates ``(x + offset[0], y + offset[1])``.
