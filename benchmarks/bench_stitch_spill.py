@@ -47,7 +47,9 @@ def main() -> None:
             max_pending_mb=0.0,
         )
         seconds = time.perf_counter() - start
-    print(f"nuclei {stats['nuclei']}, chunks spilled {stats['performance']['chunks_spilled']}, {seconds:.1f} s")
+    print(
+        f"nuclei {stats['nuclei']}, chunks spilled {stats['performance']['chunks_spilled']}, {seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -133,3 +133,36 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         blank_png=root / "blank.png",
     )
     return out
+
+
+def assert_opens_in_ome_zarr_readers(path: Path, labels: tuple[str, ...] = ("nuclei",)) -> None:
+    """What napari-ome-zarr and the OME-Zarr validator do with a result store: both must succeed, and the
+    image and every label must lie on one physical grid (the same extent in micrometres)."""
+    import zarr
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.v05.image import Image as OmeImage
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    OmeImage.from_zarr(zarr.open_group(str(path), mode="r"))  # raises on a declared array that is missing
+    for name in labels:
+        ImageLabel.from_zarr(zarr.open_group(str(path / "labels" / name), mode="r"))
+    for start in (path, *(path / "labels" / n for n in labels)):
+        nodes = list(Reader(parse_url(str(start)))())
+        loaded = {n.metadata.get("name"): n for n in nodes if n.data}
+        assert set(labels) <= set(loaded), (start, list(loaded))
+        image = next(n for n in nodes if n.data and n.data[0].ndim == 3)
+        img_extent = (
+            np.array(image.data[0].shape[-2:])
+            * image.metadata["coordinateTransformations"][0][0]["scale"][-2:]
+        )
+        for name in labels:
+            lab = loaded[name]
+            lab_extent = (
+                np.array(lab.data[0].shape) * lab.metadata["coordinateTransformations"][0][0]["scale"]
+            )
+            # the overview's last pixel may cover up to (downsample - 1) pixels past the slide's edge
+            assert np.all(img_extent >= lab_extent - 1e-6) and np.all(
+                img_extent - lab_extent < img_extent / 50
+            )
+            assert len(lab.data) == len(image.data)

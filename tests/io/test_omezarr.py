@@ -176,11 +176,10 @@ def test_errors(tmp_path: Path) -> None:
 
 def test_overview_store_is_valid_ome_zarr_and_aligned(tmp_path: Path) -> None:
     """An overview image (1/8) beside full-resolution labels: every declared array exists, both readers open it."""
+    import zarr
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
     from ome_zarr_models.v05.image import Image
-
-    import zarr
 
     path = tmp_path / "ov.zarr"
     store = OmeZarrStore.create(path, height=300, width=500, chunk=64, mpp=(0.25, 0.25), image_downsample=8)

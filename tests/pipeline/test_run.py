@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SAMPLE, write_pyramid_tiff
+from tests.conftest import SAMPLE, assert_opens_in_ome_zarr_readers, write_pyramid_tiff
 from wsikit.cli.main import run
 from wsikit.io.geojson import read_qupath_geojson
 from wsikit.io.omezarr import OmeZarrStore
@@ -100,8 +100,62 @@ def test_outputs_are_complete_and_consistent(reference):
     odd = summary["non_he_colour_objects"]["count"]
     assert odd == int((table["green_mean"] >= table["red_mean"]).sum())
     html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html  # self-contained: images inline, nothing fetched
+    assert "data:image/jpeg;base64," in html  # self-contained: images inline, nothing fetched
     assert 'src="http' not in html and "<link" not in html and "<script" not in html
+    assert 'href="cell_types.png"' in html and (out / "report.html").stat().st_size < 1.5e6
+    from PIL import Image
+
+    assert Image.open(out / "cell_types.png").size == (900, 1400)  # full resolution (up to 4,096 px)
+    assert summary["damaged_regions"]["count"] == 0
+
+
+def test_result_store_opens_in_ome_zarr_readers_aligned_with_the_slide(reference):
+    path = reference / "result.zarr"
+    assert_opens_in_ome_zarr_readers(path, ("nuclei", "cell_types"))
+    store = OmeZarrStore.open(path)
+    assert store.image_downsample == 8 and store.image_shape(0) == (175, 113)
+    # the overview lies under the labels: nuclei (hematoxylin) are darker than the rest of the tissue
+    image = store.read_region("image", 0, 0, *store.image_shape(0)).mean(axis=0)
+    nuclei = store.array("nuclei", 3)[:] > 0  # labels level 3 = 1/8, the overview's level 0
+    tissue = image < 220
+    assert nuclei.shape == image.shape
+    assert image[nuclei & tissue].mean() < image[~nuclei & tissue].mean() - 10
+
+
+def test_geojson_parquet_and_ome_zarr_agree(reference):
+    """Centroids, areas and class names of every nucleus, read back with QuPath's rules (FORMATS.md)."""
+    import geopandas
+    import shapely
+    from scipy import ndimage as ndi
+
+    objs = {o.id: o for o in read_qupath_geojson(reference / "nuclei.geojson")}  # strict: no "NaN" strings
+    table = geopandas.read_parquet(reference / "cells.parquet").set_index("id")
+    assert set(objs) == set(table.index)
+    store = OmeZarrStore.open(reference / "result.zarr")
+    labels = store.array("nuclei")[:]
+    types = store.array("cell_types")[:]
+    names = {p["label-value"]: p["name"] for p in store.label_metadata("cell_types")["properties"]}
+    ids = table["nucleus_id"].to_numpy()
+    count = ndi.sum_labels(np.ones_like(labels), labels, ids)
+    cy, cx = np.array(ndi.center_of_mass(np.ones_like(labels), labels, ids)).T + 0.5  # pixel-edge convention
+    type_of = ndi.maximum(types, labels, ids)
+    mpp = json.loads((reference / "summary.json").read_text())["mpp"]
+    multi = 0
+    for j, (fid, row) in enumerate(table.iterrows()):
+        o = objs[fid]
+        g = o.geometry
+        multi += g.geom_type == "MultiPolygon"
+        for x, y in (
+            (o.measurements["centroid_x"], o.measurements["centroid_y"]),
+            (row.centroid_x, row.centroid_y),
+        ):
+            assert abs(x - g.centroid.x) < 0.01 and abs(y - g.centroid.y) < 0.01, fid
+            assert abs(x - cx[j]) < 0.01 and abs(y - cy[j]) < 0.01, fid
+        assert g.area == pytest.approx(count[j], abs=1e-6) and row.geometry.area == pytest.approx(count[j])
+        assert row.area_um2 == pytest.approx(count[j] * mpp**2, rel=1e-6)
+        assert o.classification == row["class"] == names[int(type_of[j])], fid
+        assert all(np.isfinite(v) for v in o.measurements.values())
+    assert shapely.is_valid(table.geometry.to_numpy()).all()
 
 
 def test_rerun_is_a_noop_and_other_options_refuse(region, reference, capsys):
@@ -153,6 +207,76 @@ def test_resume_after_sigkill_gives_identical_outputs(region, reference, tmp_pat
     assert res.returncode == 0, res.stderr
     assert f"resuming segmentation at tile {done_tiles}" in res.stderr
     _same_outputs(reference, out)
+
+
+@pytest.mark.parametrize(
+    "stage, marker",
+    [("classify", ".work/parts/*.parquet"), ("labels", ".work/result.zarr/labels/cell_types")],
+)
+def test_resume_after_sigkill_in_later_stages(region, reference, tmp_path, stage, marker):
+    """kill -9 once the stage has begun writing; the rerun's outputs and summary (timings aside) are identical."""
+    out = tmp_path / f"killed-{stage}.wsikit"
+    cmd = [sys.executable, "-m", "wsikit.cli", "-q", "run", str(region), "--out", str(out)]
+    cmd += ["--stain", "none", "--chunk", "256"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(out.glob(marker)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run finished before it could be killed in {stage}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "DONE").exists() and (out / ".work" / "segment.done").exists()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    _same_outputs(reference, out)
+
+
+def test_damaged_tiles_are_skipped_and_reported(region, tmp_path, capsys):
+    """Corrupt JPEG tiles (OpenSlide) and JPEG 2000 tiles (tifffile): the slide completes, the damage is listed."""
+    import tifffile
+
+    from wsikit.io import open_slide
+
+    with open_slide(region) as s:
+        img = s.read_region((0, 0), 0, s.dimensions)
+    for comp, backend in (("jpeg", "openslide"), ("jpeg2000", "tifffile")):
+        path = write_pyramid_tiff(
+            tmp_path / f"{comp}.tiff", img, levels=2, tile=256, mpp=0.499, compression=comp
+        )
+        with tifffile.TiffFile(path) as t:
+            offsets, counts = t.pages[0].dataoffsets, t.pages[0].databytecounts
+        with open(path, "r+b") as fh:  # tiles (1, 1) and (2, 1) of level 0: their coded data overwritten
+            for i in (5, 9):
+                fh.seek(offsets[i] + 2)
+                fh.write(b"\x00" * (counts[i] - 2))
+        with open_slide(path) as s:
+            assert s.backend == backend
+        out = tmp_path / f"{comp}.wsikit"
+        args = ["-q", "run", str(path), "--out", str(out), "--stain", "none", "--chunk", "256"]
+        # two 256 px tiles are 14% of this small region's tissue: past the default 5%, one clear line
+        assert run(args) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "2 unreadable regions cover" in err[0] and f"{comp}.tiff" in err[0], err
+        assert not (out / "DONE").exists() and (out / ".work" / "segment.done").exists()  # finished work kept
+        assert run([*args, "--max-damaged", "20"]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        dmg = summary["damaged_regions"]
+        assert dmg["count"] == 2 and dmg["boxes_level0"] == [[256, 256, 256, 256], [256, 512, 256, 256]]
+        assert 0.1 < dmg["share_of_tissue"] < 0.2 and summary["nuclei"] > 300
+        assert "2</b> unreadable (corrupt) regions" in (out / "report.html").read_text()
+        # nothing was segmented on the damaged tiles: they were read as glass
+        labels = OmeZarrStore.open(out / "result.zarr").array("nuclei")[:]
+        assert not labels[256 + 8 : 512 - 8, 256 + 8 : 512 - 8].any()
+        assert_opens_in_ome_zarr_readers(out / "result.zarr", ("nuclei", "cell_types"))
+
+
+def test_several_slides_create_the_out_folder(generated, tmp_path):
+    import shutil
+
+    out = tmp_path / "cohort"  # does not exist yet
+    slides = [shutil.copy(generated["blank_png"], tmp_path / f"{name}.png") for name in ("a", "b")]
+    assert run(["-q", "run", *map(str, slides), "--mpp", "0.5", "--out", str(out), "--chunk", "256"]) == 0
+    assert (out / "a.wsikit" / "DONE").exists() and (out / "b.wsikit" / "DONE").exists()
 
 
 def test_dask_cluster_equals_single_process_and_isolates_failures(region, reference, tmp_path):
@@ -250,6 +374,11 @@ def test_two_runs_on_one_output_refuse(region, tmp_path):
 def test_export_of_a_run_result_carries_the_classes(reference, tmp_path):
     out = tmp_path / "again.geojson"
     assert run(["-q", "export", str(reference), "--geojson", str(out)]) == 0
+    cells = tmp_path / "cells.geojson"
+    assert run(["-q", "export", str(reference), "--geojson", str(cells), "--cells", "5"]) == 0
+    objs = list(read_qupath_geojson(cells))  # strict: every geometry valid after rounding to 0.01 px
+    bounds = np.array([o.geometry.bounds for o in objs])
+    assert bounds[:, :2].min() >= 0 and bounds[:, 2].max() <= 900 and bounds[:, 3].max() <= 1400
     ours = {o.id: o for o in read_qupath_geojson(out)}
     theirs = {o.id: o for o in read_qupath_geojson(reference / "nuclei.geojson")}
     assert ours.keys() == theirs.keys()

@@ -81,6 +81,9 @@ def test_segment_slide_cli(
     assert code == 0 and "nuclei" in text
     store = OmeZarrStore.open(out)
     assert store.label_names == ["nuclei"] and (store.width, store.height) == (2220, 2967)
+    from tests.conftest import assert_opens_in_ome_zarr_readers
+
+    assert_opens_in_ome_zarr_readers(out)
     labels = store.read_region("nuclei", 0, 0, 2967, 2220)
     n = int(text.split()[1])
     assert len(np.unique(labels)) - 1 <= n  # ids unique; a few tiny ones may vanish when mapped to 0.5 um/px

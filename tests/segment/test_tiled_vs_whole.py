@@ -22,6 +22,9 @@ def test_tiled_equals_whole_image(data_dir: Path, tmp_path: Path) -> None:
     Image.fromarray(image).save(path)
     out = tmp_path / "nuclei.zarr"
     result = segment_slide(path, out, slide_mpp=0.25, min_tissue=0.0)
+    from tests.conftest import assert_opens_in_ome_zarr_readers
+
+    assert_opens_in_ome_zarr_readers(out)  # what napari-ome-zarr and the validator do with `wsikit segment`
     tiled = OmeZarrStore.open(out).read_region("nuclei", 0, 0, 1000, 1000)
     whole = Segmenter.from_pretrained(window=1024).instances(image)  # one pass over the whole field
     assert result["nuclei"] == len(np.unique(tiled)) - 1 > 100

@@ -146,11 +146,30 @@ def test_strict_reader_applies_qupath_rules(tmp_path):
             "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 1]]]},
         },
         "not a number": {**ok, "properties": {"measurements": {"area": "big"}}},
+        "is not a number ('NaN')": {**ok, "properties": {"measurements": {"area": "NaN"}}},  # QuPath 0.4
     }
     for problem, feature in cases.items():
         p.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
         with pytest.raises(SlideOpenError, match=re.escape(problem)):
             list(read_qupath_geojson(p))
+
+
+def test_writer_leaves_nan_out_keeps_parts_and_stays_valid_after_rounding(tmp_path):
+    import shapely
+
+    from wsikit.io.geojson import GeoJsonWriter, nucleus_uuid
+
+    two = shapely.MultiPolygon([shapely.box(0, 0, 3, 3), shapely.box(5, 5, 7, 6)])
+    # a hole 0.004 px wide: it collapses on QuPath's 0.01 px grid
+    sliver = shapely.Polygon([(0, 0), (9, 0), (9, 9), (0, 9)], [[(2, 2), (2.004, 2), (2.004, 7), (2, 7)]])
+    p = tmp_path / "w.geojson"
+    with GeoJsonWriter(p) as w:
+        w.write(nucleus_uuid("s", 1), two, measurements={"area_px2": 11.0, "red_mean": float("nan")})
+        w.write(nucleus_uuid("s", 2), sliver, measurements={"area_px2": 81.0, "x": float("inf")})
+    a, b = read_qupath_geojson(p)
+    assert a.geometry.geom_type == "MultiPolygon" and a.geometry.area == 11.0
+    assert a.measurements == {"area_px2": 11.0} and b.measurements == {"area_px2": 81.0}
+    assert b.geometry.is_valid and len(b.geometry.interiors) == 0
 
 
 @pytest.mark.slow

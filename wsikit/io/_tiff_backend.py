@@ -180,7 +180,9 @@ class TiffSlide(Slide):
             tw, th = (getattr(page, "tilewidth", 0) or 0), (getattr(page, "tilelength", 0) or 0)
             rows = getattr(page, "rowsperstrip", 0) or 0
             # the decoding unit: a tile, or a strip of rows across the image
-            self._tiles.append((tw, th) if tw and th else (int(shape["X"]), min(rows or 256, int(shape["Y"]))))
+            self._tiles.append(
+                (tw, th) if tw and th else (int(shape["X"]), min(rows or 256, int(shape["Y"])))
+            )
             self._levels.append(zarr.open_array(self._tif.aszarr(series=0, level=i), mode="r"))
         self.level_dimensions = tuple(dims)
         w0 = dims[0][0]

@@ -304,7 +304,9 @@ class OmeZarrStore:
     def image_shape(self, level: int = 0) -> tuple[int, int]:
         """(height, width) of the RGB image at ``level`` (level-0 size / image_downsample / 2^level)."""
         d = self.image_downsample
-        shapes = _level_shapes(max(1, math.ceil(self.height / d)), max(1, math.ceil(self.width / d)), self.levels)
+        shapes = _level_shapes(
+            max(1, math.ceil(self.height / d)), max(1, math.ceil(self.width / d)), self.levels
+        )
         if not 0 <= level < self.levels:
             raise ShapeError(f"level must be in [0, {self.levels - 1}], got {level}")
         return shapes[level]
@@ -370,6 +372,18 @@ class OmeZarrStore:
         labels_ome = dict(labels.attrs["ome"])
         labels_ome["labels"] = [*labels_ome.get("labels", []), name]
         labels.attrs["ome"] = labels_ome
+
+    def remove_label(self, name: str) -> None:
+        """Delete label ``name`` if present, listed or not (a label left half-created by a crash too)."""
+        self._check_writable()
+        if not name or "/" in name or name in (".", ".."):
+            raise ShapeError(f"label name must be a plain name, got {name!r}")
+        labels = self._group["labels"]
+        labels_ome = dict(labels.attrs["ome"])
+        if name in labels_ome.get("labels", []):
+            labels_ome["labels"] = [n for n in labels_ome["labels"] if n != name]
+            labels.attrs["ome"] = labels_ome
+        shutil.rmtree(self.path / "labels" / name, ignore_errors=True)
 
     def set_label_metadata(
         self,

@@ -179,6 +179,12 @@ def _label_level(store: OmeZarrStore, name: str, max_size: int) -> tuple[npt.NDA
     return np.asarray(arr[:]), 2**level
 
 
+MAP_MAX_PX = 4096
+"""Longest side of ``cell_types.png``: the slide's full resolution up to this size (bounded memory)."""
+SHOWN_PX = 480
+"""Width at which the report shows the slide and the cell-type map (pictures are sized 2x for sharp screens)."""
+
+
 def write_report(
     work: Path,
     cols: dict[str, npt.NDArray[Any]],
@@ -187,22 +193,35 @@ def write_report(
     store: OmeZarrStore,
     summary: dict[str, Any],
 ) -> None:
-    """Write ``cell_types.png``, ``density_<class>.png`` and the self-contained ``report.html`` into ``work``."""
+    """Write ``cell_types.png``, ``density_<class>.png`` and the self-contained ``report.html`` into ``work``.
+
+    ``cell_types.png`` is the cell-type map over the slide at full resolution up to :data:`MAP_MAX_PX` px
+    (the report links to it); the report embeds JPEG pictures at twice the size it shows them and the
+    density maps at one pixel per bin, so it stays small whatever the slide size.
+    """
     from PIL import Image
 
-    overview, down = slide.read_overview(2048)
-    oh, ow = overview.shape[:2]
-    # cell-type map: the label pyramid level nearest the overview, nearest-neighbour resized onto it
-    types, _ = _label_level(store, "cell_types", 2 * max(oh, ow))
-    types_small = np.asarray(Image.fromarray(types).resize((ow, oh), Image.Resampling.NEAREST))
-    colored = overview.copy()
+    big, _ = slide.read_overview(MAP_MAX_PX)
+    bh, bw = big.shape[:2]
+    # cell-type map: the label pyramid level nearest the map's size, nearest-neighbour resized onto it
+    types, _ = _label_level(store, "cell_types", max(bh, bw))
+    if types.shape != (bh, bw):
+        types = np.asarray(Image.fromarray(types).resize((bw, bh), Image.Resampling.NEAREST))
+    colored = big.copy()
     lut = np.zeros((len(CELL_TYPES) + 1, 3), np.uint8)
     for i, t in enumerate(CELL_TYPES):
         lut[i + 1] = CELL_TYPE_COLORS[t]
-    mask = types_small > 0
-    colored[mask] = (0.25 * overview[mask] + 0.75 * lut[types_small[mask]]).astype(np.uint8)
+    mask = types > 0
+    colored[mask] = (0.25 * big[mask] + 0.75 * lut[types[mask]]).astype(np.uint8)
+    del types, mask
     (work / "cell_types.png").write_bytes(_png(colored))
-    # density maps: nuclei per mm^2 in DENSITY_BIN_UM bins
+    # the pictures the report shows, at 2x their displayed size (BOX keeps small nuclei's colour)
+    scale = min(1.0, 2 * SHOWN_PX / max(bw, 1))
+    shown = (max(1, round(bw * scale)), max(1, round(bh * scale)))
+    overview = np.asarray(Image.fromarray(big).resize(shown, Image.Resampling.BOX))
+    colored_small = np.asarray(Image.fromarray(colored).resize(shown, Image.Resampling.BOX))
+    del big, colored
+    # density maps: nuclei per mm^2 in DENSITY_BIN_UM bins, one pixel per bin
     mpp = float(summary["mpp"])
     bin_px = DENSITY_BIN_UM / mpp
     w0, h0 = slide.dimensions
@@ -220,9 +239,9 @@ def write_report(
         dens = hist / bin_mm2
         top = float(dens.max()) if dens.size else 0.0
         img = colormap(dens / top if top > 0 else dens)
-        img = np.asarray(Image.fromarray(img).resize((ow, oh), Image.Resampling.NEAREST))
-        png = _png(img)
-        (work / f"density_{name}.png").write_bytes(png)
+        png = _png(img)  # one pixel per bin in the report (the browser scales it up, pixelated)
+        k = max(1, (2 * SHOWN_PX) // max(nb_x, 1))  # the file: whole pixels per bin, about 960 px wide
+        (work / f"density_{name}.png").write_bytes(_png(np.repeat(np.repeat(img, k, axis=0), k, axis=1)))
         maps[name] = (png, top)
     # example nuclei: the most confident of each class among H&E-coloured objects, outlined in the class colour
     examples: dict[str, list[bytes]] = {}
@@ -239,9 +258,11 @@ def write_report(
                 _label_window(store, x, y, side, w0, h0) == cols["nucleus_id"][j],
                 CELL_TYPE_COLORS[name],
             )
-            tiles.append(_png(np.asarray(Image.fromarray(crop).resize((96, 96), Image.Resampling.BILINEAR))))
+            tiles.append(
+                _jpeg(np.asarray(Image.fromarray(crop).resize((96, 96), Image.Resampling.BILINEAR)), 90)
+            )
         examples[name] = tiles
-    _write_html(work / "report.html", summary, overview, colored, maps, examples)
+    _write_html(work / "report.html", summary, overview, colored_small, maps, examples)
 
 
 def _label_window(
@@ -267,9 +288,22 @@ def _outlined(
     return out
 
 
-def _img_tag(png: bytes, alt: str, width: int | None = None) -> str:
+def _jpeg(image: npt.NDArray[np.uint8], quality: int = 85) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
+
+
+def _img_tag(
+    data: bytes, alt: str, width: int | None = None, *, mime: str = "image/png", pixelated: bool = False
+) -> str:
     w = f' width="{width}"' if width else ""
-    return f'<img alt="{html.escape(alt)}"{w} src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+    style = ' style="image-rendering:pixelated"' if pixelated else ""
+    return (
+        f'<img alt="{html.escape(alt)}"{w}{style} src="data:{mime};base64,{base64.b64encode(data).decode()}">'
+    )
 
 
 def _write_html(
@@ -296,12 +330,12 @@ def _write_html(
             f"<td>{fmt(m['area_um2'])}</td><td>{fmt(m['eccentricity'])}</td><td>{fmt(m['hematoxylin_od'])}</td></tr>"
         )
     dens = "".join(
-        f"<figure>{_img_tag(png, f'{n} density', 360)}<figcaption>{n}: 0 - {top:.0f} nuclei/mm&sup2; "
+        f"<figure>{_img_tag(png, f'{n} density', 360, pixelated=True)}<figcaption>{n}: 0 - {top:.0f} nuclei/mm&sup2; "
         f"({DENSITY_BIN_UM:.0f} &micro;m bins)</figcaption></figure>"
         for n, (png, top) in maps.items()
     )
     ex = "".join(
-        f"<h3>{n}</h3><div>{''.join(_img_tag(p, n) for p in tiles) or 'none'}</div>"
+        f"<h3>{n}</h3><div>{''.join(_img_tag(p, n, mime='image/jpeg') for p in tiles) or 'none'}</div>"
         for n, tiles in examples.items()
     )
     ratio = s["lymphocyte_to_epithelial_ratio"]
@@ -329,12 +363,13 @@ def _write_html(
 <html lang="en"><head><meta charset="utf-8"><title>wsikit report: {html.escape(s["slide_id"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}
-figure{{display:inline-block;margin:0 1em 1em 0}}.warn{{background:#fff3cd;padding:6px}}img{{image-rendering:pixelated}}</style></head><body>
+figure{{display:inline-block;margin:0 1em 1em 0}}.warn{{background:#fff3cd;padding:6px}}</style></head><body>
 <h1>{html.escape(s["slide_id"])}</h1>
 <p>{s["dimensions"][0]} x {s["dimensions"][1]} px at {s["mpp"]} &micro;m/px; tissue {s["tissue_area_mm2"]} mm&sup2;;
 <b>{s["nuclei"]}</b> nuclei ({s["nuclei_per_mm2"]} per mm&sup2;); lymphocyte-to-epithelial ratio {ratio}.</p>
-{damaged}<figure>{_img_tag(_png(overview), "thumbnail", 480)}<figcaption>slide</figcaption></figure>
-<figure>{_img_tag(_png(colored), "cell types", 480)}<figcaption>nuclei by cell type</figcaption></figure>
+{damaged}<figure>{_img_tag(_jpeg(overview), "slide", SHOWN_PX, mime="image/jpeg")}<figcaption>slide</figcaption></figure>
+<figure><a href="cell_types.png">{_img_tag(_jpeg(colored), "cell types", SHOWN_PX, mime="image/jpeg")}</a>
+<figcaption>nuclei by cell type (<a href="cell_types.png">full resolution</a>)</figcaption></figure>
 <h2>Cell types</h2>
 <table><tr><th>class</th><th>nuclei</th><th>fraction</th><th>per mm&sup2;</th><th>area &micro;m&sup2; median [IQR]</th>
 <th>eccentricity</th><th>hematoxylin OD</th></tr>{"".join(rows)}</table>

@@ -564,8 +564,8 @@ def _write_cell_types(
     if len(ids):
         lut[ids] = np.concatenate(cls_l).astype(np.uint8) + 1
         prob[ids] = np.concatenate(prob_l)
-    if "cell_types" not in store.label_names:
-        store.create_label("cell_types", dtype=np.uint8)
+    store.remove_label("cell_types")  # the stage is redone whole after a crash, from the parts
+    store.create_label("cell_types", dtype=np.uint8)
     c = store.chunk
     for r, q in chunks:
         y, x = r * c, q * c
