@@ -123,7 +123,7 @@ def test_pyramid_levels(tmp_path: Path) -> None:
     ) // 4
     np.testing.assert_array_equal(lvl1[0], expected)
     lab2 = store.read_region("nuclei", 0, 0, 75, 130, level=2)
-    np.testing.assert_array_equal(lab2, labels[::4, ::4])
+    np.testing.assert_array_equal(lab2, labels[2::4, 2::4])  # the centre pixel of each 4 x 4 block
     assert set(np.unique(lab2)) <= set(np.unique(labels))  # nearest keeps valid ids
 
 
@@ -198,3 +198,24 @@ def test_overview_store_is_valid_ome_zarr_and_aligned(tmp_path: Path) -> None:
     img_scale = nodes[0].metadata["coordinateTransformations"][0][0]["scale"]
     lab_scale = labels[0].metadata["coordinateTransformations"][0][0]["scale"]
     assert img_scale == [1.0, 2.0, 2.0] and lab_scale == [0.25, 0.25]
+
+
+def test_label_pyramid_stays_centred_on_the_image(tmp_path: Path) -> None:
+    """Centre sampling keeps a nucleus where it is at every level, within the half pixel of an even block (the
+    top-left pixel of each 2x2 block, level after level, would
+    move it (2^k - 1) / 2 level-0 pixels up and left at level k)."""
+    store = OmeZarrStore.create(tmp_path / "p.zarr", height=256, width=256, chunk=64, levels=4)
+    store.create_label("nuclei")
+    yy, xx = np.mgrid[:256, :256]
+    lab = np.zeros((256, 256), np.uint32)
+    for i, (cy, cx) in enumerate([(40.3, 50.7), (121.0, 170.2), (200.6, 77.1)], start=1):
+        lab[(yy + 0.5 - cy) ** 2 + (xx + 0.5 - cx) ** 2 < 14**2] = i
+    store.write_region("nuclei", 0, 0, lab)
+    store.build_pyramid("nuclei")
+    for k in (1, 2, 3):
+        level = store.read_region("nuclei", 0, 0, 256 >> k, 256 >> k, level=k)
+        for i in (1, 2, 3):
+            ys, xs = np.nonzero(level == i)
+            y0, x0 = np.nonzero(lab == i)
+            assert abs((ys.mean() + 0.5) * 2**k - (y0.mean() + 0.5)) < 1.5
+            assert abs((xs.mean() + 0.5) * 2**k - (x0.mean() + 0.5)) < 1.5

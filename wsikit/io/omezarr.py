@@ -548,18 +548,24 @@ class OmeZarrStore:
     def build_pyramid(self, name: str = IMAGE, *, workers: int | None = None) -> None:
         """Compute levels 1.. of ``name`` from level 0, chunk by chunk.
 
-        Images use 2x2 mean, labels 2x2 nearest (top-left) so label values stay
-        valid ids. Memory per worker is about four chunks.
+        Images: the 2x2 mean of the level above. Labels: level k takes the level-0 pixel at the centre of
+        each 2^k x 2^k block (nearest-neighbour sampling at pixel centres, as ome-zarr-py's own scaler),
+        so label values stay valid ids and stay centred on the image's pixels at every level (taking the
+        top-left pixel of each 2x2 block level after level moves them (2^k - 1) / 2 level-0 pixels up and
+        left). Memory per worker is about four chunks.
         """
         self._check_writable()
         c = self.chunk
+        full_h, full_w = self.array(name, 0).shape[-2:]
         for k in range(1, self.levels):
-            src = self.array(name, k - 1)
+            src = self.array(name, k - 1 if name == IMAGE else 0)
             dst = self.array(name, k)
             h, w = dst.shape[-2:]
             blocks = [(r, q) for r in range(0, h, c) for q in range(0, w, c)]
 
-            def work(block: tuple[int, int], src: Any = src, dst: Any = dst, h: int = h, w: int = w) -> None:
+            def work(
+                block: tuple[int, int], src: Any = src, dst: Any = dst, h: int = h, w: int = w, f: int = 2**k
+            ) -> None:
                 r, q = block
                 bh, bw = min(c, h - r), min(c, w - q)
                 if name == IMAGE:
@@ -568,8 +574,12 @@ class OmeZarrStore:
                     out = part.reshape(3, bh, 2, bw, 2).astype(np.uint16).sum(axis=(2, 4))
                     dst[:, r : r + bh, q : q + bw] = ((out + 2) // 4).astype(np.uint8)
                 else:
-                    part = np.asarray(src[2 * r : 2 * (r + bh) : 2, 2 * q : 2 * (q + bw) : 2])
-                    dst[r : r + bh, q : q + bw] = part
+                    rows = np.minimum(np.arange(r, r + bh) * f + f // 2, full_h - 1)
+                    cols = np.minimum(np.arange(q, q + bw) * f + f // 2, full_w - 1)
+                    # only the level-0 chunks under this block are read (a bounding slice, then sampled)
+                    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+                    part = np.asarray(src[y0:y1:f, x0:x1:f])
+                    dst[r : r + bh, q : q + bw] = _pad_to(part, bh, bw)
 
             with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
                 list(pool.map(work, blocks))
