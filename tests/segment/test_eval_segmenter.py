@@ -51,9 +51,26 @@ def test_export_and_evaluate(
     result = evaluate_segmenter(out, weights=tiny_weights)
     assert set(result["mean"]) == {"sensitivity", "specificity", "dice", "jaccard", "aji", "pq"}
     assert all(0.0 <= v <= 1.0 for v in result["mean"].values())
-    code = run(["eval", "segmenter", str(out), "--weights", str(tiny_weights), "--json"])
+    code = run(["eval", "segmenter", str(out), "--weights", str(tiny_weights), "--stain", "none", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and len(data["images"]) == 4
+    # several sources: each scored, the mean is over sources (not images); a manifest's mpp is used
+    two = tmp_path / "two"
+    two.mkdir()
+    for name, image, labels in items[:1]:
+        import shutil
+
+        shutil.copy(out / f"{name}.png", two / f"{name}.png")
+        shutil.copy(out / f"{name}.labels.tif", two / f"{name}.labels.tif")
+    (two / "manifest.json").write_text(json.dumps({"mpp": 0.25}))
+    args = ["eval", "segmenter", str(out), str(two), "--weights", str(tiny_weights), "--stain", "none"]
+    code = run([*args, "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and [s["source"] for s in data["sources"]] == ["monuseg_test", "two"]
+    assert len(data["images"]) == 5 and data["area_um2"] == [7.5, 400.0]
+    for k in ("dice", "aji", "pq"):
+        assert data["mean"][k] == pytest.approx(np.mean([s["mean"][k] for s in data["sources"]]))
+    assert run(args) == 0 and "mean over 2 sources" in capsys.readouterr().out
 
 
 def test_errors(tmp_path: Path, tiny_weights: Path) -> None:

@@ -92,9 +92,13 @@ def normalizer(
 
 
 @evaluate.command("segmenter")
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--mpp", type=float, default=0.25, show_default=True, help="Microns per pixel of the folder's images."
+    "--mpp",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="Microns per pixel of the images of a folder without a manifest.json stating it.",
 )
 @click.option(
     "--weights",
@@ -105,44 +109,66 @@ def normalizer(
 @click.option(
     "--stain",
     type=click.Choice(["none", "macenko", "cnn"]),
-    default="none",
+    default="cnn",
     show_default=True,
-    help="Stain-normalize the images first.",
+    help="Stain-normalize the images first (cnn: as `wsikit run` does by default).",
 )
 @click.option(
     "--stain-target", type=click.Path(path_type=Path), default=None, help="Target image for macenko."
 )
 @click.option("--tta", is_flag=True, help="Average the U-Net over 8 rotations / flips (8x slower).")
+@click.option(
+    "--min-nucleus-area",
+    type=float,
+    default=7.5,
+    show_default=True,
+    help="Drop objects smaller than this (um^2), as `wsikit run` does; 0 keeps every object.",
+)
+@click.option(
+    "--max-nucleus-area",
+    type=float,
+    default=400.0,
+    show_default=True,
+    help="Drop objects larger than this (um^2), as `wsikit run` does.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def segmenter(
-    folder: Path,
+    folders: tuple[Path, ...],
     mpp: float,
     weights: Path | None,
     stain: str,
     stain_target: Path | None,
     tta: bool,
+    min_nucleus_area: float,
+    max_nucleus_area: float,
     as_json: bool,
 ) -> None:
-    """Score nuclei segmentation on FOLDER (NAME.png + NAME.labels.tif): pixel sensitivity, specificity,
-    Dice, Jaccard (the paper's), AJI and Panoptic Quality."""
-    from wsikit.pipeline.eval_segmenter import evaluate_segmenter
+    """Score nuclei segmentation on FOLDERS (each NAME.png + NAME.labels.tif; one folder per source):
+    pixel sensitivity, specificity, Dice, Jaccard (the paper's), AJI and Panoptic Quality per image, per
+    source and their mean over sources."""
+    from wsikit.pipeline.eval_segmenter import evaluate_segmenter_sources
 
-    result = evaluate_segmenter(
-        folder,
+    result = evaluate_segmenter_sources(
+        list(folders),
         mpp=mpp,
         weights=weights,
         stain=stain,  # type: ignore[arg-type]
         stain_target=stain_target,
         tta=tta,
+        area_um2=(min_nucleus_area, max_nucleus_area),
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     keys = ("sensitivity", "specificity", "dice", "jaccard", "aji", "pq")
-    click.echo(f"{'image':<32} " + " ".join(f"{k:>11}" for k in keys))
-    for row in result["images"]:
-        click.echo(f"{row['image']:<32} " + " ".join(f"{row[k]:>11.3f}" for k in keys))
-    click.echo(f"{'mean':<32} " + " ".join(f"{result['mean'][k]:>11.3f}" for k in keys))
+    click.echo(f"{'image':<40} " + " ".join(f"{k:>11}" for k in keys))
+    for src in result["sources"]:
+        for row in src["images"]:
+            click.echo(f"{row['image'][:40]:<40} " + " ".join(f"{row[k]:>11.3f}" for k in keys))
+        name = f"{src['source']} (mean of {len(src['images'])})"
+        click.echo(f"{name[:40]:<40} " + " ".join(f"{src['mean'][k]:>11.3f}" for k in keys))
+    label = f"mean over {len(result['sources'])} sources"
+    click.echo(f"{label:<40} " + " ".join(f"{result['mean'][k]:>11.3f}" for k in keys))
 
 
 @click.command("export-dataset")

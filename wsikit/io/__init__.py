@@ -12,7 +12,8 @@ Examples
 
 from __future__ import annotations
 
+from wsikit.io.damage import DamagedRegion, DamageLog
 from wsikit.io.open import BACKENDS, open_slide
 from wsikit.io.slide import BACKGROUND_RGB, Slide, SlideInfo
 
-__all__ = ["open_slide", "Slide", "SlideInfo", "BACKENDS", "BACKGROUND_RGB"]
+__all__ = ["open_slide", "Slide", "SlideInfo", "BACKENDS", "BACKGROUND_RGB", "DamageLog", "DamagedRegion"]

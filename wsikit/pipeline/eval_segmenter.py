@@ -16,7 +16,11 @@ from wsikit.segment.data import WORKING_MPP, load_dataset, resample
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
 
-__all__ = ["evaluate_segmenter", "export_dataset", "load_labelled_folder"]
+__all__ = ["evaluate_segmenter", "evaluate_segmenter_sources", "export_dataset", "load_labelled_folder"]
+
+RUN_AREA_UM2 = (7.5, 400.0)
+"""The nuclear area range ``wsikit run`` keeps by default (its --min/--max-nucleus-area)."""
+METRICS = ("sensitivity", "specificity", "dice", "jaccard", "aji", "pq")
 
 
 def export_dataset(
@@ -66,19 +70,24 @@ def evaluate_segmenter(
     stain: Literal["none", "macenko", "cnn"] = "none",
     stain_target: PathLike | None = None,
     tta: bool = False,
+    area_um2: tuple[float, float] | None = None,
+    _models: tuple[Segmenter, Any] | None = None,
 ) -> dict[str, Any]:
     """Segment every image of ``folder`` (at ``mpp``) and score it against its labels.
 
     ``tta`` averages the U-Net over the 8 rotations / flips of each image. Without ``weights`` the shipped
-    segmenter that ``wsikit run`` uses with the same ``stain`` is scored (``unet-nuclei-cnn`` for ``cnn``). Returns the per-image and mean
+    segmenter that ``wsikit run`` uses with the same ``stain`` is scored (``unet-nuclei-cnn`` for ``cnn``).
+    ``area_um2`` = (min, max) drops objects outside that nuclear area, as ``wsikit run`` does
+    (:data:`RUN_AREA_UM2`); None keeps every object the segmenter returns. Returns the per-image and mean
     pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ, and the instance thresholds used.
     """
     from wsikit.pipeline.normalize import make_normalizer
 
-    seg = Segmenter.load(weights, stain=stain, tta=tta)
-    norm = None
-    if stain != "none":
-        norm = make_normalizer(stain, target=stain_target)
+    if _models is not None:
+        seg, norm = _models
+    else:
+        seg = Segmenter.load(weights, stain=stain, tta=tta)
+        norm = make_normalizer(stain, target=stain_target) if stain != "none" else None
     rows = []
     start = time.perf_counter()
     for name, image, labels in load_labelled_folder(folder):
@@ -87,6 +96,8 @@ def evaluate_segmenter(
         factor = mpp / seg.mpp
         img, _ = resample(image, labels, factor)
         pred = seg.instances(img)
+        if area_um2 is not None:
+            pred = _keep_area(pred, area_um2, seg.mpp)
         if abs(factor - 1) > 1e-3:
             from PIL import Image
 
@@ -107,13 +118,86 @@ def evaluate_segmenter(
             nuclei_pred=int(pred.max()),
         )
         rows.append(row)
-    keys = ("sensitivity", "specificity", "dice", "jaccard", "aji", "pq")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
     return {
         "mean": mean,
         "images": rows,
+        "mpp": mpp,
         "stain": stain,
         "tta": tta,
+        "area_um2": list(area_um2) if area_um2 is not None else None,
+        "instance_params": asdict(seg.instance_params),
+        "weights": seg.meta.get("weights"),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def _keep_area(pred: np.ndarray, area_um2: tuple[float, float], mpp: float) -> np.ndarray:
+    """Relabel ``pred`` keeping objects whose area lies in ``area_um2`` (ids 1..n in the old order)."""
+    area = np.bincount(pred.ravel()) * mpp**2
+    keep = (area >= area_um2[0]) & (area <= area_um2[1])
+    keep[0] = False
+    lut = np.zeros(len(area), np.uint32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    return lut[pred]
+
+
+def folder_mpp(folder: PathLike, default: float) -> float:
+    """The um/px a labelled folder's ``manifest.json`` states, else ``default``."""
+    import json
+
+    manifest = Path(folder) / "manifest.json"
+    if manifest.exists():
+        try:
+            return float(json.loads(manifest.read_text())["mpp"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{manifest}: no readable 'mpp' ({exc})") from exc
+    return default
+
+
+def evaluate_segmenter_sources(
+    folders: list[PathLike],
+    *,
+    mpp: float = WORKING_MPP,
+    weights: PathLike | None = None,
+    stain: Literal["none", "macenko", "cnn"] = "cnn",
+    stain_target: PathLike | None = None,
+    tta: bool = False,
+    area_um2: tuple[float, float] | None = RUN_AREA_UM2,
+) -> dict[str, Any]:
+    """Score several labelled folders (one per source) with one protocol; the mean is over sources.
+
+    Each folder is one source (its images' mean is the source's figure); ``mean`` averages the sources, so a
+    source with many images does not outweigh the others, and a default chosen on it is chosen on all.
+    A folder's ``manifest.json`` ``mpp`` overrides ``mpp``. Defaults are ``wsikit run``'s: CNN normalizer,
+    its U-Net, and its nuclear area range.
+
+    Returns
+    -------
+    dict
+        ``sources`` (one :func:`evaluate_segmenter` result per folder, with its ``source`` name), ``mean``
+        (over sources), ``images`` (every image, tagged with its source) and the settings.
+    """
+    from wsikit.pipeline.normalize import make_normalizer
+
+    if not folders:
+        raise ConfigError("give at least one labelled folder")
+    seg = Segmenter.load(weights, stain=stain, tta=tta)
+    norm = make_normalizer(stain, target=stain_target) if stain != "none" else None
+    start = time.perf_counter()
+    sources = []
+    for folder in folders:
+        res = evaluate_segmenter(
+            folder, mpp=folder_mpp(folder, mpp), stain=stain, tta=tta, area_um2=area_um2, _models=(seg, norm)
+        )
+        sources.append({"source": Path(folder).name, **res})
+    return {
+        "mean": {k: float(np.mean([s["mean"][k] for s in sources])) for k in METRICS},
+        "sources": sources,
+        "images": [{"source": s["source"], **r} for s in sources for r in s["images"]],
+        "stain": stain,
+        "tta": tta,
+        "area_um2": list(area_um2) if area_um2 is not None else None,
         "instance_params": asdict(seg.instance_params),
         "weights": seg.meta.get("weights"),
         "seconds": round(time.perf_counter() - start, 1),
