@@ -53,7 +53,12 @@ def paint_ink(image: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str
         width = rng.uniform(6, 25)
         for cx, cy in curve[::4]:
             r = width / 2
-            y0, y1, x0, x1 = int(max(cy - r, 0)), int(min(cy + r + 1, h)), int(max(cx - r, 0)), int(min(cx + r + 1, w))
+            y0, y1, x0, x1 = (
+                int(max(cy - r, 0)),
+                int(min(cy + r + 1, h)),
+                int(max(cx - r, 0)),
+                int(min(cx + r + 1, w)),
+            )
             sub = (yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 <= r * r
             mask[y0:y1, x0:x1] |= sub
     strength = rng.uniform(0.6, 1.0)
@@ -126,10 +131,17 @@ def main() -> None:
         ids2, f2 = object_features(inked, pred2)
         on_ink = ndi.mean(mask.astype(float), pred2, ids2) if len(ids2) else np.zeros(0)
         good2 = matched(pred2, truth)
-        kind2 = np.array([0 if int(k) in good2 else (2 if o > 0.5 else 1) for k, o in zip(ids2, on_ink, strict=True)])
-        rows.append(np.column_stack([np.full(len(ids2), 1), kind2, np.full(len(ids2), list(INKS).index(ink)), f2]))
-        print(f"{png.stem}: {len(ids)} objects ({len(good)} matched); inked ({ink}): {int((kind2 == 2).sum())} on ink "
-              f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+        kind2 = np.array(
+            [0 if int(k) in good2 else (2 if o > 0.5 else 1) for k, o in zip(ids2, on_ink, strict=True)]
+        )
+        rows.append(
+            np.column_stack([np.full(len(ids2), 1), kind2, np.full(len(ids2), list(INKS).index(ink)), f2])
+        )
+        print(
+            f"{png.stem}: {len(ids)} objects ({len(good)} matched); inked ({ink}): {int((kind2 == 2).sum())} on ink "
+            f"[{time.perf_counter() - t0:.0f} s]",
+            flush=True,
+        )
     for s in load_brca_m2c(args.data, "val"):
         pred = segment(seg, norm, s.image, s.mpp)
         ids, f = object_features(s.image, pred)
@@ -138,10 +150,17 @@ def main() -> None:
         hit = set(int(v) for v in pred[yi, xi] if v)
         kind = np.array([0 if int(k) in hit else 1 for k in ids])
         rows.append(np.column_stack([np.full(len(ids), 2), kind, np.full(len(ids), -1), f]))
-        print(f"{s.name}: {len(ids)} objects, {len(hit)} hold a point [{time.perf_counter() - t0:.0f} s]", flush=True)
+        print(
+            f"{s.name}: {len(ids)} objects, {len(hit)} hold a point [{time.perf_counter() - t0:.0f} s]",
+            flush=True,
+        )
     table = np.concatenate(rows)
-    np.savez_compressed(args.out, table=table, columns=np.array(
-        ["source", "kind", "ink", "od_r", "od_g", "od_b", "area_px", "od_std"]), inks=np.array(list(INKS)))
+    np.savez_compressed(
+        args.out,
+        table=table,
+        columns=np.array(["source", "kind", "ink", "od_r", "od_g", "od_b", "area_px", "od_std"]),
+        inks=np.array(list(INKS)),
+    )
     print(f"wrote {args.out}: {len(table)} objects")
 
 

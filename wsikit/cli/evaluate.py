@@ -131,6 +131,12 @@ def normalizer(
     show_default=True,
     help="Drop objects larger than this (um^2), as `wsikit run` does.",
 )
+@click.option(
+    "--colour-filter/--no-colour-filter",
+    default=True,
+    show_default=True,
+    help="Drop objects whose raw colour no nucleus has (pen ink, eosin fragments), as `wsikit run` does.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def segmenter(
     folders: tuple[Path, ...],
@@ -141,12 +147,14 @@ def segmenter(
     tta: bool,
     min_nucleus_area: float,
     max_nucleus_area: float,
+    colour_filter: bool,
     as_json: bool,
 ) -> None:
     """Score nuclei segmentation on FOLDERS (each NAME.png + NAME.labels.tif; one folder per source):
     pixel sensitivity, specificity, Dice, Jaccard (the paper's), AJI and Panoptic Quality per image, per
     source and their mean over sources."""
     from wsikit.pipeline.eval_segmenter import evaluate_segmenter_sources
+    from wsikit.segment.artefacts import ColourRule
 
     result = evaluate_segmenter_sources(
         list(folders),
@@ -156,6 +164,7 @@ def segmenter(
         stain_target=stain_target,
         tta=tta,
         area_um2=(min_nucleus_area, max_nucleus_area),
+        colour_rule=ColourRule() if colour_filter else None,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -172,9 +181,9 @@ def segmenter(
 
 
 @click.command("export-dataset")
-@click.argument("name", type=click.Choice(["monuseg", "miccai2015", "dsb2018", "nucls"]))
+@click.argument("name", type=click.Choice(["monuseg", "monuseg_extra", "miccai2015", "dsb2018", "nucls"]))
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--split", default="test", show_default=True, help="monuseg: train or test.")
+@click.option("--split", default="test", show_default=True, help="monuseg, monuseg_extra: train or test.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True)
 def export_dataset_cmd(name: str, data: Path, split: str, out: Path, overwrite: bool) -> None:

@@ -126,6 +126,13 @@ def _table(results: list[dict[str, Any]]) -> None:
     help="Segment with test-time augmentation (8 rotations / flips: 8x the U-Net time).",
 )
 @click.option(
+    "--colour-filter/--no-colour-filter",
+    default=True,
+    show_default=True,
+    help="Drop segmented objects whose colour no hematoxylin-stained nucleus has (pen ink, eosin "
+    "fragments; judged on the raw pixels; docs/segmentation.md).",
+)
+@click.option(
     "--max-damaged",
     type=click.FloatRange(0, 100),
     default=5.0,
@@ -163,6 +170,7 @@ def run_cmd(
     min_nucleus_area: float,
     max_nucleus_area: float,
     tta: bool,
+    colour_filter: bool,
     max_damaged: float,
     overwrite: bool,
     scheduler: str | None,
@@ -191,6 +199,7 @@ def run_cmd(
         max_nucleus_um2=max_nucleus_area,
         tta=tta,
         max_damaged=max_damaged / 100.0,
+        colour_filter=colour_filter,
     )
     quiet = is_quiet(ctx)
     if len(items) == 1 and scheduler is None:

@@ -12,6 +12,7 @@ import numpy as np
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
 from wsikit.pipeline._atomic import staged_directory
+from wsikit.segment.artefacts import ColourRule
 from wsikit.segment.data import WORKING_MPP, load_dataset, resample
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
@@ -71,6 +72,7 @@ def evaluate_segmenter(
     stain_target: PathLike | None = None,
     tta: bool = False,
     area_um2: tuple[float, float] | None = None,
+    colour_rule: ColourRule | None = None,
     _models: tuple[Segmenter, Any] | None = None,
 ) -> dict[str, Any]:
     """Segment every image of ``folder`` (at ``mpp``) and score it against its labels.
@@ -78,7 +80,8 @@ def evaluate_segmenter(
     ``tta`` averages the U-Net over the 8 rotations / flips of each image. Without ``weights`` the shipped
     segmenter that ``wsikit run`` uses with the same ``stain`` is scored (``unet-nuclei-cnn`` for ``cnn``).
     ``area_um2`` = (min, max) drops objects outside that nuclear area, as ``wsikit run`` does
-    (:data:`RUN_AREA_UM2`); None keeps every object the segmenter returns. Returns the per-image and mean
+    (:data:`RUN_AREA_UM2`); None keeps every object the segmenter returns. ``colour_rule`` drops objects
+    whose raw colour no nucleus has, as ``wsikit run`` does (:mod:`wsikit.segment.artefacts`). Returns the per-image and mean
     pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ, and the instance thresholds used.
     """
     from wsikit.pipeline.normalize import make_normalizer
@@ -90,14 +93,20 @@ def evaluate_segmenter(
         norm = make_normalizer(stain, target=stain_target) if stain != "none" else None
     rows = []
     start = time.perf_counter()
-    for name, image, labels in load_labelled_folder(folder):
-        if norm is not None:
-            image = np.asarray(norm.transform(image))
+    for name, raw, labels in load_labelled_folder(folder):
+        image = np.asarray(norm.transform(raw)) if norm is not None else raw
         factor = mpp / seg.mpp
         img, _ = resample(image, labels, factor)
         pred = seg.instances(img)
         if area_um2 is not None:
             pred = _keep_area(pred, area_um2, seg.mpp)
+        if colour_rule is not None:
+            raw_w, _ = resample(raw, labels, factor)
+            ids = np.arange(1, int(pred.max()) + 1)
+            bad = colour_rule.rejects(raw_w, pred, ids)
+            lut = np.zeros(len(ids) + 1, np.uint32)
+            lut[1:][~bad] = np.arange(1, int((~bad).sum()) + 1, dtype=np.uint32)
+            pred = lut[pred]
         if abs(factor - 1) > 1e-3:
             from PIL import Image
 
@@ -126,6 +135,7 @@ def evaluate_segmenter(
         "stain": stain,
         "tta": tta,
         "area_um2": list(area_um2) if area_um2 is not None else None,
+        "colour_rule": asdict(colour_rule) if colour_rule is not None else None,
         "instance_params": asdict(seg.instance_params),
         "weights": seg.meta.get("weights"),
         "seconds": round(time.perf_counter() - start, 1),
@@ -139,7 +149,7 @@ def _keep_area(pred: np.ndarray, area_um2: tuple[float, float], mpp: float) -> n
     keep[0] = False
     lut = np.zeros(len(area), np.uint32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
-    return lut[pred]
+    return np.asarray(lut[pred])
 
 
 def folder_mpp(folder: PathLike, default: float) -> float:
@@ -164,13 +174,14 @@ def evaluate_segmenter_sources(
     stain_target: PathLike | None = None,
     tta: bool = False,
     area_um2: tuple[float, float] | None = RUN_AREA_UM2,
+    colour_rule: ColourRule | None = ColourRule(),  # noqa: B008 - frozen dataclass
 ) -> dict[str, Any]:
     """Score several labelled folders (one per source) with one protocol; the mean is over sources.
 
     Each folder is one source (its images' mean is the source's figure); ``mean`` averages the sources, so a
     source with many images does not outweigh the others, and a default chosen on it is chosen on all.
     A folder's ``manifest.json`` ``mpp`` overrides ``mpp``. Defaults are ``wsikit run``'s: CNN normalizer,
-    its U-Net, and its nuclear area range.
+    its U-Net, its nuclear area range and its colour rule.
 
     Returns
     -------
@@ -188,7 +199,13 @@ def evaluate_segmenter_sources(
     sources = []
     for folder in folders:
         res = evaluate_segmenter(
-            folder, mpp=folder_mpp(folder, mpp), stain=stain, tta=tta, area_um2=area_um2, _models=(seg, norm)
+            folder,
+            mpp=folder_mpp(folder, mpp),
+            stain=stain,
+            tta=tta,
+            area_um2=area_um2,
+            colour_rule=colour_rule,
+            _models=(seg, norm),
         )
         sources.append({"source": Path(folder).name, **res})
     return {
@@ -198,6 +215,7 @@ def evaluate_segmenter_sources(
         "stain": stain,
         "tta": tta,
         "area_um2": list(area_um2) if area_um2 is not None else None,
+        "colour_rule": asdict(colour_rule) if colour_rule is not None else None,
         "instance_params": asdict(seg.instance_params),
         "weights": seg.meta.get("weights"),
         "seconds": round(time.perf_counter() - start, 1),

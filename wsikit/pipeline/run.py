@@ -53,6 +53,7 @@ from wsikit.pipeline._run_state import (
 )
 from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter, store_chunk_vectorizer
 from wsikit.pipeline.segment import plan_segmentation, segment_into_store, write_slide_overview
+from wsikit.segment.artefacts import ColourRule
 from wsikit.segment.infer import Segmenter
 from wsikit.stain.base import StainFitError
 from wsikit.stain.cnn import CnnNormalizer
@@ -92,6 +93,8 @@ class RunConfig:
     tta: bool = False
     max_damaged: float = 0.05
     """Largest share of the tissue that unreadable (corrupt) tiles may cover before the slide fails."""
+    colour_filter: bool = True
+    """Drop segmented objects whose raw colour no nucleus has (pen ink, eosin fragments)."""
 
     def __post_init__(self) -> None:
         if self.stain not in STAIN_METHODS:
@@ -448,6 +451,7 @@ def _run(
             progress=tick("segment"),
             micro_batch=_micro_batch(cfg),
             area_um2=(cfg.min_nucleus_um2, cfg.max_nucleus_um2),
+            colour_rule=ColourRule() if cfg.colour_filter else None,
         )
         store.build_pyramid("nuclei", workers=cfg.workers)
         store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})

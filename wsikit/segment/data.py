@@ -9,7 +9,12 @@ monuseg     ``monuseg/{train,test}/*.tif`` + ImageScope XML  ``MicronsPerPixel``
 miccai2015  ``imageNN.png`` + ``imageNN_mask.txt``           20x -> 0.5 um/px, 40x -> 0.25 (its README)
 dsb2018     ``stage1_train/<id>/{images,masks}``             not stated: taken as 40x (0.25 um/px)
 nucls       ``images/*.png`` + ``labels/*.npz``              ~0.2 um/px (its SOURCE.md)
+monuseg_ex  ``monuseg_extra/train/{images,labels}/*.png``,   train ~0.25 (SOURCE.md), test: each XML
+            ``monuseg_extra/test/{images,annotations}``
 ==========  ==============================================  =========================================
+
+(``monuseg_ex`` is ``load_dataset("monuseg_extra")``: not among :data:`DATASETS`, the shipped U-Net's
+training data; a validation source.)
 
 ``../shared/data/monuseg/test`` is the held-out evaluation set: :func:`training_samples` never
 includes it.
@@ -43,6 +48,9 @@ WORKING_MPP = 0.25
 """Working resolution of the segmenter, in microns per pixel (40x)."""
 
 DATASETS = ("monuseg", "miccai2015", "dsb2018", "nucls")
+"""The datasets the shipped U-Net trains on (:func:`training_samples`' default)."""
+ALL_DATASETS = (*DATASETS, "monuseg_extra")
+"""Every dataset :func:`load_dataset` reads (monuseg_extra: the rest of MoNuSeg 2018, for validation)."""
 _MICCAI_20X = {f"image{i:02d}" for i in range(1, 8)}
 
 
@@ -99,6 +107,29 @@ def _monuseg(root: Path, split: str) -> list[Sample]:
     return out
 
 
+def _monuseg_extra(root: Path, split: str) -> list[Sample]:
+    """The rest of MoNuSeg 2018: train = PNG + uint16 instance PNG (about 0.25 um/px), test = PNG + XML."""
+    from PIL import Image
+
+    folder = root / "monuseg_extra" / split
+    if not (folder / "images").is_dir():
+        raise ConfigError(f"{folder}: no images/ folder (split must be train or test)")
+    out = []
+    for png in sorted((folder / "images").glob("*.png")):
+        image = _rgb(png)
+        if split == "test":
+            ann = read_imagescope_xml(folder / "annotations" / f"{png.stem}.xml")
+            labels = rasterize_polygons(ann.polygons, image.shape[:2])
+            mpp = ann.mpp or WORKING_MPP
+        else:
+            with Image.open(folder / "labels" / png.name) as im:
+                labels = np.asarray(im).astype(np.uint32)
+            mpp = WORKING_MPP
+        img, lab = resample(image, labels, mpp / WORKING_MPP)
+        out.append(Sample(f"monuseg_extra/{split}/{png.stem}", img, lab, mpp))
+    return out
+
+
 def _miccai(root: Path) -> list[Sample]:
     out = []
     folder = root / "miccai2015"
@@ -146,12 +177,14 @@ def load_dataset(name: str, root: PathLike, *, split: str = "train") -> list[Sam
         Unknown dataset name (the message lists the valid ones), or a missing folder.
     """
     base = Path(root)
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    if name not in ALL_DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(ALL_DATASETS)}")
     if not (base / name).is_dir():
         raise ConfigError(f"{base / name}: dataset folder not found")
     if name == "monuseg":
         return _monuseg(base, split)
+    if name == "monuseg_extra":
+        return _monuseg_extra(base, split)
     if name == "miccai2015":
         return _miccai(base)
     if name == "dsb2018":
