@@ -57,7 +57,7 @@ def test_export_and_evaluate(
     # several sources: each scored, the mean is over sources (not images); a manifest's mpp is used
     two = tmp_path / "two"
     two.mkdir()
-    for name, image, labels in items[:1]:
+    for name, _image, _labels in items[:1]:
         import shutil
 
         shutil.copy(out / f"{name}.png", two / f"{name}.png")
