@@ -32,6 +32,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check wsikit tests benchmarks examples research
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports  # the layers contract in .importlinter: arrows down only
 	$(PY) -m pytest -n 2 --runslow --doctest-modules wsikit tests
 
 # everything but the tests marked slow (whole-slide runs, training on real data): under 2 minutes
@@ -42,6 +43,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check wsikit tests benchmarks examples research
 	$(PY) -m ruff format --check wsikit tests benchmarks examples research
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_stream.py

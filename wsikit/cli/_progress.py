@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import click
+
 __all__ = ["progress_bar", "stage_progress", "is_quiet", "resolve_device"]
 
 
@@ -74,3 +76,17 @@ def stage_progress(*, enabled: bool = True) -> Iterator[Callable[[str, int, int]
             bar.update(tasks[stage], completed=done, total=total)
 
         yield update
+
+
+def command_line() -> str:
+    """The command line being run, as a shell-quoted string (recorded in model metadata).
+
+    Read from click's root context (``wsikit.cli.main.run`` stores the arguments there), else ``sys.argv``.
+    """
+    import shlex
+    import sys
+
+    ctx = click.get_current_context(silent=True)
+    argv = (ctx.find_root().obj or {}).get("argv") if ctx is not None else None
+    argv = argv if argv is not None else sys.argv[1:]
+    return "wsikit " + " ".join(shlex.quote(str(a)) for a in argv)

@@ -20,7 +20,7 @@ from wsikit.errors import WsikitError
 
 __all__ = ["cli", "main", "run"]
 
-_STATE: dict[str, Any] = {"verbosity": 0, "argv": []}
+_STATE: dict[str, Any] = {"verbosity": 0}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,7 +37,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     verbosity = -1 if quiet else verbose
     _STATE["verbosity"] = verbosity
     configure_cli_logging(verbosity)
-    ctx.obj = {"quiet": quiet, "verbosity": verbosity}
+    ctx.ensure_object(dict).update(quiet=quiet, verbosity=verbosity)
 
 
 def _register() -> None:
@@ -69,9 +69,8 @@ _register()
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code (no ``sys.exit``)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _STATE["argv"] = args
     try:
-        result = cli.main(args=args, prog_name="wsikit", standalone_mode=False)
+        result = cli.main(args=args, prog_name="wsikit", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.UsageError as exc:
@@ -101,11 +100,3 @@ def run(argv: Sequence[str] | None = None) -> int:
 def main() -> None:
     """Console-script entry point."""
     sys.exit(run())
-
-
-def command_line() -> str:
-    """The command line being run, as a shell-quoted string (recorded in model metadata)."""
-    import shlex
-
-    argv = _STATE.get("argv") or sys.argv[1:]
-    return "wsikit " + " ".join(shlex.quote(str(a)) for a in argv)

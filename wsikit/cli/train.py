@@ -8,7 +8,7 @@ from typing import Literal, cast
 
 import click
 
-from wsikit.cli._progress import is_quiet, progress_bar
+from wsikit.cli._progress import command_line, is_quiet, progress_bar
 
 __all__ = ["train"]
 
@@ -82,7 +82,6 @@ def normalizer(
         steps=steps, batch_size=batch_size, crop=crop, width=width, class_share=class_share, seed=seed
     )
     quiet = is_quiet(ctx)
-    from wsikit.cli.main import command_line
 
     command = command_line()
     last = {"mse": math.nan}
@@ -195,7 +194,6 @@ def segmenter(
     resume: bool,
 ) -> None:
     """Train the 3-class nuclei U-Net (background / interior / boundary) at 0.25 um/px."""
-    from wsikit.cli.main import command_line
     from wsikit.pipeline.train_segmenter import train_segmenter
     from wsikit.segment.data import DATASETS
     from wsikit.segment.train import SegmenterTrainConfig
@@ -243,7 +241,6 @@ def segmenter(
 @click.pass_context
 def thresholds(ctx: click.Context, weights: Path, data: Path, out: Path | None) -> None:
     """Pick a segmenter's instance thresholds on its validation images (training does this at the end)."""
-    from wsikit.cli.main import command_line
     from wsikit.pipeline.train_segmenter import tune_segmenter
 
     path, entries = tune_segmenter(weights, data, out, command=command_line())
@@ -362,7 +359,6 @@ def cell_types(
     seed: int,
 ) -> None:
     """Train a labelled cell-type classifier (epithelial / lymphocyte / fibroblast) on context crops."""
-    from wsikit.cli.main import command_line
     from wsikit.pipeline.train_cell_types import (
         load_context_crops,
         pool_context_crops,
@@ -440,7 +436,6 @@ def classifier(
 ) -> None:
     """Train the InfoGAN nucleus classifier (WGAN-GP critic + mutual-information head) without labels."""
     from wsikit.classify.train import ClassifierTrainConfig
-    from wsikit.cli.main import command_line
     from wsikit.pipeline.train_classifier import gather_crops, load_crops, train_classifier
 
     quiet = is_quiet(ctx)
