@@ -41,6 +41,7 @@ from wsikit.errors import ConfigError, OutputExistsError, SlideReadError
 from wsikit.io import open_slide
 from wsikit.io.damage import DamageLog
 from wsikit.io.omezarr import OVERVIEW_DOWNSAMPLE, OmeZarrStore
+from wsikit.io.result import ResultStore
 from wsikit.io.slide import Slide
 from wsikit.pipeline._atomic import check_output_parent
 from wsikit.pipeline._run_state import (
@@ -61,7 +62,7 @@ from wsikit.tiling import tissue_mask
 from wsikit.vectorize.chunked import NucleusBatch, Window
 from wsikit.vectorize.measure import MEASUREMENT_UNITS
 
-__all__ = ["RunConfig", "run_slide", "default_output", "STAGES", "OUTPUT_FILES"]
+__all__ = ["RunConfig", "RunResult", "run_slide", "default_output", "STAGES", "OUTPUT_FILES"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,24 @@ class RunConfig:
             d.pop(k)
         d["device_type"] = "cuda" if self.device.startswith("cuda") else "cpu"
         return d
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`wsikit.run_slide` returns: the output folder, its summary, and whether it was already done."""
+
+    out: Path
+    summary: dict[str, Any]
+    skipped: bool = False
+
+    @property
+    def nuclei(self) -> int:
+        """Number of nuclei found."""
+        return int(self.summary["nuclei"])
+
+    def open(self) -> ResultStore:
+        """The finished folder as a :class:`~wsikit.io.result.ResultStore`."""
+        return ResultStore(self.out)
 
 
 def default_output(slide: PathLike) -> Path:

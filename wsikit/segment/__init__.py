@@ -9,6 +9,8 @@ from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, p
 from wsikit.segment.targets import InstanceParams, instances_from_probabilities, three_class_target
 
 __all__ = [
+    "Segmenter",
+    "ColourRule",
     "aggregated_jaccard_index",
     "panoptic_quality",
     "pixel_metrics",
@@ -16,3 +18,16 @@ __all__ = [
     "instances_from_probabilities",
     "three_class_target",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # torch is imported only when the network is asked for
+    if name == "Segmenter":
+        from wsikit.segment.infer import Segmenter
+
+        return Segmenter
+    if name == "ColourRule":
+        from wsikit.segment.artefacts import ColourRule
+
+        return ColourRule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

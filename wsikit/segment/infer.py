@@ -164,3 +164,35 @@ class Segmenter:
     def instances(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
         """Nucleus instance labels (uint32, 0 = background) of an image at the working resolution."""
         return instances_from_probabilities(self.probabilities(image), self.instance_params)
+
+    def segment(self, image: npt.NDArray[np.uint8], *, mpp: float) -> npt.NDArray[np.uint32]:
+        """Nucleus instances (uint32, 0 = background) of an (H, W, 3) uint8 image of ``mpp`` um/px.
+
+        The image is resampled to the segmenter's resolution (:attr:`mpp`, 0.25 um/px), segmented, and
+        the labels are brought back to the image's grid (nearest), so they are (H, W).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from wsikit.segment import Segmenter
+        >>> seg = Segmenter.from_pretrained()
+        >>> seg.segment(np.full((64, 80, 3), 255, np.uint8), mpp=0.5).shape
+        (64, 80)
+        """
+        from wsikit.segment.data import resample
+
+        if not 0 < mpp < 100:
+            raise ShapeError(f"mpp must be a positive number of microns per pixel, got {mpp}")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ShapeError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        factor = mpp / self.mpp
+        h, w = image.shape[:2]
+        work, _ = resample(image, np.zeros((h, w), np.uint32), factor)
+        labels = self.instances(work)
+        if labels.shape != (h, w):
+            from PIL import Image
+
+            labels = np.asarray(
+                Image.fromarray(labels.astype(np.int32)).resize((w, h), Image.Resampling.NEAREST)
+            ).astype(np.uint32)
+        return labels

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from wsikit.stain.base import StainFitError, StainNormalizer, tissue_weight
 from wsikit.stain.macenko import MacenkoNormalizer, StainStats, macenko_stain_matrix
+from wsikit.stain.cnn import CnnNormalizer
 from wsikit.stain.reinhard import LabStats, ReinhardNormalizer
 
 __all__ = [
+    "CnnNormalizer",
     "StainNormalizer",
     "StainFitError",
     "tissue_weight",

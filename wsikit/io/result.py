@@ -1,0 +1,119 @@
+"""Reading a finished ``wsikit run`` folder: :class:`ResultStore`, opened with :func:`open_result`.
+
+The folder ``SLIDE.wsikit`` holds ``result.zarr`` (OME-Zarr: the slide's overview and the nucleus / cell-type
+labels), ``cells.parquet`` (one row per nucleus), ``nuclei.geojson``, ``summary.json``, the maps, the report
+and ``DONE`` (written last). This class is the one reader of that layout for notebook users.
+
+Examples
+--------
+>>> res = open_result("slide.wsikit")                   # doctest: +SKIP
+>>> res.summary["nuclei"], res.summary["classes"]["lymphocyte"]["count"]   # doctest: +SKIP
+>>> cells = res.cells()                                  # GeoDataFrame, one row per nucleus  # doctest: +SKIP
+>>> types = res.labels("cell_types", level=2)            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from wsikit._typing import PathLike
+from wsikit.errors import StoreError
+from wsikit.io.omezarr import IMAGE, OmeZarrStore
+
+if TYPE_CHECKING:
+    import geopandas
+
+__all__ = ["ResultStore", "open_result"]
+
+
+class ResultStore:
+    """A finished ``wsikit run`` output folder.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder (``SLIDE.wsikit``).
+
+    Raises
+    ------
+    StoreError
+        The folder does not exist, is not a wsikit result, or is unfinished (no ``DONE``: a run is
+        writing it, or one was interrupted and must be run again to finish).
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise StoreError(f"{self.path}: no such wsikit result folder")
+        if not (self.path / "result.zarr").is_dir() or not (self.path / "summary.json").is_file():
+            if (self.path / ".work").is_dir():
+                raise StoreError(f"{self.path}: unfinished run (no DONE); run `wsikit run` again to finish it")
+            raise StoreError(f"{self.path}: not a wsikit run result (no result.zarr / summary.json)")
+        if not (self.path / "DONE").is_file():
+            raise StoreError(f"{self.path}: unfinished run (no DONE); run `wsikit run` again to finish it")
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return f"<ResultStore {self.path.name!r} {s.get('nuclei')} nuclei, slide {s.get('slide_id')!r}>"
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """``summary.json``: counts, densities, class statistics, damaged regions, models, options."""
+        return dict(json.loads((self.path / "summary.json").read_text()))
+
+    @cached_property
+    def store(self) -> OmeZarrStore:
+        """The OME-Zarr store (``result.zarr``), read-only."""
+        return OmeZarrStore.open(self.path / "result.zarr")
+
+    @property
+    def mpp(self) -> float:
+        """Level-0 microns per pixel the run used."""
+        return float(self.summary["mpp"])
+
+    def levels(self) -> int:
+        """Number of pyramid levels of the labels (level k is downsampled 2^k)."""
+        return self.store.levels
+
+    def labels(
+        self,
+        name: str = "nuclei",
+        *,
+        level: int = 0,
+        x: int = 0,
+        y: int = 0,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> npt.NDArray[Any]:
+        """A region of label image ``name`` ("nuclei": uint32 ids; "cell_types": uint8, 1 epithelial,
+        2 lymphocyte, 3 fibroblast) at ``level``; ``x, y, width, height`` in that level's pixels (default:
+        the whole level)."""
+        arr = self.store.array(name, level)
+        h, w = arr.shape
+        width = w - x if width is None else width
+        height = h - y if height is None else height
+        return np.asarray(self.store.read_region(name, y, x, height, width, level=level))
+
+    def overview(self, *, level: int = 0) -> npt.NDArray[np.uint8]:
+        """The slide image stored with the labels, (H, W, 3) uint8: an overview at 1/8 of level 0 (or the
+        normalized slide at full resolution after ``--save-normalized``), downsampled 2^level more."""
+        h, w = self.store.image_shape(level)
+        return np.moveaxis(self.store.read_region(IMAGE, 0, 0, h, w, level=level), 0, -1)
+
+    def cells(self, columns: list[str] | None = None) -> geopandas.GeoDataFrame:
+        """``cells.parquet`` as a GeoDataFrame: one row per nucleus (id, centroid, measurements, class,
+        class probability, polygon in level-0 pixels)."""
+        import geopandas
+
+        return geopandas.read_parquet(self.path / "cells.parquet", columns=columns)
+
+
+def open_result(path: PathLike) -> ResultStore:
+    """Open a finished ``wsikit run`` folder (see :class:`ResultStore`)."""
+    return ResultStore(path)
