@@ -53,7 +53,9 @@ class ResultStore:
             raise StoreError(f"{self.path}: no such wsikit result folder")
         if not (self.path / "result.zarr").is_dir() or not (self.path / "summary.json").is_file():
             if (self.path / ".work").is_dir():
-                raise StoreError(f"{self.path}: unfinished run (no DONE); run `wsikit run` again to finish it")
+                raise StoreError(
+                    f"{self.path}: unfinished run (no DONE); run `wsikit run` again to finish it"
+                )
             raise StoreError(f"{self.path}: not a wsikit run result (no result.zarr / summary.json)")
         if not (self.path / "DONE").is_file():
             raise StoreError(f"{self.path}: unfinished run (no DONE); run `wsikit run` again to finish it")

@@ -6,8 +6,8 @@ All normalizers take (B, 3, H, W) uint8 tensors (or numpy HWC arrays) on any dev
 from __future__ import annotations
 
 from wsikit.stain.base import StainFitError, StainNormalizer, tissue_weight
-from wsikit.stain.macenko import MacenkoNormalizer, StainStats, macenko_stain_matrix
 from wsikit.stain.cnn import CnnNormalizer
+from wsikit.stain.macenko import MacenkoNormalizer, StainStats, macenko_stain_matrix
 from wsikit.stain.reinhard import LabStats, ReinhardNormalizer
 
 __all__ = [
