@@ -177,7 +177,7 @@ def main() -> None:
     from wsikit.io.annotations import read_points_csv
     from wsikit.pipeline.eval_classifier import CLASS_ALIASES
     from wsikit.pipeline.train_classifier import UNLABELLED_DATASETS
-    from wsikit.segment.data import WORKING_MPP, load_dataset
+    from wsikit.datasets.nuclei import WORKING_MPP, load_dataset
 
     clf = CellClassifier.from_pretrained("infogan-cells")
     lym = CELL_TYPES.index("lymphocyte")

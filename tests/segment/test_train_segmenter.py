@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from wsikit.errors import ConfigError
-from wsikit.segment.data import WORKING_MPP, load_dataset, training_samples
+from wsikit.datasets.nuclei import WORKING_MPP, load_dataset, training_samples
 from wsikit.segment.train import SegmenterTrainConfig, train_segmenter
 
 

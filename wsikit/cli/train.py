@@ -194,8 +194,8 @@ def segmenter(
     resume: bool,
 ) -> None:
     """Train the 3-class nuclei U-Net (background / interior / boundary) at 0.25 um/px."""
+    from wsikit.datasets.nuclei import DATASETS
     from wsikit.pipeline.train_segmenter import train_segmenter
-    from wsikit.segment.data import DATASETS
     from wsikit.segment.train import SegmenterTrainConfig
 
     cfg = SegmenterTrainConfig(

@@ -28,11 +28,11 @@ from wsikit.classify.crops import CONTEXT_MPP
 from wsikit.classify.infer import CellClassifier
 from wsikit.classify.metrics import classification_report, hungarian_mapping
 from wsikit.classify.naming import CELL_TYPES, name_clusters
+from wsikit.datasets.nuclei import WORKING_MPP, resample
 from wsikit.errors import ConfigError
-from wsikit.io.annotations import read_imagescope_xml, read_npz_instances, read_points_csv
+from wsikit.io.annotations import read_points_csv
 from wsikit.pipeline._atomic import staged_directory
 from wsikit.pipeline.labelled_nuclei import CLASS_ALIASES, LabelledNuclei, NucleusMatcher
-from wsikit.segment.data import WORKING_MPP, resample
 
 __all__ = [
     "export_classification_dataset",
@@ -54,7 +54,6 @@ baselines, each fitted on the evaluation nuclei themselves with 3 clusters."""
 EXPORTABLE = ("nucls", "monusac", "brca_m2c")
 BRCA_M2C_MPP = 0.5
 """Resolution BRCA-M2C is exported at (its images are 0.4995-0.5005 um/px)."""
-_NUCLS_NAMES = {0: "tumor_any", 1: "nonTIL_stromal", 2: "sTIL", 3: "other_nucleus"}
 
 
 def export_classification_dataset(
@@ -80,40 +79,16 @@ def export_classification_dataset(
     import tifffile
     from PIL import Image
 
-    from wsikit.io import open_slide
-    from wsikit.io.annotations import rasterize_polygons
+    from wsikit.datasets.cell_classes import load_monusac_classes, load_nucls_classes
 
-    root = Path(data)
-    items: list[
-        tuple[str, npt.NDArray[np.uint8], npt.NDArray[np.uint32], list[tuple[float, float, str]]]
-    ] = []
     if name == "nucls":
-        for png in sorted((root / "nucls" / "images").glob("*.png")):
-            inst, _ = read_npz_instances(root / "nucls" / "labels" / f"{png.stem}.npz")
-            image = np.asarray(Image.open(png).convert("RGB"))
-            pts = [
-                (p.x, p.y, p.label)
-                for p in read_points_csv(root / "nucls" / "points" / f"{png.stem}.csv", names=_NUCLS_NAMES)
-            ]
-            items.append((f"nucls_{png.stem}", image, inst, pts))
-        src_mpp = 0.2
+        samples = load_nucls_classes(data)
     elif name == "monusac":
-        for svs in sorted((root / "monusac").glob("*.svs")):
-            ann = read_imagescope_xml(svs.with_suffix(".xml"))
-            with open_slide(svs) as s:
-                w, h = s.dimensions
-                image = s.read_region((0, 0), 0, (w, h))
-            inst = rasterize_polygons(ann.polygons, (h, w))
-            pts = []
-            for i, poly in enumerate(ann.polygons, start=1):
-                ys, xs = np.nonzero(inst == i)
-                if len(ys):  # a pixel inside the polygon nearest to its centroid
-                    j = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
-                    pts.append((float(xs[j]), float(ys[j]), str(poly.label)))
-            items.append((f"monusac_{svs.stem}", image, inst, pts))
-        src_mpp = 0.19448
+        samples = load_monusac_classes(data)
     else:
         raise ConfigError(f"unknown labelled dataset {name!r}; valid: {', '.join(EXPORTABLE)}")
+    items = [(s.name, s.image, s.instances, s.points) for s in samples]
+    src_mpp = samples[0].mpp if samples else WORKING_MPP
     f = src_mpp / WORKING_MPP
     with staged_directory(Path(out), overwrite=overwrite) as stage:
         _write_manifest(stage, name, WORKING_MPP, len(items), [p for *_, pts in items for p in pts])

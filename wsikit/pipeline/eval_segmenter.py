@@ -10,10 +10,10 @@ from typing import Any, Literal
 import numpy as np
 
 from wsikit._typing import PathLike
+from wsikit.datasets.nuclei import WORKING_MPP, load_dataset, resample
 from wsikit.errors import ConfigError
 from wsikit.pipeline._atomic import staged_directory
 from wsikit.segment.artefacts import ColourRule
-from wsikit.segment.data import WORKING_MPP, load_dataset, resample
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
 

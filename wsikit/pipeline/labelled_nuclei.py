@@ -26,8 +26,8 @@ from wsikit.classify.crops import (
     standardize_stain,
 )
 from wsikit.classify.naming import CELL_TYPES
+from wsikit.datasets.nuclei import resample
 from wsikit.errors import ConfigError
-from wsikit.segment.data import resample
 from wsikit.vectorize.measure import measure_nuclei
 
 __all__ = [

@@ -35,11 +35,11 @@ from wsikit.classify.crops import (
     standardize_stain,
 )
 from wsikit.classify.naming import CELL_TYPES
+from wsikit.datasets.nuclei import WORKING_MPP, load_dataset
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.registry import save_checkpoint
 from wsikit.pipeline._atomic import check_output_parent
 from wsikit.pipeline.labelled_nuclei import UNLABELLED_MIN_AREA_UM2, NucleusMatcher
-from wsikit.segment.data import WORKING_MPP, load_dataset
 from wsikit.vectorize.measure import measure_nuclei
 
 __all__ = [

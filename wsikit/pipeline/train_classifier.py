@@ -17,10 +17,10 @@ from wsikit.classify.crops import CROP_MPP, nucleus_crops, standardize_stain
 from wsikit.classify.naming import name_clusters
 from wsikit.classify.train import ARCH, ClassifierTrainConfig, to_tensor
 from wsikit.classify.train import train_classifier as _train
+from wsikit.datasets.nuclei import WORKING_MPP, load_dataset
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.registry import save_checkpoint
 from wsikit.pipeline._atomic import check_output_parent
-from wsikit.segment.data import WORKING_MPP, load_dataset
 from wsikit.vectorize.measure import measure_nuclei
 
 __all__ = [

@@ -14,10 +14,10 @@ import numpy.typing as npt
 
 from wsikit import __version__
 from wsikit._typing import PathLike
+from wsikit.datasets.nuclei import DATASETS, WORKING_MPP, Sample, training_samples
 from wsikit.errors import ConfigError
 from wsikit.models.registry import save_checkpoint
 from wsikit.pipeline._atomic import check_output_parent
-from wsikit.segment.data import DATASETS, WORKING_MPP, Sample, training_samples
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.train import ARCH, SegmenterTrainConfig
 from wsikit.segment.train import train_segmenter as _train

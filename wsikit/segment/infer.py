@@ -179,7 +179,7 @@ class Segmenter:
         >>> seg.segment(np.full((64, 80, 3), 255, np.uint8), mpp=0.5).shape
         (64, 80)
         """
-        from wsikit.segment.data import resample
+        from wsikit.datasets.nuclei import resample
 
         if not 0 < mpp < 100:
             raise ShapeError(f"mpp must be a positive number of microns per pixel, got {mpp}")

@@ -27,10 +27,10 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from wsikit.datasets.nuclei import Sample
 from wsikit.errors import ConfigError
 from wsikit.models.training_state import load_training_state, save_training_state
 from wsikit.models.unet import UNet, UNetConfig
-from wsikit.segment.data import Sample
 from wsikit.segment.targets import three_class_target, touching_weight_map
 
 __all__ = ["SegmenterTrainConfig", "SegmenterState", "train_segmenter", "ARCH"]

@@ -1,4 +1,4 @@
-"""Annotated nucleus datasets resampled to one working resolution (0.25 um/px, 40x) for training.
+"""Nucleus-outline datasets (instance masks) resampled to one working resolution (0.25 um/px, 40x).
 
 Loaders (each returns :class:`Sample` objects; images RGB uint8, labels uint32 instances):
 
