@@ -75,6 +75,9 @@ def on_qupath_grid(
     """
     if offset != (0.0, 0.0):
         geom = shapely.transform(geom, lambda xy: xy - np.asarray(offset, dtype=np.float64))
+    xy = shapely.get_coordinates(geom)
+    if np.array_equal(xy, np.round(xy)) and geom.is_valid:
+        return geom  # pixel-edge polygons: whole pixels are on the grid already
     snapped = shapely.set_precision(geom, GRID)
     if snapped.geom_type not in ("Polygon", "MultiPolygon"):
         parts = [g for g in getattr(snapped, "geoms", []) if g.geom_type == "Polygon" and not g.is_empty]

@@ -163,11 +163,11 @@ def write_summary(
     return summary
 
 
-def _png(image: npt.NDArray[np.uint8]) -> bytes:
+def _png(image: npt.NDArray[np.uint8], *, optimize: bool = True) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", optimize=True)
+    Image.fromarray(image).save(buf, format="PNG", optimize=optimize)
     return buf.getvalue()
 
 
@@ -214,7 +214,7 @@ def write_report(
     mask = types > 0
     colored[mask] = (0.25 * big[mask] + 0.75 * lut[types[mask]]).astype(np.uint8)
     del types, mask
-    (work / "cell_types.png").write_bytes(_png(colored))
+    (work / "cell_types.png").write_bytes(_png(colored, optimize=False))  # up to 4,096 px: zlib's default
     # the pictures the report shows, at 2x their displayed size (BOX keeps small nuclei's colour)
     scale = min(1.0, 2 * SHOWN_PX / max(bw, 1))
     shown = (max(1, round(bw * scale)), max(1, round(bh * scale)))
