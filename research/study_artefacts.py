@@ -27,8 +27,8 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from wsikit.datasets.brca_m2c import load_brca_m2c
-from wsikit.pipeline.normalize import make_normalizer
 from wsikit.datasets.nuclei import resample
+from wsikit.pipeline.normalize import make_normalizer
 from wsikit.segment.infer import Segmenter
 
 INKS = {  # transmission of each ink per RGB channel (multiplicative: ink absorbs light)

@@ -69,8 +69,8 @@ def main() -> None:
         "`wsikit run` uses after it (its default path)",
     )
     args = parser.parse_args()
-    from wsikit.pipeline.eval_segmenter import load_labelled_folder
     from wsikit.datasets.nuclei import resample
+    from wsikit.pipeline.eval_segmenter import load_labelled_folder
     from wsikit.segment.infer import Segmenter
     from wsikit.segment.metrics import aggregated_jaccard_index
 

@@ -174,10 +174,10 @@ def main() -> None:
     from wsikit.classify.infer import CellClassifier
     from wsikit.classify.metrics import classification_report
     from wsikit.classify.naming import CELL_TYPES
+    from wsikit.datasets.nuclei import WORKING_MPP, load_dataset
     from wsikit.io.annotations import read_points_csv
     from wsikit.pipeline.eval_classifier import CLASS_ALIASES
     from wsikit.pipeline.train_classifier import UNLABELLED_DATASETS
-    from wsikit.datasets.nuclei import WORKING_MPP, load_dataset
 
     clf = CellClassifier.from_pretrained("infogan-cells")
     lym = CELL_TYPES.index("lymphocyte")

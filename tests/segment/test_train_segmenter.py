@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from wsikit.errors import ConfigError
 from wsikit.datasets.nuclei import WORKING_MPP, load_dataset, training_samples
+from wsikit.errors import ConfigError
 from wsikit.segment.train import SegmenterTrainConfig, train_segmenter
 
 
