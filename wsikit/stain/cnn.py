@@ -34,7 +34,11 @@ _CHROMA_BIN = 5.0  # lightness units per bin of the chroma gamut table
 
 def lightness_quantiles(rgb: torch.Tensor) -> torch.Tensor:
     """101 quantiles (0, 1, ..., 100 %) of the Lab lightness of a (B, 3, H, W) batch, pooled."""
-    light = rgb_to_lab(rgb.float())[:, 0].reshape(-1)
+    return _quantiles_of_lightness(rgb_to_lab(rgb.float())[:, 0])
+
+
+def _quantiles_of_lightness(light: torch.Tensor) -> torch.Tensor:
+    light = light.reshape(-1)
     if light.numel() > 1_000_000:
         gen = torch.Generator(device="cpu").manual_seed(0)
         light = light[torch.randperm(light.numel(), generator=gen)[:1_000_000].to(light.device)]
@@ -303,7 +307,9 @@ class CnnNormalizer(StainNormalizer[None]):
             else:  # each image is its own source
                 light_in = torch.cat(
                     [
-                        self._match_lightness(light_out[i : i + 1], lightness_quantiles(rgb[i : i + 1]))
+                        self._match_lightness(
+                            light_out[i : i + 1], _quantiles_of_lightness(light_out[i : i + 1])
+                        )
                         for i in range(rgb.shape[0])
                     ]
                 )
