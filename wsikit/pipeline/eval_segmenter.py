@@ -175,13 +175,15 @@ def evaluate_segmenter_sources(
     tta: bool = False,
     area_um2: tuple[float, float] | None = RUN_AREA_UM2,
     colour_rule: ColourRule | None = ColourRule(),  # noqa: B008 - frozen dataclass
+    normalizer: Any | None = None,
 ) -> dict[str, Any]:
     """Score several labelled folders (one per source) with one protocol; the mean is over sources.
 
     Each folder is one source (its images' mean is the source's figure); ``mean`` averages the sources, so a
     source with many images does not outweigh the others, and a default chosen on it is chosen on all.
     A folder's ``manifest.json`` ``mpp`` overrides ``mpp``. Defaults are ``wsikit run``'s: CNN normalizer,
-    its U-Net, its nuclear area range and its colour rule.
+    its U-Net, its nuclear area range and its colour rule. ``normalizer`` replaces the one ``stain`` names
+    (e.g. a :class:`~wsikit.stain.CnnNormalizer` with other options).
 
     Returns
     -------
@@ -194,7 +196,9 @@ def evaluate_segmenter_sources(
     if not folders:
         raise ConfigError("give at least one labelled folder")
     seg = Segmenter.load(weights, stain=stain, tta=tta)
-    norm = make_normalizer(stain, target=stain_target) if stain != "none" else None
+    norm = normalizer
+    if norm is None and stain != "none":
+        norm = make_normalizer(stain, target=stain_target)
     start = time.perf_counter()
     sources = []
     for folder in folders:

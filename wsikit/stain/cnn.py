@@ -178,8 +178,12 @@ class CnnNormalizer(StainNormalizer[None]):
         meta: dict[str, Any] | None = None,
         lightness: Literal["keep", "match", "bounded"] = "keep",
         min_ssim: float = 0.99,
+        chroma_downsample: int = 1,
     ) -> None:
         super().__init__(device=device)
+        if chroma_downsample not in (1, 2, 4):
+            raise ConfigError(f"chroma_downsample must be 1, 2 or 4, got {chroma_downsample}")
+        self.chroma_downsample = chroma_downsample
         if lightness not in ("keep", "match", "bounded"):
             raise ConfigError(f"lightness must be 'keep', 'match' or 'bounded', got {lightness!r}")
         if not 0.0 < min_ssim <= 1.0:
@@ -319,9 +323,14 @@ class CnnNormalizer(StainNormalizer[None]):
                         for i in range(rgb.shape[0])
                     ]
         light = light_in / 100.0
+        k = self.chroma_downsample
+        if k > 1:  # chroma from lightness at 1/k resolution: the network's cost / k^2; lightness stays full
+            ph, pw = (-h) % (8 * k), (-w) % (8 * k)
         if ph or pw:
             mode = "reflect" if h > ph and w > pw else "replicate"
             light = F.pad(light, (0, pw, 0, ph), mode=mode)
+        if k > 1:
+            light = F.avg_pool2d(light, k)
         outs = []
         for i in range(0, light.shape[0], self.batch_size):
             x = light[i : i + self.batch_size]
@@ -333,7 +342,10 @@ class CnnNormalizer(StainNormalizer[None]):
             else:
                 ab, _ = self.model(x)
             outs.append(ab)
-        ab = torch.cat(outs)[..., :h, :w] * AB_SCALE
+        ab = torch.cat(outs)
+        if k > 1:
+            ab = F.interpolate(ab.float(), scale_factor=k, mode="bilinear", align_corners=False)
+        ab = ab[..., :h, :w] * AB_SCALE
         # Glass keeps its own color, as with the other normalizers: blend by the tissue weight.
         if self.lightness == "match":
             # the style's lightness too: a monotone remap keeps structure, but not the luminance values
