@@ -29,6 +29,7 @@ CONVERTED = {
         "mpp": ("slide_mpp", lambda v: v),
         "min_nucleus_area": ("min_nucleus_um2", lambda v: v),
         "max_nucleus_area": ("max_nucleus_um2", lambda v: v),
+        "chroma_downsample": ("chroma_downsample", int),  # a click Choice of strings
     }
 }
 

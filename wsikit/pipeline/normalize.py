@@ -35,17 +35,26 @@ def make_normalizer(
     device: str = "cpu",
     lightness: Literal["keep", "match", "bounded"] = "keep",
     min_ssim: float = 0.99,
+    chroma_downsample: int = 1,
 ) -> StainNormalizer[Any]:
     """Build a fitted normalizer: the CNN from ``weights`` (default: shipped style; ``lightness`` and
     ``min_ssim`` as in :class:`~wsikit.stain.cnn.CnnNormalizer`), or Macenko/Reinhard fitted on the
-    ``target`` image."""
+    ``target`` image. ``chroma_downsample`` (CNN only): chroma predicted at that fraction of the resolution."""
     if method == "cnn":
         if target is not None:
             raise ConfigError("--target applies to macenko/reinhard; the CNN's style comes from --weights")
         return (
-            CnnNormalizer.from_weights(weights, device=device, lightness=lightness, min_ssim=min_ssim)
+            CnnNormalizer.from_weights(
+                weights,
+                device=device,
+                lightness=lightness,
+                min_ssim=min_ssim,
+                chroma_downsample=chroma_downsample,
+            )
             if weights
-            else CnnNormalizer.from_pretrained(device=device, lightness=lightness, min_ssim=min_ssim)
+            else CnnNormalizer.from_pretrained(
+                device=device, lightness=lightness, min_ssim=min_ssim, chroma_downsample=chroma_downsample
+            )
         )
     if lightness != "keep":
         raise ConfigError("--lightness applies to the cnn method only")
