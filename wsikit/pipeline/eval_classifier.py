@@ -196,15 +196,16 @@ def _labelled_pngs(p: Path) -> list[Path]:
     return pngs
 
 
-def folder_mpp(folder: PathLike) -> float:
-    """Microns per pixel of a labelled folder: its ``manifest.json``'s ``mpp``, else 0.25 (the NuCLS/MoNuSAC export)."""
+def folder_mpp(folder: PathLike, default: float = WORKING_MPP) -> float:
+    """Microns per pixel of a labelled folder: its ``manifest.json``'s ``mpp``, else ``default`` (0.25: the
+    NuCLS/MoNuSAC and segmentation exports)."""
     m = Path(folder) / "manifest.json"
     if m.is_file():
         try:
             return float(json.loads(m.read_text())["mpp"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{m}: no readable 'mpp' ({exc})") from exc
-    return WORKING_MPP
+    return default
 
 
 def _report(truth: npt.NDArray[np.int64], pred: npt.NDArray[np.int64]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from wsikit._typing import PathLike
 from wsikit.datasets.nuclei import WORKING_MPP, load_dataset, resample
 from wsikit.errors import ConfigError
 from wsikit.pipeline._atomic import staged_directory
+from wsikit.pipeline.eval_classifier import folder_mpp
 from wsikit.segment.artefacts import ColourRule
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
@@ -103,10 +104,7 @@ def evaluate_segmenter(
         if colour_rule is not None:
             raw_w, _ = resample(raw, labels, factor)
             ids = np.arange(1, int(pred.max()) + 1)
-            bad = colour_rule.rejects(raw_w, pred, ids)
-            lut = np.zeros(len(ids) + 1, np.uint32)
-            lut[1:][~bad] = np.arange(1, int((~bad).sum()) + 1, dtype=np.uint32)
-            pred = lut[pred]
+            pred = _keep(pred, np.concatenate([[False], ~colour_rule.rejects(raw_w, pred, ids)]))
         if abs(factor - 1) > 1e-3:
             from PIL import Image
 
@@ -132,6 +130,20 @@ def evaluate_segmenter(
         "mean": mean,
         "images": rows,
         "mpp": mpp,
+        **_settings(seg, stain, tta, area_um2, colour_rule, start),
+    }
+
+
+def _settings(
+    seg: Segmenter,
+    stain: str,
+    tta: bool,
+    area_um2: tuple[float, float] | None,
+    colour_rule: ColourRule | None,
+    start: float,
+) -> dict[str, Any]:
+    """What an evaluation ran with (recorded beside its figures)."""
+    return {
         "stain": stain,
         "tta": tta,
         "area_um2": list(area_um2) if area_um2 is not None else None,
@@ -147,22 +159,14 @@ def _keep_area(pred: np.ndarray, area_um2: tuple[float, float], mpp: float) -> n
     area = np.bincount(pred.ravel()) * mpp**2
     keep = (area >= area_um2[0]) & (area <= area_um2[1])
     keep[0] = False
-    lut = np.zeros(len(area), np.uint32)
+    return _keep(pred, keep)
+
+
+def _keep(pred: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Relabel ``pred`` keeping the ids where ``keep`` (indexed by id, 0 = background) holds, as 1..n."""
+    lut = np.zeros(len(keep), np.uint32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
     return np.asarray(lut[pred])
-
-
-def folder_mpp(folder: PathLike, default: float) -> float:
-    """The um/px a labelled folder's ``manifest.json`` states, else ``default``."""
-    import json
-
-    manifest = Path(folder) / "manifest.json"
-    if manifest.exists():
-        try:
-            return float(json.loads(manifest.read_text())["mpp"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{manifest}: no readable 'mpp' ({exc})") from exc
-    return default
 
 
 def evaluate_segmenter_sources(
@@ -204,7 +208,7 @@ def evaluate_segmenter_sources(
     for folder in folders:
         res = evaluate_segmenter(
             folder,
-            mpp=folder_mpp(folder, mpp),
+            mpp=folder_mpp(folder, default=mpp),
             stain=stain,
             tta=tta,
             area_um2=area_um2,
@@ -216,11 +220,5 @@ def evaluate_segmenter_sources(
         "mean": {k: float(np.mean([s["mean"][k] for s in sources])) for k in METRICS},
         "sources": sources,
         "images": [{"source": s["source"], **r} for s in sources for r in s["images"]],
-        "stain": stain,
-        "tta": tta,
-        "area_um2": list(area_um2) if area_um2 is not None else None,
-        "colour_rule": asdict(colour_rule) if colour_rule is not None else None,
-        "instance_params": asdict(seg.instance_params),
-        "weights": seg.meta.get("weights"),
-        "seconds": round(time.perf_counter() - start, 1),
+        **_settings(seg, stain, tta, area_um2, colour_rule, start),
     }

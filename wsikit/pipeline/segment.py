@@ -26,7 +26,7 @@ from wsikit.io import open_slide
 from wsikit.io.omezarr import IMAGE, OVERVIEW_DOWNSAMPLE, OmeZarrStore
 from wsikit.io.slide import Slide
 from wsikit.pipeline._atomic import staged_directory
-from wsikit.segment.artefacts import ColourRule
+from wsikit.segment.artefacts import ColourRule, optical_density
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.stitch import ChunkAssembler, keep_core_instances
 from wsikit.segment.targets import InstanceParams, instances_from_probabilities
@@ -127,7 +127,7 @@ def _tile_nuclei(
         objects.append((rr, cc))
     reject = np.zeros(len(objects), bool)
     if rule is not None and raw is not None and objects:
-        od = -np.log((raw.astype(np.float32) + 1.0) / 256.0)
+        od = optical_density(raw)
         means = np.array([od[:, rr, cc].mean(axis=1) for rr, cc in objects], np.float64)
         reject = rule.rejects_od(means)
     for (rr, cc), bad in zip(objects, reject, strict=True):

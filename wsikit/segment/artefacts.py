@@ -29,7 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ColourRule", "object_od"]
+__all__ = ["ColourRule", "object_od", "optical_density"]
+
+
+def optical_density(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """Optical density ``-ln((I + 1) / 256)`` of uint8 intensities (0 for white, about 5.5 for black)."""
+    od: npt.NDArray[np.float32] = -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
+    return od
 
 
 def object_od(
@@ -38,7 +44,7 @@ def object_od(
     """(N, 3) mean optical density (natural log) per RGB channel of each object ``ids`` of ``labels``."""
     from scipy import ndimage as ndi
 
-    od = -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
+    od = optical_density(rgb)
     if len(ids) == 0:
         return np.zeros((0, 3))
     return np.stack([np.asarray(ndi.mean(od[..., c], labels, ids), np.float64) for c in range(3)], axis=1)
