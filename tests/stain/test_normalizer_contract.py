@@ -208,6 +208,46 @@ def test_fused_macenko_kernel_equals_the_generic_path(target: np.ndarray, source
     assert np.abs(fast.astype(int) - generic.astype(int)).max() <= 1
 
 
+def _reinhard_by_formula(norm: ReinhardNormalizer, image: np.ndarray) -> np.ndarray:
+    """The unfused Reinhard formula (Lab in float64, statistics of all tissue pixels), blended as the kernel."""
+    from wsikit.stain.base import tissue_weight
+    from wsikit.stain.color import rgb_to_lab
+    from wsikit.stain.reinhard import LabStats
+
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
+    lab = rgb_to_lab(x.double()).permute(0, 2, 3, 1).reshape(-1, 3)[tissue_weight(x).reshape(-1) >= 0.5]
+    out = norm._apply(x, LabStats(lab.mean(0).float(), lab.std(0).float()))
+    w = tissue_weight(x)
+    blended = (w * out + (1 - w) * x).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return np.asarray(blended.permute(0, 2, 3, 1).numpy()[0])
+
+
+@pytest.mark.parametrize("size", [64, 224, 400, 512])
+def test_fused_reinhard_kernel_equals_the_formula(data_dir: Path, target: np.ndarray, size: int) -> None:
+    """One block of whole images (64, 224), an image over several blocks (400, 512 = FIT_PIXELS): statistics
+    of all tissue pixels, the same result as the float64 formula to one grey level on a few pixels."""
+    from wsikit.stain.reinhard import CHUNK_PIXELS, FIT_PIXELS
+
+    assert 224**2 < CHUNK_PIXELS < 400**2 <= 512**2 == FIT_PIXELS
+    norm = ReinhardNormalizer().fit(target)
+    image = _rgb(data_dir / "monuseg" / "test" / "TCGA-2Z-A9J9-01A-01-TS1.tif")[:size, :size].copy()
+    fast = norm.transform(image)
+    diff = np.abs(fast.astype(int) - _reinhard_by_formula(norm, image).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    # a batch of several images gives each image its own statistics, as one image at a time
+    other = _rgb(data_dir / "monuseg" / "test" / "TCGA-69-7764-01A-01-TS1.tif")[:size, :size].copy()
+    both = norm.transform(np.stack([image, other]))
+    assert np.array_equal(both[0], fast) and np.array_equal(both[1], norm.transform(other))
+
+
+def test_reinhard_fits_large_images_on_a_grid(data_dir: Path, target: np.ndarray) -> None:
+    """Above FIT_PIXELS the statistics come from every k-th pixel and row: within a grey level or two."""
+    norm = ReinhardNormalizer().fit(target)
+    image = _rgb(data_dir / "monuseg" / "test" / "TCGA-2Z-A9J9-01A-01-TS1.tif")[:1000, :1000].copy()
+    diff = np.abs(norm.transform(image).astype(int) - _reinhard_by_formula(norm, image).astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.5
+
+
 def test_cnn_bounded_lightness_keeps_the_ssim_bound(data_dir: Path) -> None:
     from wsikit.stain.cnn import CnnNormalizer, luminance_ssim
     from wsikit.stain.color import rgb_to_lab
