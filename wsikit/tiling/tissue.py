@@ -38,8 +38,8 @@ def _hsv(rgb: RGBImage) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32
     """Hue in degrees, saturation and value (0..1) in float32 (skimage's rgb2hsv works in float64)."""
     f = rgb.astype(np.float32) / 255.0
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    mx = f.max(axis=-1)
-    mn = f.min(axis=-1)
+    mx = np.maximum(np.maximum(r, g), b)  # numpy's max over a 3-long last axis is ~10x slower
+    mn = np.minimum(np.minimum(r, g), b)
     delta = mx - mn
     safe = np.where(delta > 0, delta, 1.0)
     hue = np.where(
@@ -126,8 +126,9 @@ def detect_tissue(
         raise ShapeError(f"rgb must be an (H, W, 3) uint8 array, got {got}")
     if min_object_px < 0 or max_hole_px < 0:
         raise ConfigError("min_object_px and max_hole_px must be >= 0")
-    mx = rgb.max(axis=-1).astype(np.float32)
-    mn = rgb.min(axis=-1).astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx = np.maximum(np.maximum(r, g), b).astype(np.float32)
+    mn = np.minimum(np.minimum(r, g), b).astype(np.float32)
     sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1.0), 0.0).astype(np.float32)
     od = (_OD_LUT[rgb[..., 0]] + _OD_LUT[rgb[..., 1]] + _OD_LUT[rgb[..., 2]]) / np.float32(3.0)
     ink = pen_mask(rgb) if remove_pen else np.zeros(sat.shape, bool)
