@@ -11,6 +11,7 @@ come from the same ``f``. Results equal the unfused formula (:func:`wsikit.stain
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ _LAB_FROM_F = torch.tensor(
     [[0.0, 116.0, 0.0], [500.0, -500.0, 0.0], [0.0, 200.0, -200.0]], dtype=torch.float64
 )
 _LAB_OFFSET = torch.tensor([-16.0, 0.0, 0.0], dtype=torch.float64)
+_LAB_FROM_F_INV = torch.linalg.inv(_LAB_FROM_F)
 _EPS = 216 / 24389  # XYZ / white below which f is linear
 _KAPPA = 24389 / 27 / 116  # slope of that linear part
 _DELTA = 6 / 29  # f at _EPS
@@ -51,6 +53,7 @@ class LabStats:
         return LabStats(self.mean.to(device), self.std.to(device))
 
 
+@functools.lru_cache(maxsize=8)
 def _tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per grey level: linear intensity and log transmittance; XYZ / white from linear RGB and back."""
     levels = torch.arange(256, dtype=torch.float64)
@@ -75,14 +78,15 @@ def _f_and_weight(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return f, weight
 
 
-def _f_map(source: LabStats, target: LabStats) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reinhard's Lab map ``(lab - m_s) * s_t / s_s + m_t`` written on f: ``A f + c`` (float64)."""
+def _f_maps(mean: torch.Tensor, std: torch.Tensor, target: LabStats) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reinhard's Lab map ``(lab - m_s) * s_t / s_s + m_t`` of each source (rows of ``mean``, ``std``: (B, 3))
+    written on f: ``A f + c``, A (B, 3, 3) and c (B, 3), float64 on the CPU."""
     t, t0 = _LAB_FROM_F, _LAB_OFFSET
-    d = torch.diag(target.std.double().cpu() / source.std.double().cpu())
-    t_inv = torch.linalg.inv(t)
-    a = t_inv @ d @ t
-    c = t_inv @ (d @ (t0 - source.mean.double().cpu()) + target.mean.double().cpu() - t0)
-    return a, c
+    t_inv = _LAB_FROM_F_INV
+    scale = target.std.double().cpu()[None] / std.double().cpu()  # (B, 3)
+    a = t_inv[None] @ (scale[:, :, None] * t[None])
+    shift = scale * (t0[None] - mean.double().cpu()) + target.mean.double().cpu()[None] - t0[None]
+    return a, shift @ t_inv.T
 
 
 def _rgb_from_f(f: torch.Tensor) -> torch.Tensor:
@@ -131,18 +135,16 @@ def _merge(
 
 
 def _stats_from_moments(
-    n: float, mean: torch.Tensor, m2: torch.Tensor, device: torch.device
-) -> LabStats | None:
-    if n < MIN_TISSUE_PIXELS:
-        return None
-    std = torch.sqrt(m2 / (n - 1))  # unbiased, as torch.std
-    if (std < 1e-3).any():
-        return None
-    return LabStats(mean.float().to(device), std.float().to(device))
+    n: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per image: whether it can be fitted (enough tissue, no flat channel), Lab mean and std (unbiased)."""
+    std = torch.sqrt(m2 / (n - 1).clamp(min=1.0)[:, None])
+    ok = (n >= MIN_TISSUE_PIXELS) & (std >= 1e-3).all(dim=1)
+    return ok, mean, torch.where(ok[:, None], std, torch.ones_like(std))
 
 
-def _lab_stats(flat: torch.Tensor) -> list[LabStats | None]:
-    """Lab statistics of each image's tissue pixels (tissue weight >= 0.5) of a (B, 3, P) uint8 batch."""
+def _accumulate(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Moments (count, mean, squared deviations) of L, a, b over each image's tissue pixels, block by block."""
     b = flat.shape[0]
     acc = (
         torch.zeros(b, dtype=torch.float64),
@@ -151,20 +153,25 @@ def _lab_stats(flat: torch.Tensor) -> list[LabStats | None]:
     )
     for i0, i1, p0, p1 in _steps(b, flat.shape[2]):
         m = _moments(*_f_and_weight(flat[i0:i1, :, p0:p1]))
-        part = tuple(x[i0:i1] for x in acc)
-        merged = _merge(part, m)  # type: ignore[arg-type]
-        for x, y in zip(acc, merged, strict=True):
-            x[i0:i1] = y
-    return [_stats_from_moments(float(acc[0][i]), acc[1][i], acc[2][i], flat.device) for i in range(b)]
+        merged = _merge((acc[0][i0:i1], acc[1][i0:i1], acc[2][i0:i1]), m)
+        for whole, part in zip(acc, merged, strict=True):
+            whole[i0:i1] = part
+    return acc
+
+
+def _lab_stats(flat: torch.Tensor) -> list[LabStats | None]:
+    """Lab statistics of each image's tissue pixels (tissue weight >= 0.5) of a (B, 3, P) uint8 batch."""
+    ok, mean, std = _stats_from_moments(*_accumulate(flat))
+    return [
+        LabStats(mean[i].float().to(flat.device), std[i].float().to(flat.device)) if ok[i] else None
+        for i in range(flat.shape[0])
+    ]
 
 
 def _sample_grid(x: torch.Tensor) -> torch.Tensor:
     """The pixels of (B, 3, H, W) on a regular grid of at most :data:`FIT_PIXELS` per image, as (B, 3, P)."""
     step = max(1, math.ceil(math.sqrt(x.shape[2] * x.shape[3] / FIT_PIXELS)))
     return x[:, :, ::step, ::step].reshape(x.shape[0], 3, -1)
-
-
-_IDENTITY = (torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
 
 
 def reinhard_kernel(
@@ -194,35 +201,40 @@ def reinhard_kernel(
     b = x.shape[0]
     flat = x.reshape(b, 3, -1)
     p = flat.shape[2]
-    fitted: list[LabStats | None] | None = None
+    fitted: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # ok, mean, std per image
     if source is not None:
-        fitted = [source] * b
+        fitted = (
+            torch.ones(b, dtype=torch.bool),
+            source.mean.double().cpu().expand(b, 3),
+            source.std.double().cpu().expand(b, 3),
+        )
     elif p > CHUNK_PIXELS:  # an image spans several blocks: fit it in a pass of its own
-        fitted = _lab_stats(flat if p <= FIT_PIXELS else _sample_grid(x))
-    done: list[bool] = []
+        grid = flat if p <= FIT_PIXELS else _sample_grid(x)
+        acc = _accumulate(grid)
+        fitted = _stats_from_moments(*acc)
+    done = torch.zeros(b, dtype=torch.bool)
     out = torch.empty_like(flat)
     for i0, i1, p0, p1 in _steps(b, p):
         block = flat[i0:i1, :, p0:p1]
         f, weight = _f_and_weight(block)
-        if fitted is None:  # whole images in this block: fit each on the f just computed
-            n, mean, m2 = _moments(f, weight)
-            stats = [_stats_from_moments(float(n[j]), mean[j], m2[j], x.device) for j in range(i1 - i0)]
-        else:
-            stats = fitted[i0:i1]
-        if p0 == 0:
-            done.extend(s is not None for s in stats)
-        maps = [_IDENTITY if s is None else _f_map(s, target) for s in stats]
-        a = torch.stack([m[0] for m in maps]).to(x.device, torch.float32)
-        c = torch.stack([m[1] for m in maps]).to(x.device, torch.float32)[:, :, None]
-        rgb = _rgb_from_f(torch.baddbmm(c, a, f))
+        # whole images in this block: fit each on the f just computed
+        ok, mean, std = (
+            _stats_from_moments(*_moments(f, weight)) if fitted is None else (t[i0:i1] for t in fitted)
+        )
+        a, c = _f_maps(mean, std, target)
+        eye = torch.eye(3, dtype=torch.float64)
+        a = torch.where(ok[:, None, None], a, eye)  # unfittable images: identity (restored exactly below)
+        c = torch.where(ok[:, None], c, torch.zeros_like(c))
+        done[i0:i1] = ok
+        a32, c32 = a.to(x.device, torch.float32), c.to(x.device, torch.float32)[:, :, None]
+        rgb = _rgb_from_f(torch.baddbmm(c32, a32, f))
         xf = block.float()
         out[i0:i1, :, p0:p1] = (
             rgb.sub_(xf).mul_(weight).add_(xf).add_(0.5).clamp_(0.0, 255.0)
         )  # round half up
-    for i, ok in enumerate(done):
-        if not ok:
-            out[i] = flat[i]
-    return out.reshape(x.shape), done
+    for i in torch.nonzero(~done).flatten().tolist():
+        out[i] = flat[i]
+    return out.reshape(x.shape), done.tolist()
 
 
 class ReinhardNormalizer(StainNormalizer[LabStats]):
