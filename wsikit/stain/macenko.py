@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from wsikit.stain._batch import from_batch, to_batch
+from wsikit.stain._batch import from_batch, pixel_blocks, to_batch
 from wsikit.stain.base import MIN_TISSUE_PIXELS, StainNormalizer
 from wsikit.stain.color import od_to_rgb, rgb_to_od
 
@@ -82,8 +82,12 @@ def macenko_stain_matrix(od: torch.Tensor, *, alpha: float = 1.0) -> torch.Tenso
     return out
 
 
+CHUNK_PIXELS = 1 << 18
+"""Pixels per pass of the fused kernel (see :func:`wsikit.stain._batch.pixel_blocks`)."""
+
+
 def _apply_od_map(x: torch.Tensor, od_map: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Fused Macenko apply on uint8 (B, 3, H, W): OD_out = M OD, back to RGB, blended by tissue weight."""
+    """Fused Macenko apply on uint8 (B, 3, P): OD_out = M OD, back to RGB, blended by tissue weight."""
     f = x.float()
     neg_od = (f + 1.0).div_(256.0).log_()  # -OD
     b = x.shape[0]
@@ -151,8 +155,13 @@ class MacenkoNormalizer(StainNormalizer[StainStats]):
         if source is None or self.target is None:
             return super().transform(images, source=source)
         batch = to_batch(images, device=self.device)
-        out = self._kernel(batch, self.od_map(source).to(self.device), 0.15, 0.30)
-        return from_batch(out, images)
+        od_map = self.od_map(source).to(self.device)
+        b = batch.shape[0]
+        flat = batch.reshape(b, 3, -1)
+        out = torch.empty_like(flat)
+        for i0, i1, p0, p1 in pixel_blocks(b, flat.shape[2], CHUNK_PIXELS):
+            out[i0:i1, :, p0:p1] = self._kernel(flat[i0:i1, :, p0:p1], od_map, 0.15, 0.30)
+        return from_batch(out.reshape(batch.shape), images)
 
     def _fit_stats(self, rgb: torch.Tensor) -> StainStats | None:
         od = _tissue_od(rgb, self.beta)

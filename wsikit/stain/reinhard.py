@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from wsikit.stain._batch import from_batch, to_batch
+from wsikit.stain._batch import from_batch, pixel_blocks, to_batch
 from wsikit.stain.base import MIN_TISSUE_PIXELS, StainNormalizer
 from wsikit.stain.color import _RGB_TO_XYZ, _WHITE, _srgb_to_linear, lab_to_rgb, rgb_to_lab
 
@@ -103,12 +103,7 @@ def _rgb_from_f(f: torch.Tensor) -> torch.Tensor:
 
 
 def _steps(b: int, p: int) -> list[tuple[int, int, int, int]]:
-    """(first image, last image + 1, first pixel, last pixel + 1) of each pass: whole images grouped up to
-    :data:`CHUNK_PIXELS`, or an image cut into pixel ranges, so that every temporary stays in cache."""
-    if p >= CHUNK_PIXELS:
-        return [(i, i + 1, s, min(s + CHUNK_PIXELS, p)) for i in range(b) for s in range(0, p, CHUNK_PIXELS)]
-    per = max(1, CHUNK_PIXELS // p)
-    return [(i, min(i + per, b), 0, p) for i in range(0, b, per)]
+    return pixel_blocks(b, p, CHUNK_PIXELS)
 
 
 def _moments(f: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
