@@ -1,0 +1,240 @@
+"""Study: does the neighbourhood (the predicted types of nearby nuclei) lift the context CNN? BRCA-M2C val only.
+
+Issue 14 allows "the neighbourhood (density and types of nearby nuclei)" as input. The context CNN already sees
+64 um around each nucleus; this asks whether the CNN's own predictions for the nuclei around a nucleus (within
+25 and 50 um), and how many there are, add to its own prediction, through a small second-stage model
+(multinomial logistic regression on 3 + 2 x 4 features, class-balanced, in torch).
+
+Protocol (no test patient is seen; val chooses nothing here but the ship decision, under the rule below):
+1. every BRCA-M2C image (train without the two patients also in val, and val) is segmented by the default
+   path; every nucleus gets a context crop and a centroid; points name nuclei as ``wsikit eval classifier`` does;
+2. the train patients are split into 4 folds; a context CNN in the shipped configuration (4,000 steps,
+   scanner jitter, seed 0) is trained on 3 folds and predicts every nucleus of the 4th (out-of-fold), so the
+   second stage learns from predictions like those it will get on new patients;
+3. a CNN on all train patients (the shipped train-only fit's configuration) predicts every val nucleus;
+4. the second stage is fitted on train's out-of-fold features and scored on val; both with the decision of
+   ``wsikit run`` (softmax times the training class prior).
+
+Ship rule, committed before any val figure was computed: the neighbourhood stage joins ``wsikit run`` only if
+its val accuracy is >= the CNN's + 0.01 and its macro-F1 >= the CNN's.
+
+Usage::
+
+    python research/study_neighbour_context.py prepare            # segmentation + crops (~4 min)
+    python research/study_neighbour_context.py fold K             # K in 0..3, and "full" (~5 min each)
+    python research/study_neighbour_context.py score [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "_work" / "neighbour"
+DATA = HERE.parents[1] / "shared" / "data"
+RADII_UM = (25.0, 50.0)
+FOLDS = 4
+
+
+def prepare() -> None:
+    from scipy import ndimage as ndi
+
+    from wsikit.classify.crops import context_crops, standardize_stain
+    from wsikit.datasets import load_brca_m2c
+    from wsikit.datasets.cell_classes import cell_type_index
+    from wsikit.pipeline.labelled_nuclei import NucleusMatcher
+
+    matcher = NucleusMatcher(stain="cnn")
+    WORK.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        samples = load_brca_m2c(DATA, split, exclude_patients_of=("val", "test") if split == "train" else ())
+        crops, truth, image, patient, xy = [], [], [], [], []
+        t0 = time.perf_counter()
+        for i, s in enumerate(samples):
+            lab = matcher.segment(s.image, s.mpp)
+            c, ids = context_crops(standardize_stain(s.image), lab, mpp=s.mpp)
+            if not len(ids):
+                continue
+            centres = np.array(ndi.center_of_mass(np.ones(lab.shape), lab, ids)) * s.mpp  # (y, x) um
+            t = np.full(len(ids), -1, np.int64)
+            pos = {int(n): j for j, n in enumerate(ids)}
+            for x, y, label in zip(s.x.tolist(), s.y.tolist(), s.label.tolist(), strict=True):
+                k = cell_type_index(label)
+                yy, xx = int(round(y)), int(round(x))
+                if k is None or not (0 <= yy < lab.shape[0] and 0 <= xx < lab.shape[1]) or lab[yy, xx] == 0:
+                    continue
+                j = pos.get(int(lab[yy, xx]))
+                if j is not None and t[j] < 0:  # the first point names a nucleus
+                    t[j] = k
+            crops.append(c)
+            truth.append(t)
+            image.extend([i] * len(ids))
+            patient.extend([s.patient] * len(ids))
+            xy.append(centres[:, ::-1])
+            print(
+                f"{split} {i + 1}/{len(samples)} {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True
+            )
+        np.savez(
+            WORK / f"{split}.npz",
+            crops=np.concatenate(crops),
+            truth=np.concatenate(truth),
+            image=np.array(image),
+            patient=np.array(patient),
+            xy=np.concatenate(xy),
+        )
+
+
+def _cnn_probabilities(train_crops: np.ndarray, train_y: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    from wsikit.classify.infer import CellClassifier
+    from wsikit.classify.naming import CELL_TYPES
+    from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnn
+
+    torch.set_num_threads(1)
+    state = train_context_cnn(train_crops, train_y, SupervisedTrainConfig(steps=4000, scanner=True, seed=0))
+    clf = CellClassifier(
+        state.model, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform"
+    )
+    return clf.probabilities(crops)
+
+
+def fold(which: str) -> None:
+    tr = np.load(WORK / "train.npz")
+    labelled = tr["truth"] >= 0
+    if which == "full":
+        va = np.load(WORK / "val.npz")
+        p = _cnn_probabilities(tr["crops"][labelled], tr["truth"][labelled], va["crops"])
+        np.save(WORK / "prob_val.npy", p)
+        return
+    k = int(which)
+    patients = np.array(sorted(set(tr["patient"].tolist())))
+    held = set(patients[np.random.default_rng(0).permutation(len(patients)) % FOLDS == k].tolist())
+    out_fold = np.array([p in held for p in tr["patient"].tolist()])
+    fit = labelled & ~out_fold
+    p = _cnn_probabilities(tr["crops"][fit], tr["truth"][fit], tr["crops"][out_fold])
+    np.save(WORK / f"prob_train_fold{k}.npy", p)
+    np.save(WORK / f"rows_train_fold{k}.npy", np.flatnonzero(out_fold))
+
+
+def features(prob: np.ndarray, xy: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Per nucleus: its own log-probabilities, and per radius the mean probabilities of the other nuclei
+    within it and log(1 + their count)."""
+    from scipy.spatial import cKDTree
+
+    feats = np.zeros((len(prob), 3 + 4 * len(RADII_UM)))
+    feats[:, :3] = np.log(np.clip(prob, 1e-6, 1.0))
+    for img in np.unique(image):
+        rows = np.flatnonzero(image == img)
+        tree = cKDTree(xy[rows])
+        for r_i, radius in enumerate(RADII_UM):
+            for j, near in zip(rows, tree.query_ball_point(xy[rows], radius), strict=True):
+                others = [rows[n] for n in near if rows[n] != j]
+                base = 3 + 4 * r_i
+                if others:
+                    feats[j, base : base + 3] = prob[others].mean(axis=0)
+                feats[j, base + 3] = np.log1p(len(others))
+    return feats
+
+
+def _fit_stage(x: np.ndarray, y: np.ndarray, steps: int = 2000) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(x.shape[1], 3).double()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    weight = torch.from_numpy(len(y) / (3 * np.bincount(y, minlength=3))).double()  # class-balanced
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (
+            torch.nn.functional.cross_entropy(model(xt), yt, weight=weight)
+            + 1e-4 * model.weight.square().sum()
+        )
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return model
+
+
+def score(out: Path | None) -> None:
+    from wsikit.classify.metrics import classification_report
+    from wsikit.classify.naming import CELL_TYPES
+
+    tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
+    prob_tr = np.zeros((len(tr["truth"]), 3))
+    for k in range(FOLDS):
+        prob_tr[np.load(WORK / f"rows_train_fold{k}.npy")] = np.load(WORK / f"prob_train_fold{k}.npy")
+    prob_va = np.load(WORK / "prob_val.npy")
+    lab_tr, lab_va = tr["truth"] >= 0, va["truth"] >= 0
+    prior = np.bincount(tr["truth"][lab_tr], minlength=3) / lab_tr.sum()  # the training prior, as wsikit run
+
+    def decide(p: np.ndarray) -> np.ndarray:
+        return (p * prior).argmax(axis=1)
+
+    f_tr = features(prob_tr, tr["xy"], tr["image"])
+    f_va = features(prob_va, va["xy"], va["image"])
+    mu, sd = f_tr.mean(0), f_tr.std(0) + 1e-9
+    stage = _fit_stage((f_tr[lab_tr] - mu) / sd, tr["truth"][lab_tr])
+    with torch.no_grad():
+        p_stage = torch.softmax(stage(torch.from_numpy((f_va - mu) / sd)), 1).numpy()
+        p_stage_oof = torch.softmax(stage(torch.from_numpy((f_tr - mu) / sd)), 1).numpy()
+    y = va["truth"][lab_va]
+    rows = {}
+    for name, p in (("cnn", prob_va), ("cnn + neighbourhood", p_stage)):
+        rep = classification_report(y, decide(p[lab_va]), CELL_TYPES).to_dict()
+        rows[name] = rep
+        print(
+            f"{name:<22} acc {rep['accuracy']:.3f} bal {rep['balanced_accuracy']:.3f} mF1 {rep['macro_f1']:.3f} F1 {rep['f1']}"
+        )
+    oof = {
+        name: classification_report(tr["truth"][lab_tr], decide(p[lab_tr]), CELL_TYPES).to_dict()["accuracy"]
+        for name, p in (("cnn", prob_tr), ("cnn + neighbourhood (in-sample)", p_stage_oof))
+    }
+    print("train out-of-fold accuracy", oof)
+    passed = (
+        rows["cnn + neighbourhood"]["accuracy"] >= rows["cnn"]["accuracy"] + 0.01
+        and rows["cnn + neighbourhood"]["macro_f1"] >= rows["cnn"]["macro_f1"]
+    )
+    print("ship rule passed:", passed)
+    if out:
+        out.write_text(
+            json.dumps(
+                {
+                    "validation": "BRCA-M2C val (10 patients)",
+                    "val_nuclei_labelled": int(lab_va.sum()),
+                    "train_nuclei_labelled": int(lab_tr.sum()),
+                    "radii_um": RADII_UM,
+                    "rows": rows,
+                    "train_out_of_fold_accuracy": oof,
+                    "stage_weights": stage.weight.detach().numpy().round(4).tolist(),
+                    "ship_rule": "accuracy >= cnn + 0.01 and macro-F1 >= cnn's",
+                    "ship_rule_passed": passed,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("step", choices=["prepare", "fold", "score"])
+    ap.add_argument("which", nargs="?", default="full")
+    ap.add_argument("--json", type=Path, default=HERE / "results_study_neighbour_context.json")
+    args = ap.parse_args()
+    if args.step == "prepare":
+        prepare()
+    elif args.step == "fold":
+        fold(args.which)
+    else:
+        score(args.json)
+
+
+if __name__ == "__main__":
+    main()
