@@ -206,6 +206,11 @@ def test_fused_macenko_kernel_equals_the_generic_path(target: np.ndarray, source
     fast = norm.transform(source, source=stats)
     generic = StainNormalizer.transform(norm, source, source=stats)
     assert np.abs(fast.astype(int) - generic.astype(int)).max() <= 1
+    # each image fitted on its own (a batch holding a glass tile, returned unchanged)
+    batch = np.stack([source, target[:256, :256], np.full_like(source, 250)])
+    fast = norm.transform(batch)
+    generic = StainNormalizer.transform(norm, batch)
+    assert np.abs(fast.astype(int) - generic.astype(int)).max() <= 1 and np.array_equal(fast[2], batch[2])
 
 
 def _reinhard_by_formula(norm: ReinhardNormalizer, image: np.ndarray) -> np.ndarray:

@@ -87,7 +87,8 @@ CHUNK_PIXELS = 1 << 18
 
 
 def _apply_od_map(x: torch.Tensor, od_map: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Fused Macenko apply on uint8 (B, 3, P): OD_out = M OD, back to RGB, blended by tissue weight."""
+    """Fused Macenko apply on uint8 (B, 3, P): OD_out = M OD (M (3, 3), or (B, 3, 3) one per image), back to
+    RGB, blended by tissue weight."""
     f = x.float()
     neg_od = (f + 1.0).div_(256.0).log_()  # -OD
     b = x.shape[0]
@@ -151,16 +152,27 @@ class MacenkoNormalizer(StainNormalizer[StainStats]):
         return od_map
 
     def transform(self, images: Any, *, source: StainStats | None = None) -> Any:
-        """See :meth:`StainNormalizer.transform`; with ``source`` the whole batch goes through one fused kernel."""
-        if source is None or self.target is None:
-            return super().transform(images, source=source)
+        """See :meth:`StainNormalizer.transform`; the batch goes through the fused kernel in cache-sized blocks,
+        with one OD map for the batch (``source``) or one per image fitted on its own."""
+        if self.target is None:
+            return super().transform(images, source=source)  # raises: not fitted
         batch = to_batch(images, device=self.device)
-        od_map = self.od_map(source).to(self.device)
         b = batch.shape[0]
+        if source is not None:
+            maps = self.od_map(source).to(self.device).expand(b, 3, 3)
+            fitted = [True] * b
+        else:
+            stats = [self._fit_stats(batch[i : i + 1].float()) for i in range(b)]
+            fitted = [s is not None for s in stats]
+            eye = torch.eye(3, device=self.device)
+            maps = torch.stack([eye if s is None else self.od_map(s).to(self.device) for s in stats])
         flat = batch.reshape(b, 3, -1)
         out = torch.empty_like(flat)
         for i0, i1, p0, p1 in pixel_blocks(b, flat.shape[2], CHUNK_PIXELS):
-            out[i0:i1, :, p0:p1] = self._kernel(flat[i0:i1, :, p0:p1], od_map, 0.15, 0.30)
+            out[i0:i1, :, p0:p1] = self._kernel(flat[i0:i1, :, p0:p1], maps[i0:i1], 0.15, 0.30)
+        for i, ok in enumerate(fitted):
+            if not ok:  # too little tissue to fit: returned unchanged
+                out[i] = flat[i]
         return from_batch(out.reshape(batch.shape), images)
 
     def _fit_stats(self, rgb: torch.Tensor) -> StainStats | None:
