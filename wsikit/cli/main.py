@@ -7,6 +7,7 @@ adds the traceback.
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -66,6 +67,25 @@ def _register() -> None:
 _register()
 
 
+def _option_flags(group: click.Command) -> dict[str, str]:
+    """Python parameter name -> long CLI flag of every option of every command under ``group``."""
+    flags: dict[str, str] = {}
+    for p in group.params:
+        if isinstance(p, click.Option) and p.name:
+            flags.setdefault(p.name, max(p.opts, key=len))
+    for sub in getattr(group, "commands", {}).values():
+        for name, flag in _option_flags(sub).items():
+            flags.setdefault(name, flag)
+    return flags
+
+
+def as_flags(message: str) -> str:
+    """A library error in the CLI's words: each backticked Python parameter (```mpp```) that is an option of
+    some command becomes its flag (``--mpp``); library messages name parameters, not flags."""
+    flags = _option_flags(cli)
+    return re.sub(r"`([a-z_][a-z0-9_]*)`", lambda m: flags.get(m.group(1), m.group(0)), message)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code (no ``sys.exit``)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -83,7 +103,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except WsikitError as exc:
         if _STATE["verbosity"] >= 1:
             traceback.print_exc()
-        print(f"wsikit: error: {exc}", file=sys.stderr)
+        print(f"wsikit: error: {as_flags(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("wsikit: interrupted", file=sys.stderr)

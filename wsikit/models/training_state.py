@@ -65,7 +65,7 @@ def load_training_state(
     """
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("arch") != arch or state.get("model_config") != model_config:
-        raise ConfigError(f"{path}: checkpoint is for another model configuration; remove it or change --out")
+        raise ConfigError(f"{path}: checkpoint is for another model configuration; remove it or change `out`")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     rng.bit_generator.state = state["rng"]

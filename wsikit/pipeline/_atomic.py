@@ -37,7 +37,7 @@ def staged_directory(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
             final.rmdir()
         elif not overwrite:
             raise OutputExistsError(
-                f"{final}: already exists and is not empty (use --overwrite to replace it)"
+                f"{final}: already exists and is not empty (use `overwrite` to replace it)"
             )
     stage = final.with_name(f".{final.name}.partial-{os.getpid()}")
     if stage.exists():

@@ -92,7 +92,7 @@ class RunLock:
             fh.close()
             raise OutputExistsError(
                 f"{self.path.parent}: another wsikit run is writing this output (pid {owner}); wait for it or "
-                "choose another --out"
+                "choose another `out`"
             ) from None
         fh.seek(0)
         fh.truncate()

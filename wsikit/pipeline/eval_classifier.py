@@ -75,7 +75,7 @@ def export_classification_dataset(
     if name == "brca_m2c":
         return _export_brca_m2c(data, out, split=split or "train", overwrite=overwrite)
     if split is not None:
-        raise ConfigError(f"{name} has no splits; --split applies to brca_m2c")
+        raise ConfigError(f"{name} has no splits; `split` applies to brca_m2c")
     import tifffile
     from PIL import Image
 

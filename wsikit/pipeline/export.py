@@ -92,7 +92,7 @@ class NucleusTableWriter:
         image_size: tuple[int, int] | None = None,
     ) -> None:
         if cells_um is not None and cells_um <= 0:
-            raise ConfigError(f"--cells expansion must be positive microns, got {cells_um}")
+            raise ConfigError(f"`cells_um` expansion must be positive microns, got {cells_um}")
         self.slide_id = slide_id
         self.meas = measurement_columns(has_mpp)
         self.mpp = mpp
@@ -281,7 +281,7 @@ def export_nuclei(
         No nucleus labels, or an output directory that does not exist.
     """
     if geojson is None and parquet is None:
-        raise ConfigError("give at least one output: --geojson and/or --parquet")
+        raise ConfigError("give at least one output: `geojson` and/or `parquet`")
     for out in (geojson, parquet):
         if out is not None:
             check_output_parent(Path(out))

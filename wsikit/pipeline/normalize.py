@@ -42,7 +42,7 @@ def make_normalizer(
     ``target`` image. ``chroma_downsample`` (CNN only): chroma predicted at that fraction of the resolution."""
     if method == "cnn":
         if target is not None:
-            raise ConfigError("--target applies to macenko/reinhard; the CNN's style comes from --weights")
+            raise ConfigError("`target` applies to macenko/reinhard; the CNN's style comes from `weights`")
         return (
             CnnNormalizer.from_weights(
                 weights,
@@ -57,13 +57,13 @@ def make_normalizer(
             )
         )
     if lightness != "keep":
-        raise ConfigError("--lightness applies to the cnn method only")
+        raise ConfigError("`lightness` applies to the cnn method only")
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if weights is not None:
-        raise ConfigError("--weights applies to the cnn method only")
+        raise ConfigError("`weights` applies to the cnn method only")
     if target is None:
-        raise ConfigError(f"{method} needs a target image of the wanted style (--target IMAGE)")
+        raise ConfigError(f"{method} needs a target image of the wanted style (`target`)")
     with open_slide(target) as t:
         w, h = t.dimensions
         if w * h > 4096 * 4096:
@@ -106,7 +106,7 @@ def normalize(
     )
     if out_path.suffix.lower() in IMAGE_OUTPUTS:
         if out_path.exists() and not overwrite:
-            raise OutputExistsError(f"{out_path}: already exists (use --overwrite to replace it)")
+            raise OutputExistsError(f"{out_path}: already exists (use `overwrite` to replace it)")
         from PIL import Image
 
         with open_slide(src) as slide:

@@ -202,7 +202,7 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     }
     normalize = None
     if cfg.stain == "none" and cfg.save_normalized:
-        raise ConfigError("--save-normalized needs a stain method (not --stain none)")
+        raise ConfigError("`save_normalized` needs a stain method (`stain` is none)")
     if cfg.stain != "none":
         from wsikit.pipeline.normalize import make_normalizer
         from wsikit.sample import sample_slide_path
@@ -343,7 +343,7 @@ def run_slide(
     with open_slide(slide_p) as slide:  # fails first, with a clear message, on a bad slide
         mpp = cfg.slide_mpp if cfg.slide_mpp is not None else slide.mpp_x
         if mpp is None:
-            raise ConfigError(f"{slide_p}: the slide does not state its microns per pixel; give --mpp")
+            raise ConfigError(f"{slide_p}: the slide does not state its microns per pixel; give `mpp`")
         check_output_parent(out_p)
         out_p.mkdir(exist_ok=True)
         with RunLock(out_p):
@@ -361,7 +361,7 @@ def run_slide(
                     summary: dict[str, Any] = json.loads((out_p / "summary.json").read_text())
                     return {**summary, "skipped": True, "out": str(out_p)}
                 raise OutputExistsError(
-                    f"{out_p}: holds a finished run made with other inputs, models or options; use --overwrite"
+                    f"{out_p}: holds a finished run made with other inputs, models or options; use `overwrite`"
                 )
             if overwrite or done is not None:
                 _clear(out_p)

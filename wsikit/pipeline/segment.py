@@ -296,7 +296,7 @@ def segment_slide(
         base_mpp = slide_mpp if slide_mpp is not None else slide.mpp_x
         if base_mpp is None:
             raise ConfigError(
-                f"{slide_path}: the slide does not state its microns per pixel; give --slide-mpp"
+                f"{slide_path}: the slide does not state its microns per pixel; give `slide_mpp`"
             )
         w0, h0 = slide.dimensions
         plan = plan_segmentation(

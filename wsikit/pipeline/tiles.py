@@ -129,7 +129,7 @@ def export_tiles(
                 )
             )
             raise NoTissueError(
-                f"{slide_path}: {found}; nothing to export (lower --min-tissue to export anyway)"
+                f"{slide_path}: {found}; nothing to export (lower `min_tissue` to export anyway)"
             )
         if max_tiles is not None:
             tiles = tiles[:max_tiles]

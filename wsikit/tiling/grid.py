@@ -154,7 +154,7 @@ class TileGrid:
             if base is None:
                 raise ConfigError(
                     f"{slide.path}: the slide does not state its microns per pixel; "
-                    "give its mpp (--slide-mpp) or work at a pyramid level instead"
+                    "give its mpp (`slide_mpp`) or work at a pyramid level instead"
                 )
             scale = mpp / base
         else:
