@@ -97,9 +97,9 @@ def _rgb_from_f(f: torch.Tensor) -> torch.Tensor:
     cube = f.clamp(min=_DELTA)
     xyz = (cube * cube).mul_(cube).add_(f.sub_(_DELTA).clamp_(max=0.0).div_(_KAPPA))
     lin = torch.matmul(from_xyz, xyz).clamp_(min=0.0)
-    low = lin.sub(_SRGB_KNEE).clamp_(max=0.0).mul_(12.92)
-    srgb = lin.clamp_(min=_SRGB_KNEE).pow_(1 / 2.4).mul_(1.055).sub_(0.055).add_(low)
-    return srgb.mul_(255.0).clamp_(0.0, 255.0)
+    low = lin.sub(_SRGB_KNEE).clamp_(max=0.0).mul_(12.92 * 255.0)
+    srgb = lin.clamp_(min=_SRGB_KNEE).pow_(1 / 2.4).mul_(1.055 * 255.0).sub_(0.055 * 255.0).add_(low)
+    return srgb.clamp_(0.0, 255.0)
 
 
 def _steps(b: int, p: int) -> list[tuple[int, int, int, int]]:
@@ -223,10 +223,8 @@ def reinhard_kernel(
         done[i0:i1] = ok
         a32, c32 = a.to(x.device, torch.float32), c.to(x.device, torch.float32)[:, :, None]
         rgb = _rgb_from_f(torch.baddbmm(c32, a32, f))
-        xf = block.float()
-        out[i0:i1, :, p0:p1] = (
-            rgb.sub_(xf).mul_(weight).add_(xf).add_(0.5).clamp_(0.0, 255.0)
-        )  # round half up
+        # input and result both lie in 0..255, so the blend needs no clamp; + 0.5 and truncation round half up
+        out[i0:i1, :, p0:p1] = torch.lerp(block.float(), rgb, weight).add_(0.5)
     for i in torch.nonzero(~done).flatten().tolist():
         out[i] = flat[i]
     return out.reshape(x.shape), done.tolist()
