@@ -119,8 +119,13 @@ def normalizer(
     "--dataset",
     "datasets",
     multiple=True,
-    type=click.Choice(["monuseg", "miccai2015", "dsb2018", "nucls"]),
-    help="Datasets to train on (repeatable) [default: all].",
+    type=click.Choice(["monuseg", "miccai2015", "dsb2018", "nucls", "monuseg_extra"]),
+    help="Datasets to train on (repeatable) [default: monuseg, miccai2015, dsb2018, nucls].",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    help="Hold out the training images whose name contains this text (repeatable; e.g. TCGA-A7-A13F).",
 )
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
@@ -178,6 +183,7 @@ def segmenter(
     ctx: click.Context,
     data: Path,
     datasets: tuple[str, ...],
+    exclude: tuple[str, ...],
     out: Path,
     steps: int,
     batch_size: int,
@@ -217,6 +223,7 @@ def segmenter(
             data,
             out,
             datasets=datasets or DATASETS,
+            exclude=exclude,
             config=cfg,
             resume=resume,
             init=init,

@@ -192,9 +192,23 @@ def load_dataset(name: str, root: PathLike, *, split: str = "train") -> list[Sam
     return _nucls(base)
 
 
-def training_samples(root: PathLike, datasets: tuple[str, ...] = DATASETS) -> list[Sample]:
-    """Every training sample of ``datasets`` (MoNuSeg's held-out test split is never included)."""
+def training_samples(
+    root: PathLike, datasets: tuple[str, ...] = DATASETS, *, exclude: tuple[str, ...] = ()
+) -> list[Sample]:
+    """Every training sample of ``datasets`` (MoNuSeg's held-out test split is never included), less those
+    whose name contains any string of ``exclude`` (images held out for validation, e.g. ``"TCGA-A7-A13F"``).
+
+    Raises
+    ------
+    ConfigError
+        An ``exclude`` entry that matches no image (a typo would silently train on the held-out image).
+    """
     samples: list[Sample] = []
     for name in datasets:
         samples.extend(load_dataset(name, root, split="train"))
-    return samples
+    for pattern in exclude:
+        if not any(pattern in s.name for s in samples):
+            raise ConfigError(
+                f"`exclude` entry {pattern!r} matches no training image of {', '.join(datasets)}"
+            )
+    return [s for s in samples if not any(pattern in s.name for pattern in exclude)]

@@ -33,13 +33,15 @@ def train_segmenter(
     out: PathLike,
     *,
     datasets: tuple[str, ...] = DATASETS,
+    exclude: tuple[str, ...] = (),
     config: SegmenterTrainConfig | None = None,
     resume: bool = False,
     init: PathLike | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     command: str | None = None,
 ) -> tuple[Path, dict[str, object]]:
-    """Train on the training splits of ``datasets`` under ``data`` (e.g. ../shared/data) and write ``out``.
+    """Train on the training splits of ``datasets`` under ``data`` (e.g. ../shared/data) and write ``out``;
+    images whose name contains an entry of ``exclude`` are held out (kept for validation).
 
     A checkpoint ``OUT.ckpt`` is kept during training (``resume`` continues from it); the weights file is
     written at the end, with the validation Dice history and the command in its metadata. ``init`` fine-tunes
@@ -48,7 +50,7 @@ def train_segmenter(
     cfg = config or SegmenterTrainConfig()
     out_path = Path(out)
     check_output_parent(out_path)
-    samples = training_samples(data, datasets)
+    samples = training_samples(data, datasets, exclude=exclude)
     log.info("%d training images, %d nuclei", len(samples), sum(int(s.labels.max()) for s in samples))
     ckpt = out_path.with_name(out_path.name + ".ckpt")
     start_from = None
