@@ -39,7 +39,6 @@ import torch
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "neighbour"
 DATA = HERE.parents[1] / "shared" / "data"
-RADII_UM = (25.0, 50.0)
 FOLDS = 4
 
 
@@ -48,8 +47,7 @@ def prepare() -> None:
 
     from wsikit.classify.crops import context_crops, standardize_stain
     from wsikit.datasets import load_brca_m2c
-    from wsikit.datasets.cell_classes import cell_type_index
-    from wsikit.pipeline.labelled_nuclei import NucleusMatcher
+    from wsikit.pipeline.labelled_nuclei import NucleusMatcher, cell_type_index
 
     matcher = NucleusMatcher(stain="cnn")
     WORK.mkdir(parents=True, exist_ok=True)
@@ -122,49 +120,10 @@ def fold(which: str) -> None:
     np.save(WORK / f"rows_train_fold{k}.npy", np.flatnonzero(out_fold))
 
 
-def features(prob: np.ndarray, xy: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Per nucleus: its own log-probabilities, and per radius the mean probabilities of the other nuclei
-    within it and log(1 + their count)."""
-    from scipy.spatial import cKDTree
-
-    feats = np.zeros((len(prob), 3 + 4 * len(RADII_UM)))
-    feats[:, :3] = np.log(np.clip(prob, 1e-6, 1.0))
-    for img in np.unique(image):
-        rows = np.flatnonzero(image == img)
-        tree = cKDTree(xy[rows])
-        for r_i, radius in enumerate(RADII_UM):
-            for j, near in zip(rows, tree.query_ball_point(xy[rows], radius), strict=True):
-                others = [rows[n] for n in near if rows[n] != j]
-                base = 3 + 4 * r_i
-                if others:
-                    feats[j, base : base + 3] = prob[others].mean(axis=0)
-                feats[j, base + 3] = np.log1p(len(others))
-    return feats
-
-
-def _fit_stage(x: np.ndarray, y: np.ndarray, steps: int = 2000) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = torch.nn.Linear(x.shape[1], 3).double()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    weight = torch.from_numpy(len(y) / (3 * np.bincount(y, minlength=3))).double()  # class-balanced
-    opt = torch.optim.LBFGS(model.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = (
-            torch.nn.functional.cross_entropy(model(xt), yt, weight=weight)
-            + 1e-4 * model.weight.square().sum()
-        )
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return model
-
-
 def score(out: Path | None) -> None:
     from wsikit.classify.metrics import classification_report
     from wsikit.classify.naming import CELL_TYPES
+    from wsikit.classify.neighbourhood import fit_neighbourhood_stage
 
     tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
     prob_tr = np.zeros((len(tr["truth"]), 3))
@@ -177,13 +136,9 @@ def score(out: Path | None) -> None:
     def decide(p: np.ndarray) -> np.ndarray:
         return (p * prior).argmax(axis=1)
 
-    f_tr = features(prob_tr, tr["xy"], tr["image"])
-    f_va = features(prob_va, va["xy"], va["image"])
-    mu, sd = f_tr.mean(0), f_tr.std(0) + 1e-9
-    stage = _fit_stage((f_tr[lab_tr] - mu) / sd, tr["truth"][lab_tr])
-    with torch.no_grad():
-        p_stage = torch.softmax(stage(torch.from_numpy((f_va - mu) / sd)), 1).numpy()
-        p_stage_oof = torch.softmax(stage(torch.from_numpy((f_tr - mu) / sd)), 1).numpy()
+    stage = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
+    p_stage = stage.probabilities(prob_va, va["xy"], group=va["image"])
+    p_stage_oof = stage.probabilities(prob_tr, tr["xy"], group=tr["image"])
     y = va["truth"][lab_va]
     rows = {}
     for name, p in (("cnn", prob_va), ("cnn + neighbourhood", p_stage)):
@@ -209,10 +164,10 @@ def score(out: Path | None) -> None:
                     "validation": "BRCA-M2C val (10 patients)",
                     "val_nuclei_labelled": int(lab_va.sum()),
                     "train_nuclei_labelled": int(lab_tr.sum()),
-                    "radii_um": RADII_UM,
+                    "radii_um": list(stage.radii_um),
                     "rows": rows,
                     "train_out_of_fold_accuracy": oof,
-                    "stage_weights": stage.weight.detach().numpy().round(4).tolist(),
+                    "stage_weights": np.round(stage.weight, 4).tolist(),
                     "ship_rule": "accuracy >= cnn + 0.01 and macro-F1 >= cnn's",
                     "ship_rule_passed": passed,
                 },
