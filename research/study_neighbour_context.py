@@ -23,6 +23,7 @@ Usage::
     python research/study_neighbour_context.py prepare            # segmentation + crops (~4 min)
     python research/study_neighbour_context.py fold K             # K in 0..3, and "full" (~5 min each)
     python research/study_neighbour_context.py score [--json F]
+    python research/study_neighbour_context.py weights            # the stage into the weights files
 """
 
 from __future__ import annotations
@@ -89,13 +90,33 @@ def prepare() -> None:
         )
 
 
-def _cnn_probabilities(train_crops: np.ndarray, train_y: np.ndarray, crops: np.ndarray) -> np.ndarray:
+def _cnn_probabilities(
+    train_crops: np.ndarray, train_y: np.ndarray, crops: np.ndarray, save: Path | None = None
+) -> np.ndarray:
+    from wsikit.classify.crops import CONTEXT_MPP
     from wsikit.classify.infer import CellClassifier
     from wsikit.classify.naming import CELL_TYPES
-    from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnn
+    from wsikit.classify.supervised import CNN_ARCH, SupervisedTrainConfig, train_context_cnn
+    from wsikit.models.registry import save_checkpoint
 
     torch.set_num_threads(1)
     state = train_context_cnn(train_crops, train_y, SupervisedTrainConfig(steps=4000, scanner=True, seed=0))
+    if save is not None:  # the train-only fit, in the shipped format (fp16), for `wsikit eval classifier`
+        counts = np.bincount(train_y, minlength=3)
+        meta = {
+            "input": "context",
+            "context_mpp": [CONTEXT_MPP],
+            "cluster_names": list(CELL_TYPES),
+            "class_prior": [round(float(c / counts.sum()), 6) for c in counts],
+            "training_data": "BRCA-M2C train (72 patients), research/study_neighbour_context.py fold full",
+        }
+        save_checkpoint(
+            save,
+            arch=CNN_ARCH,
+            config=state.model.config.to_dict(),
+            state=state.model.state_dict(),
+            meta=meta,
+        )
     clf = CellClassifier(
         state.model, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform"
     )
@@ -107,7 +128,12 @@ def fold(which: str) -> None:
     labelled = tr["truth"] >= 0
     if which == "full":
         va = np.load(WORK / "val.npz")
-        p = _cnn_probabilities(tr["crops"][labelled], tr["truth"][labelled], va["crops"])
+        p = _cnn_probabilities(
+            tr["crops"][labelled],
+            tr["truth"][labelled],
+            va["crops"],
+            save=WORK / "cells-context-cnn-trainonly.pt",
+        )
         np.save(WORK / "prob_val.npy", p)
         return
     k = int(which)
@@ -177,9 +203,47 @@ def score(out: Path | None) -> None:
         )
 
 
+def write_weights() -> None:
+    """The stage into weights files: (a) fitted on train's out-of-fold predictions, added to the train-only CNN
+    (``WORK/cells-context-cnn-trainonly-neighbourhood.pt``: what every val figure is of); (b) fitted on the
+    out-of-fold predictions of all 82 train + val patients (val's come from the train-only CNN, which never saw
+    them), added to the shipped refit ``cells-context-cnn`` (the refit policy of docs/classification.md: chosen
+    on val, then refitted on train + val without scoring)."""
+    import shlex
+
+    from wsikit.classify.neighbourhood import fit_neighbourhood_stage
+    from wsikit.models.registry import load_checkpoint, save_checkpoint
+
+    tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
+    prob_tr = np.zeros((len(tr["truth"]), 3))
+    for k in range(FOLDS):
+        prob_tr[np.load(WORK / f"rows_train_fold{k}.npy")] = np.load(WORK / f"prob_train_fold{k}.npy")
+    prob_va = np.load(WORK / "prob_val.npy")
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    train_only = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
+    both = fit_neighbourhood_stage(
+        np.concatenate([prob_tr, prob_va]),
+        np.concatenate([tr["xy"], va["xy"]]),
+        np.concatenate([tr["truth"], va["truth"]]),
+        group=np.concatenate([tr["image"], va["image"] + tr["image"].max() + 1]),
+    )
+    shipped = HERE.parent / "wsikit" / "models" / "weights" / "cells-context-cnn.pt"
+    for stage, src, dst, data in (
+        (train_only, WORK / "cells-context-cnn-trainonly.pt", WORK / "cells-context-cnn-trainonly-neighbourhood.pt",
+         "out-of-fold CNN predictions of BRCA-M2C train (72 patients, 4 folds by patient)"),
+        (both, shipped, shipped,
+         "out-of-fold CNN predictions of BRCA-M2C train + val (82 patients; train in 4 folds by patient, val from "
+         "the train-only CNN)"),
+    ):  # fmt: skip
+        ck = load_checkpoint(src, arch=("context-cnn-v1",))
+        meta = {**ck["meta"], "neighbourhood": {**stage.to_meta(), "training_data": data, "command": command}}
+        save_checkpoint(dst, arch=ck["arch"], config=ck["config"], state=ck["state_dict"], meta=meta)
+        print("wrote", dst)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=["prepare", "fold", "score"])
+    ap.add_argument("step", choices=["prepare", "fold", "score", "weights"])
     ap.add_argument("which", nargs="?", default="full")
     ap.add_argument("--json", type=Path, default=HERE / "results_study_neighbour_context.json")
     args = ap.parse_args()
@@ -187,6 +251,8 @@ def main() -> None:
         prepare()
     elif args.step == "fold":
         fold(args.which)
+    elif args.step == "weights":
+        write_weights()
     else:
         score(args.json)
 

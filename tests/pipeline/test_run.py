@@ -73,7 +73,8 @@ def test_outputs_are_complete_and_consistent(reference):
     assert n > 300
     assert sum(c["count"] for c in summary["classes"].values()) == n
     assert summary["tissue_area_mm2"] > 0 and summary["nuclei_per_mm2"] > 0
-    assert set(summary["seconds"]) >= {"tissue", "segment", "classify", "labels", "export", "report", "total"}
+    stages = {"tissue", "segment", "classify", "neighbourhood", "labels", "export", "report", "total"}
+    assert set(summary["seconds"]) >= stages
     from wsikit.classify.infer import DEFAULT_CLASSIFIER
 
     assert summary["models"]["classifier"]["weights"] == f"{DEFAULT_CLASSIFIER}.pt"

@@ -22,6 +22,7 @@ import torch
 from wsikit._typing import PathLike
 from wsikit.classify.crops import CONTEXT_MPP, context_channels, context_crops, nucleus_crops
 from wsikit.classify.naming import CELL_TYPES
+from wsikit.classify.neighbourhood import NeighbourhoodStage
 from wsikit.classify.supervised import CNN_ARCH
 from wsikit.classify.train import ARCH, to_tensor
 from wsikit.errors import ConfigError, ShapeError
@@ -216,10 +217,16 @@ class CellClassifier:
 
     @torch.no_grad()
     def probabilities(
-        self, crops: npt.NDArray[np.uint8], *, batch_size: int = 64, tta: bool | None = None
+        self,
+        crops: npt.NDArray[np.uint8],
+        *,
+        batch_size: int = 64,
+        tta: bool | None = None,
+        with_prior: bool = True,
     ) -> npt.NDArray[np.float64]:
         """(N, n_clusters) class probabilities of (N, 40, 40, C) uint8 crops: D_Q's softmax, times the class
-        prior (see ``prior``) and renormalized.
+        prior (see ``prior``) and renormalized; ``with_prior=False`` gives the softmax alone (the input of
+        the :attr:`neighbourhood` stage).
 
         ``tta`` (default: the classifier's ``tta``) averages the softmax over the 8 rotations and flips of
         each crop (the training augmentation), at 8x the cost.
@@ -242,11 +249,51 @@ class CellClassifier:
                 acc += self.critic(r)[1].softmax(dim=1) + self.critic(r.flip(3))[1].softmax(dim=1)
             out.append((acc / 8).cpu().double().numpy())
         p: npt.NDArray[np.float64] = np.concatenate(out) if out else np.zeros((0, cfg.n_classes))
+        return self._with_prior(p) if with_prior else p
+
+    def _with_prior(self, p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         weights = self.class_prior
         if weights is not None and len(p):
             p = p * weights
             p = p / p.sum(axis=1, keepdims=True)
         return p
+
+    @property
+    def neighbourhood(self) -> NeighbourhoodStage | None:
+        """The weights' neighbourhood stage (:mod:`wsikit.classify.neighbourhood`), None if they have none.
+
+        With a stage, a nucleus's cell type also depends on the predictions for the nuclei around it:
+        :meth:`predict` alone gives the network's decision; :meth:`refine` the stage's, from the network
+        probabilities (``probabilities(..., with_prior=False)``) and centroids of every nucleus of a region.
+        """
+        meta = self.meta.get("neighbourhood")
+        if not meta:
+            return None
+        cached = self.__dict__.get("_neighbourhood")
+        if cached is None:
+            cached = NeighbourhoodStage.from_meta(meta)
+            self.__dict__["_neighbourhood"] = cached
+        return cached
+
+    def refine(
+        self,
+        network_prob: npt.NDArray[np.float64],
+        xy_um: npt.NDArray[np.floating],
+        *,
+        group: npt.NDArray[Any] | None = None,
+    ) -> Prediction:
+        """Cell types from the neighbourhood stage: every nucleus of a region (a slide, or fields told apart
+        by ``group``) with its network probabilities (N, 3) and centroid in microns (N, 2).
+
+        Raises
+        ------
+        ConfigError
+            The weights have no neighbourhood stage.
+        """
+        stage = self.neighbourhood
+        if stage is None:
+            raise ConfigError("these classifier weights have no neighbourhood stage")
+        return self._decide(self._with_prior(stage.probabilities(network_prob, xy_um, group=group)))
 
     @property
     def class_prior(self) -> npt.NDArray[np.float64] | None:
@@ -267,7 +314,14 @@ class CellClassifier:
         ``batch_size`` x 0.2 MB at the default width (float32), so 64 keeps a chunk's worth of nuclei to ~15 MB
         per thread (512 made ``wsikit run``'s classify stage peak several hundred MB higher).
         """
-        p = self.probabilities(crops, batch_size=batch_size)
+        return self.decide(self.probabilities(crops, batch_size=batch_size, with_prior=False))
+
+    def decide(self, network_prob: npt.NDArray[np.float64]) -> Prediction:
+        """Cell types from network probabilities (``probabilities(..., with_prior=False)``): times the class
+        prior, then the most probable type (what :meth:`predict` returns, without running the network)."""
+        return self._decide(self._with_prior(network_prob))
+
+    def _decide(self, p: npt.NDArray[np.float64]) -> Prediction:
         cluster = p.argmax(axis=1).astype(np.int64) if len(p) else np.zeros(0, np.int64)
         cell = self._lut[cluster]
         by_type = np.zeros((len(p), len(CELL_TYPES)))

@@ -184,10 +184,10 @@ def fit_neighbourhood_stage(
         loss = (
             torch.nn.functional.cross_entropy(model(x), t, weight=balance) + l2 * model.weight.square().sum()
         )
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
-    opt.step(closure)
+    opt.step(closure)  # type: ignore[no-untyped-call]
     return NeighbourhoodStage(
         tuple(radii_um),
         mean,

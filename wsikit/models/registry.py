@@ -184,11 +184,12 @@ _register(
         name="cells-context-cnn",
         arch="context-cnn-v1",
         file="cells-context-cnn.pt",
-        sha256="115aa199c28ddcdb931d3c7f21352e0ad44aa9309b69b93baeedbb2a7e8cddff",
+        sha256="bf179f49a9fd6fc481212c31dce426a3fae2db32d0efa6865c444014464374d6",
         description="Supervised context CNN (the InfoGAN critic's network on 7-channel context crops: nucleus, "
         "its mask, 64 um of surroundings), its configuration chosen on BRCA-M2C val, then refit on BRCA-M2C train + "
-        "val (82 breast patients, labels BSD-3-Clause); `wsikit run`'s default cell-type classifier; see "
-        "docs/classification.md",
+        "val (82 breast patients, labels BSD-3-Clause), with a neighbourhood stage (the CNN's predictions for the "
+        "nuclei within 25 and 50 um; wsikit.classify.neighbourhood); `wsikit run`'s default cell-type classifier; "
+        "see docs/classification.md",
         meta={"crop_mpp": 0.5, "context_mpp": [1.6]},
     )
 )

@@ -151,12 +151,14 @@ def load_labelled_nuclei(
     context: bool = False,
     stain: Literal["cnn", "none"] = "cnn",
     context_mpp: tuple[float, ...] = (CONTEXT_MPP,),
+    field_classifier: Any = None,
 ) -> LabelledNuclei:
     """Read a labelled folder (see module docstring), match its points to nuclei and cut their crops.
 
     ``mpp`` None reads it from the folder's ``manifest.json`` (written by ``wsikit export-classes``), else
     0.25. ``context=True`` also cuts the 7-channel context crops. Nuclei are segmented by ``stain``'s path
-    unless the folder gives ``NAME.labels.tif``.
+    unless the folder gives ``NAME.labels.tif``. ``field_classifier`` (see
+    :class:`~wsikit.pipeline.labelled_nuclei.NucleusMatcher`) classifies each field's matched nuclei.
     """
     import tifffile
     from PIL import Image
@@ -180,7 +182,10 @@ def load_labelled_nuclei(
             yield png.stem, image, mpp, labels, pts
 
     try:
-        return NucleusMatcher(stain=stain, context=context, context_mpp=context_mpp).match(fields())
+        matcher = NucleusMatcher(
+            stain=stain, context=context, context_mpp=context_mpp, field_classifier=field_classifier
+        )
+        return matcher.match(fields())
     except ConfigError as exc:
         if "no labelled point" in str(exc):
             raise ConfigError(f"{p}: no labelled point lies inside a nucleus") from None
@@ -232,6 +237,25 @@ def _score_clusters(
         "hungarian": {**_report(data.truth, mapping[clusters]), "mapping": [CELL_TYPES[i] for i in mapping]},
         "seconds": round(seconds, 2),
     }
+
+
+def _neighbourhood_classifier(clf: CellClassifier) -> Any:
+    """Per field: every segmented nucleus through the network, then the neighbourhood stage (as ``wsikit run``
+    does over a slide); returns the cell types of the matched nuclei ``ids``."""
+    from scipy import ndimage as ndi
+
+    def classify(
+        std: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint32], mpp: float, ids: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        present = np.unique(labels)
+        crops, got = clf.crops(std, labels, mpp=mpp, ids=present[present > 0])
+        network = clf.probabilities(crops, with_prior=False)
+        centres = np.array(ndi.center_of_mass(np.ones(labels.shape), labels, got)).reshape(-1, 2)[:, ::-1]
+        pred = clf.refine(network, centres * mpp)
+        row = {int(g): i for i, g in enumerate(got)}
+        return pred.cell_type[[row[int(i)] for i in ids]]
+
+    return classify
 
 
 def evaluate_classifier(
@@ -289,20 +313,25 @@ def evaluate_classifier(
         context=clf is not None and clf.input == "context",
         stain=stain,
         context_mpp=clf.context_mpp if clf is not None and clf.context_mpp else (CONTEXT_MPP,),
+        field_classifier=_neighbourhood_classifier(clf) if clf is not None and clf.neighbourhood else None,
     )
     results = []
     for method in methods:
         t0 = time.perf_counter()
         if method == "classifier" and clf is not None:
-            pred = clf.predict(
-                data.context if clf.input == "context" and data.context is not None else data.crops
-            )
+            if "field_class" in data.extra:  # the neighbourhood stage: from every nucleus of each field
+                cell_type = data.extra["field_class"]
+            else:
+                cell_type = clf.predict(
+                    data.context if clf.input == "context" and data.context is not None else data.crops
+                ).cell_type
             results.append(
                 {
                     "method": "classifier",
+                    "neighbourhood_stage": clf.neighbourhood is not None,
                     "labels_used": "training (BRCA-M2C train split)",
                     "weights": Path(str(clf.meta["weights"])).name,
-                    "scores": _report(data.truth, pred.cell_type),
+                    "scores": _report(data.truth, cell_type),
                     "seconds": round(time.perf_counter() - t0, 2),
                 }
             )

@@ -131,6 +131,10 @@ class NucleusMatcher:
         Also cut context crops of every segmented nucleus no point falls in.
     context_mpp
         Resolutions of the context crops' surroundings fields.
+    field_classifier
+        Called per field with its stain-standardized image, instance labels, um/px and the matched nucleus
+        ids; returns their cell types, kept as ``extra["field_class"]`` (for classifiers that need every
+        nucleus of the field, such as the neighbourhood stage).
     """
 
     def __init__(
@@ -140,6 +144,11 @@ class NucleusMatcher:
         context: bool = False,
         unlabelled: bool = False,
         context_mpp: tuple[float, ...] = (CONTEXT_MPP,),
+        field_classifier: Callable[
+            [npt.NDArray[np.uint8], npt.NDArray[np.uint32], float, npt.NDArray[np.int64]],
+            npt.NDArray[np.int64],
+        ]
+        | None = None,
     ) -> None:
         if stain not in ("cnn", "none"):
             raise ConfigError(f"stain must be 'cnn' or 'none', got {stain!r}")
@@ -147,6 +156,7 @@ class NucleusMatcher:
         self.context = context or unlabelled
         self.unlabelled = unlabelled
         self.context_mpp = tuple(context_mpp)
+        self.field_classifier = field_classifier
         self._segmenter: Any = None
         self._normalizer: Any = None
 
@@ -196,6 +206,7 @@ class NucleusMatcher:
             No point of any field lies inside a nucleus.
         """
         crops, ctx, unl, truth, area, ecc, morph, names = [], [], [], [], [], [], [], []
+        field_class: list[npt.NDArray[np.int64]] = []
         k = len(CELL_TYPES)
         n_points = unmatched = skipped = dups = 0
         per_class, matched = np.zeros(k, np.int64), np.zeros(k, np.int64)
@@ -237,6 +248,8 @@ class NucleusMatcher:
                 ecc.append(m["eccentricity"])
                 morph.append(np.stack([m[key] for key in MORPHOLOGY], axis=1))
                 names.extend([name] * len(ids))
+                if self.field_classifier is not None:
+                    field_class.append(np.asarray(self.field_classifier(std, lab, mpp, got), np.int64))
                 if self.context:
                     ctx.append(context_crops(std, lab, mpp=mpp, ids=got, context_mpp=self.context_mpp)[0])
             if self.unlabelled:
@@ -270,4 +283,5 @@ class NucleusMatcher:
             if self.unlabelled
             else None,
             duplicates=dups,
+            extra={"field_class": np.concatenate(field_class)} if field_class else {},
         )

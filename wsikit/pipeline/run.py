@@ -258,12 +258,59 @@ def _write_part(path: Path, batch: NucleusBatch) -> None:
     cols["class"] = pa.array(batch.extra.get("class", np.zeros(n, np.int64)), pa.int64())
     cols["class_probability"] = pa.array(batch.extra.get("class_probability", np.zeros(n)), pa.float64())
     cols["cluster"] = pa.array(batch.extra.get("cluster", np.zeros(n, np.int64)), pa.int64())
+    if "network_probability" in batch.extra:
+        network = np.asarray(batch.extra["network_probability"])
+        for j, name in enumerate(NETWORK_COLUMNS):
+            cols[name] = pa.array(network[:, j], pa.float64())
     cols["geometry"] = pa.array(
         shapely.to_wkb(np.asarray(batch.polygons, dtype=object)) if n else [], pa.binary()
     )
     tmp = path.with_name(path.name + ".partial")
     pq.write_table(pa.table(cols), tmp)
     tmp.replace(path)
+
+
+NETWORK_COLUMNS = tuple(f"network_p_{t}" for t in CELL_TYPES)
+"""Part columns of the classifier network's own probabilities (no class prior), kept for the neighbourhood
+stage when the classifier has one."""
+
+
+def _refine_parts(part_files: list[Path], clf: CellClassifier, mpp: float) -> None:
+    """The neighbourhood stage over the whole slide: every part's classes from the network probabilities
+    and centroids of all nuclei. Idempotent (always from the stored network probabilities), so a crash midway
+    is repaired by running it again; each part is replaced atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(p) for p in part_files]
+    sizes = [t.num_rows for t in tables]
+    full = [t for t in tables if t.num_rows]  # a chunk without nuclei has no network columns
+    if not full:
+        return
+    prob = np.concatenate([np.stack([t.column(c).to_numpy() for c in NETWORK_COLUMNS], axis=1) for t in full])
+    xy = np.concatenate(
+        [np.stack([t.column(c).to_numpy() for c in ("centroid_x", "centroid_y")], axis=1) for t in full]
+    )
+    pred = clf.refine(prob, xy * mpp)
+    start = 0
+    for path, table, n in zip(part_files, tables, sizes, strict=True):
+        if n:
+            sl = slice(start, start + n)
+            table = table.set_column(
+                table.column_names.index("class"), "class", pa.array(pred.cell_type[sl], pa.int64())
+            )
+            table = table.set_column(
+                table.column_names.index("class_probability"),
+                "class_probability",
+                pa.array(pred.probability[sl], pa.float64()),
+            )
+            table = table.set_column(
+                table.column_names.index("cluster"), "cluster", pa.array(pred.cluster[sl], pa.int64())
+            )
+            tmp = path.with_name(path.name + ".partial")
+            pq.write_table(table, tmp)
+            tmp.replace(path)
+        start += n
 
 
 def _read_part(path: Path) -> NucleusBatch:
@@ -281,7 +328,16 @@ def _read_part(path: Path) -> NucleusBatch:
         ids=d["nucleus_id"].astype(np.int64),
         polygons=geoms,
         columns={k: d[k].astype(np.float64) for k in ("centroid_x", "centroid_y", *_MEAS)},
-        extra={"class": d["class"], "class_probability": d["class_probability"], "cluster": d["cluster"]},
+        extra={
+            "class": d["class"],
+            "class_probability": d["class_probability"],
+            "cluster": d["cluster"],
+            **(
+                {"network_probability": np.stack([d[c] for c in NETWORK_COLUMNS], axis=1)}
+                if NETWORK_COLUMNS[0] in d
+                else {}
+            ),
+        },
     )
 
 
@@ -300,12 +356,16 @@ def _classify_window(
         else:  # the crops keep the surroundings (the window's halo covers the 64 um context field)
             image = standardize_stain(win.image, source=source) if source is not None else win.image
         crops, _ = clf.crops(image, win.labels, mpp=mpp, ids=win.local_ids)
-        pred = clf.predict(crops)
-        return {
+        network = clf.probabilities(crops, with_prior=False)
+        pred = clf.decide(network)
+        out: dict[str, npt.NDArray[np.generic]] = {
             "class": pred.cell_type,
             "class_probability": pred.probability.astype(np.float64),
             "cluster": pred.cluster,
         }
+        if clf.neighbourhood is not None:  # kept for the neighbourhood stage, which needs the whole slide
+            out["network_probability"] = network
+        return out
 
     return on_window
 
@@ -530,6 +590,8 @@ def _run(
 
     _stage("classify", timings, classify)
     part_files = [_part_path(parts, r * c, q * c) for r, q in chunks]
+    if models.classifier.neighbourhood is not None:
+        _stage("neighbourhood", timings, lambda: _refine_parts(part_files, models.classifier, mpp))
     _stage("labels", timings, lambda: _write_cell_types(store, chunks, part_files, cfg.workers))
     _stage("export", timings, lambda: _export(work, part_files, slide_p, slide, mpp))
     damage = _check_damage(slide, tissue, cfg)
