@@ -105,7 +105,12 @@ class NeighbourhoodStage:
         if not len(prob):
             return np.zeros((0, 3))
         x = (neighbourhood_features(prob, xy_um, group=group, radii_um=self.radii_um) - self.mean) / self.std
-        z = x @ self.weight.T + self.bias
+        # the linear map as a sum over features in a fixed order, not a BLAS product: BLAS sums in an order
+        # that depends on its thread count, and the same slide must give the same probabilities on 1 or 2
+        # threads (a Dask worker and a single process)
+        z = np.tile(self.bias, (len(x), 1))
+        for f in range(x.shape[1]):
+            z += x[:, f, None] * self.weight[None, :, f]
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         out: npt.NDArray[np.float64] = e / e.sum(axis=1, keepdims=True)
