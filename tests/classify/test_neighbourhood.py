@@ -73,3 +73,25 @@ def test_shipped_classifier_refines_with_its_stage() -> None:
     assert np.all((pred.probability > 0) & (pred.probability <= 1))
     with pytest.raises(ConfigError, match="no neighbourhood stage"):
         CellClassifier.from_pretrained("infogan-cells").refine(p, xy)
+
+
+def test_network_probabilities_do_not_depend_on_thread_count() -> None:
+    """The stage carries the last bits of the network's output into its own, and a Dask worker runs 1 thread
+    where a single process runs 2: batches of any size must give bit-identical probabilities on both."""
+    import torch
+
+    from wsikit.classify.infer import CellClassifier
+
+    clf = CellClassifier.from_pretrained()
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (70, 40, 40, 7), dtype=np.uint8)
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 5, 7, 11, 70):
+            torch.set_num_threads(2)
+            two = clf.probabilities(crops[:n], with_prior=False)
+            torch.set_num_threads(1)
+            one = clf.probabilities(crops[:n], with_prior=False)
+            assert np.array_equal(one, two), n
+    finally:
+        torch.set_num_threads(before)

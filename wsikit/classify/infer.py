@@ -12,6 +12,7 @@ Three kinds of weights load into it, all a :class:`~wsikit.models.infogan.Critic
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,12 @@ class CellClassifier:
         # same way every run) the probabilities are bit-identical with 1 or 2 threads, and on that slide's
         # 6,246 nuclei every class equals the float64 one (probabilities within 1e-6).
         self.critic = critic.eval().to(device).to(torch.float32)
+        # Bit-identical probabilities on 1 or 2 threads (a Dask worker runs 1, a single process 2): batches of
+        # 5-11 crops gave float32 outputs that differed in the last bit between thread counts (oneDNN / MKL
+        # split small problems by thread count), which the neighbourhood stage carries into its output (1
+        # class_probability of 1,816 in 1e-6 on a test region). So every batch is padded to ``batch_size``
+        # (identical 1 vs 2 threads), and one forward pass runs at a time.
+        self._forward_lock = threading.Lock()
         self.cluster_names = list(cluster_names)
         self._lut = np.array([CELL_TYPES.index(n) for n in cluster_names], np.int64)
 
@@ -237,19 +244,30 @@ class CellClassifier:
         if crops.ndim != 4 or crops.shape[1:] != shape:
             raise ShapeError(f"crops must be (N, {', '.join(map(str, shape))}) uint8, got {crops.shape}")
         dtype = next(self.critic.parameters()).dtype
+        with self._forward_lock:
+            out = self._forward(crops, batch_size, tta, dtype)
+        p: npt.NDArray[np.float64] = np.concatenate(out) if out else np.zeros((0, cfg.n_classes))
+        return self._with_prior(p) if with_prior else p
+
+    def _forward(
+        self, crops: npt.NDArray[np.uint8], batch_size: int, tta: bool, dtype: torch.dtype
+    ) -> list[npt.NDArray[np.float64]]:
+        cfg = self.critic.config
         out = []
         for i in range(0, len(crops), batch_size):
             x = to_tensor(crops[i : i + batch_size]).to(self.device, dtype)
+            n = x.shape[0]
+            if n < batch_size:  # every batch the same shape (see _forward_lock): pad, then drop the padding
+                x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
             if not tta:
-                out.append(self.critic(x)[1].softmax(dim=1).cpu().double().numpy())
+                out.append(self.critic(x)[1][:n].softmax(dim=1).cpu().double().numpy())
                 continue
             acc = torch.zeros(x.shape[0], cfg.n_classes, dtype=dtype, device=self.device)
             for k in range(4):
                 r = torch.rot90(x, k, dims=(2, 3))
                 acc += self.critic(r)[1].softmax(dim=1) + self.critic(r.flip(3))[1].softmax(dim=1)
-            out.append((acc / 8).cpu().double().numpy())
-        p: npt.NDArray[np.float64] = np.concatenate(out) if out else np.zeros((0, cfg.n_classes))
-        return self._with_prior(p) if with_prior else p
+            out.append((acc[:n] / 8).cpu().double().numpy())
+        return out
 
     def _with_prior(self, p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         weights = self.class_prior
