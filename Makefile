@@ -10,7 +10,7 @@ STAMP := $(VENV)/.wsikit-installed
 SAMPLE := examples/data/cmu-1-small-region.svs
 DEMO_OUT ?= out/demo
 
-.PHONY: venv demo test test-fast lint typecheck bench clean
+.PHONY: venv demo test test-fast lint typecheck bench bench-anchors clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_stream.py
+
+# wsikit side by side with TIAToolbox and torchstain (benchmarks/bench_anchors.py) in a separate environment:
+# about 2.5 min and 6.5 GB the first time (TIAToolbox pins torch < 2.13: pip takes a CUDA build of 2.12.1)
+ANCHORS ?= .venv-anchors
+bench-anchors:
+	benchmarks/anchors_env.sh $(ANCHORS)
+	$(ANCHORS)/bin/python benchmarks/bench_anchors.py --json benchmarks/results_anchors.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
