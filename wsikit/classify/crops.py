@@ -59,9 +59,20 @@ _WHITE = np.array([0.950456, 1.0, 1.088754])
 _MIN_TISSUE = 256
 
 
+def _linear_levels() -> npt.NDArray[np.float64]:
+    c = np.arange(256, dtype=np.float64) / 255.0
+    out: npt.NDArray[np.float64] = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    return out
+
+
+# per grey level, the same float64 expressions as on whole images (identical values, looked up instead of
+# computed per pixel: the power and the logarithm were most of the time of a slide's stain statistics)
+_LINEAR = _linear_levels()
+_NEG_LOG_T = np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0)
+
+
 def _rgb_to_lab(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
-    c = rgb.astype(np.float64) / 255.0
-    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    c = _LINEAR[rgb]
     xyz = (c @ _RGB_TO_XYZ.T) / _WHITE
     eps = 216 / 24389
     f = np.where(xyz > eps, np.cbrt(np.maximum(xyz, 1e-12)), (24389 / 27 * xyz + 16) / 116)
@@ -81,7 +92,7 @@ def _lab_to_rgb(lab: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 def _tissue_weight(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
-    od = -np.log((rgb.astype(np.float64) + 1.0) / 256.0).mean(axis=-1)
+    od = -_NEG_LOG_T[rgb].mean(axis=-1)
     w: npt.NDArray[np.float64] = np.clip((od - 0.15) / 0.15, 0.0, 1.0)  # glass < 0.15, tissue > 0.30 OD
     return w
 
@@ -89,7 +100,9 @@ def _tissue_weight(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
 def fit_stain_source(image: npt.NDArray[np.uint8]) -> LabStats | None:
     """Lab mean/std of the tissue pixels of a slide's overview, for :func:`standardize_stain` (None: too little
     tissue). Computed in float64 with numpy, so it does not depend on thread counts."""
-    lab = _rgb_to_lab(image)[_tissue_weight(image) >= 0.5]
+    lab = _rgb_to_lab(
+        image[_tissue_weight(image) >= 0.5]
+    )  # tissue pixels only: the same values, fewer conversions
     if len(lab) < _MIN_TISSUE:
         return None
     std = lab.std(axis=0)
