@@ -340,6 +340,7 @@ def _patches_child(tool: str, path: str) -> dict[str, Any]:
     """
     import threading
 
+    import torch  # noqa: F401 - both tools import it on first use: not part of their reading memory
     from tiatoolbox.tools.patchextraction import get_patch_extractor
 
     from wsikit.io import open_slide
