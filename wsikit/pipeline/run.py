@@ -66,7 +66,8 @@ __all__ = ["RunConfig", "RunResult", "run_slide", "default_output", "STAGES", "O
 
 log = logging.getLogger(__name__)
 
-STAGES = ("tissue", "segment", "classify", "labels", "export", "report")
+STAGES = ("tissue", "segment", "classify", "neighbourhood", "labels", "export", "report")
+"""The stages of a run, in order (``neighbourhood`` runs when the classifier has that stage, as the default does)."""
 OUTPUT_FILES = ("nuclei.geojson", "cells.parquet", "summary.json", "cell_types.png", "report.html")
 STAIN_METHODS = ("cnn", "macenko", "reinhard", "none")
 
