@@ -310,7 +310,8 @@ def evaluate_classifier(
     data = load_labelled_nuclei(
         folder,
         mpp=mpp,
-        context=clf is not None and clf.input == "context",
+        # with a neighbourhood stage the field classifier cuts every nucleus's crops itself: not twice
+        context=clf is not None and clf.input == "context" and clf.neighbourhood is None,
         stain=stain,
         context_mpp=clf.context_mpp if clf is not None and clf.context_mpp else (CONTEXT_MPP,),
         field_classifier=_neighbourhood_classifier(clf) if clf is not None and clf.neighbourhood else None,

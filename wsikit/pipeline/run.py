@@ -283,31 +283,28 @@ def _refine_parts(part_files: list[Path], clf: CellClassifier, mpp: float) -> No
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = [pq.read_table(p) for p in part_files]
-    sizes = [t.num_rows for t in tables]
-    full = [t for t in tables if t.num_rows]  # a chunk without nuclei has no network columns
-    if not full:
+    # the features need every nucleus at once, but only these few columns: the polygons stay on disk, and
+    # each part is read whole again only when it is rewritten (memory: one part at a time)
+    wanted = [*NETWORK_COLUMNS, "centroid_x", "centroid_y"]
+    sizes = [pq.read_metadata(p).num_rows for p in part_files]
+    full = [pq.read_table(p, columns=wanted) for p, n in zip(part_files, sizes, strict=True) if n]
+    if not full:  # (a chunk without nuclei has no network columns)
         return
-    prob = np.concatenate([np.stack([t.column(c).to_numpy() for c in NETWORK_COLUMNS], axis=1) for t in full])
-    xy = np.concatenate(
-        [np.stack([t.column(c).to_numpy() for c in ("centroid_x", "centroid_y")], axis=1) for t in full]
-    )
+    columns = {c: np.concatenate([t.column(c).to_numpy() for t in full]) for c in wanted}
+    prob = np.stack([columns[c] for c in NETWORK_COLUMNS], axis=1)
+    xy = np.stack([columns["centroid_x"], columns["centroid_y"]], axis=1)
     pred = clf.refine(prob, xy * mpp)
+    new = {
+        "class": pa.array(pred.cell_type, pa.int64()),
+        "class_probability": pa.array(pred.probability, pa.float64()),
+        "cluster": pa.array(pred.cluster, pa.int64()),
+    }
     start = 0
-    for path, table, n in zip(part_files, tables, sizes, strict=True):
+    for path, n in zip(part_files, sizes, strict=True):
         if n:
-            sl = slice(start, start + n)
-            table = table.set_column(
-                table.column_names.index("class"), "class", pa.array(pred.cell_type[sl], pa.int64())
-            )
-            table = table.set_column(
-                table.column_names.index("class_probability"),
-                "class_probability",
-                pa.array(pred.probability[sl], pa.float64()),
-            )
-            table = table.set_column(
-                table.column_names.index("cluster"), "cluster", pa.array(pred.cluster[sl], pa.int64())
-            )
+            table = pq.read_table(path)
+            for name, values in new.items():
+                table = table.set_column(table.column_names.index(name), name, values.slice(start, n))
             tmp = path.with_name(path.name + ".partial")
             pq.write_table(table, tmp)
             tmp.replace(path)

@@ -102,10 +102,6 @@ def _rgb_from_f(f: torch.Tensor) -> torch.Tensor:
     return srgb.clamp_(0.0, 255.0)
 
 
-def _steps(b: int, p: int) -> list[tuple[int, int, int, int]]:
-    return pixel_blocks(b, p, CHUNK_PIXELS)
-
-
 def _moments(f: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Count, mean and sum of squared deviations of L, a, b over each image's tissue pixels (weight >= 0.5)
     of a block, each (B,) / (B, 3) float64 (deviations from the block's own mean: no cancellation)."""
@@ -146,7 +142,7 @@ def _accumulate(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
         torch.zeros(b, 3, dtype=torch.float64),
         torch.zeros(b, 3, dtype=torch.float64),
     )
-    for i0, i1, p0, p1 in _steps(b, flat.shape[2]):
+    for i0, i1, p0, p1 in pixel_blocks(b, flat.shape[2], CHUNK_PIXELS):
         m = _moments(*_f_and_weight(flat[i0:i1, :, p0:p1]))
         merged = _merge((acc[0][i0:i1], acc[1][i0:i1], acc[2][i0:i1]), m)
         for whole, part in zip(acc, merged, strict=True):
@@ -209,7 +205,7 @@ def reinhard_kernel(
         fitted = _stats_from_moments(*acc)
     done = torch.zeros(b, dtype=torch.bool)
     out = torch.empty_like(flat)
-    for i0, i1, p0, p1 in _steps(b, p):
+    for i0, i1, p0, p1 in pixel_blocks(b, p, CHUNK_PIXELS):
         block = flat[i0:i1, :, p0:p1]
         f, weight = _f_and_weight(block)
         # whole images in this block: fit each on the f just computed
