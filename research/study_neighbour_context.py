@@ -18,12 +18,23 @@ Protocol (no test patient is seen; val chooses nothing here but the ship decisio
 Ship rule, committed before any val figure was computed: the neighbourhood stage joins ``wsikit run`` only if
 its val accuracy is >= the CNN's + 0.01 and its macro-F1 >= the CNN's.
 
+Follow-up study (2026-11-30, session 9): test-time augmentation under the stage. The CNN's softmax averaged
+over the 8 rotations / flips of each crop (``tta``) gained about 0.01 val accuracy for the CNN alone in
+``research/study_cell_type_cnn.py``; here the stage is fitted on out-of-fold TTA predictions (the same 4 fold
+networks, retrained with the same seed, now kept) and scored on val with the train-only CNN's TTA predictions.
+Ship rule, committed before any of these val figures was computed: ``tta`` is switched on in the shipped
+weights only if CNN(TTA) + stage reaches val accuracy >= CNN + stage (0.780 above) + 0.005 and macro-F1 >=
+its 0.766, **and** ``wsikit run``'s classify + neighbourhood stages stay under 30% of its wall time on both
+``benchmarks/bench_run.py`` slides with TTA on.
+
 Usage::
 
     python research/study_neighbour_context.py prepare            # segmentation + crops (~4 min)
     python research/study_neighbour_context.py fold K             # K in 0..3, and "full" (~5 min each)
     python research/study_neighbour_context.py score [--json F]
     python research/study_neighbour_context.py weights            # the stage into the weights files
+    python research/study_neighbour_context.py score-tta          # the TTA follow-up (after fold 0..3, full)
+    python research/study_neighbour_context.py weights --tta      # the TTA stage + ``tta`` into the weights
 """
 
 from __future__ import annotations
@@ -91,8 +102,10 @@ def prepare() -> None:
 
 
 def _cnn_probabilities(
-    train_crops: np.ndarray, train_y: np.ndarray, crops: np.ndarray, save: Path | None = None
-) -> np.ndarray:
+    train_crops: np.ndarray, train_y: np.ndarray, crops: np.ndarray, save: Path | None = None,
+    keep: Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The CNN's softmax for ``crops`` without and with test-time augmentation (8 rotations / flips)."""
     from wsikit.classify.crops import CONTEXT_MPP
     from wsikit.classify.infer import CellClassifier
     from wsikit.classify.naming import CELL_TYPES
@@ -101,6 +114,8 @@ def _cnn_probabilities(
 
     torch.set_num_threads(1)
     state = train_context_cnn(train_crops, train_y, SupervisedTrainConfig(steps=4000, scanner=True, seed=0))
+    if keep is not None:  # the fold's network, so later variants need no retraining
+        torch.save(state.model.state_dict(), keep)
     if save is not None:  # the train-only fit, in the shipped format (fp16), for `wsikit eval classifier`
         counts = np.bincount(train_y, minlength=3)
         meta = {
@@ -120,7 +135,7 @@ def _cnn_probabilities(
     clf = CellClassifier(
         state.model, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform"
     )
-    return clf.probabilities(crops)
+    return clf.probabilities(crops, tta=False), clf.probabilities(crops, tta=True)
 
 
 def fold(which: str) -> None:
@@ -128,21 +143,25 @@ def fold(which: str) -> None:
     labelled = tr["truth"] >= 0
     if which == "full":
         va = np.load(WORK / "val.npz")
-        p = _cnn_probabilities(
+        p, p_tta = _cnn_probabilities(
             tr["crops"][labelled],
             tr["truth"][labelled],
             va["crops"],
             save=WORK / "cells-context-cnn-trainonly.pt",
         )
         np.save(WORK / "prob_val.npy", p)
+        np.save(WORK / "prob_val_tta.npy", p_tta)
         return
     k = int(which)
     patients = np.array(sorted(set(tr["patient"].tolist())))
     held = set(patients[np.random.default_rng(0).permutation(len(patients)) % FOLDS == k].tolist())
     out_fold = np.array([p in held for p in tr["patient"].tolist()])
     fit = labelled & ~out_fold
-    p = _cnn_probabilities(tr["crops"][fit], tr["truth"][fit], tr["crops"][out_fold])
+    p, p_tta = _cnn_probabilities(
+        tr["crops"][fit], tr["truth"][fit], tr["crops"][out_fold], keep=WORK / f"fold{k}.state.pt"
+    )
     np.save(WORK / f"prob_train_fold{k}.npy", p)
+    np.save(WORK / f"prob_train_fold{k}_tta.npy", p_tta)
     np.save(WORK / f"rows_train_fold{k}.npy", np.flatnonzero(out_fold))
 
 
