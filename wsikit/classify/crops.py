@@ -189,21 +189,50 @@ def nucleus_crops(
     >>> crops.shape, ids.tolist(), int(crops[0, 0, 0, 0]), int(crops[0, 20, 20, 0])
     ((1, 40, 40, 3), [7], 255, 90)
     """
-    from PIL import Image
-    from scipy import ndimage as ndi
-
     if image.ndim != 3 or image.shape[2] != 3 or labels.shape != image.shape[:2]:
         raise ShapeError(
             f"image must be (H, W, 3) and labels (H, W) of the same size, got {image.shape}, {labels.shape}"
         )
     if mpp <= 0 or crop_mpp <= 0 or size < 8:
         raise ShapeError(f"mpp and crop_mpp must be positive and size >= 8, got {mpp}, {crop_mpp}, {size}")
+    fields, want = _cut(
+        image, labels, mpp=mpp, size=size, fields=((crop_mpp, "whiten" if whiten else "rgb"),), ids=ids
+    )
+    return fields[0], want
+
+
+def _resized(patch: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+    """PIL's bilinear (antialiased) resize to size x size; a patch already that size is returned as is (as
+    PIL would: it copies)."""
+    from PIL import Image
+
+    if patch.shape[0] == size and patch.shape[1] == size:
+        return patch
+    return np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def _cut(
+    image: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.integer],
+    *,
+    mpp: float,
+    size: int,
+    fields: tuple[tuple[float, str], ...],
+    ids: npt.NDArray[np.integer] | None,
+) -> tuple[list[npt.NDArray[np.uint8]], npt.NDArray[np.int64]]:
+    """Per nucleus and per field ``(crop_mpp, kind)``, a square crop centred on the nucleus's box, spanning
+    ``size * crop_mpp`` microns or 1.15 x the nucleus's longer side if larger, resized to ``size`` px (pixels
+    beyond the image white). ``kind``: "rgb" the image, "whiten" the image with every pixel outside the
+    nucleus white, "mask" 255 inside the nucleus and 0 elsewhere (one channel; resized as 255 - the whitened
+    crop of a black image, as the weights were trained). One pass for all fields."""
+    from scipy import ndimage as ndi
+
     lab = np.asarray(labels)
     objects = ndi.find_objects(lab.astype(np.int64, copy=False))
     present = np.array([i + 1 for i, s in enumerate(objects) if s is not None], np.int64)
     want = present if ids is None else np.asarray(ids, np.int64)
-    out = np.empty((len(want), size, size, 3), np.uint8)
-    window = size * crop_mpp / mpp  # source pixels spanned by a crop
+    out = [np.empty((len(want), size, size) if kind == "mask" else (len(want), size, size, 3), np.uint8)
+           for _, kind in fields]  # fmt: skip
     h, w = lab.shape
     for k, nid in enumerate(want):
         sl = objects[nid - 1] if 0 < nid <= len(objects) else None
@@ -212,16 +241,24 @@ def nucleus_crops(
         ys, xs = sl
         cy, cx = (ys.start + ys.stop) / 2, (xs.start + xs.stop) / 2
         extent = max(ys.stop - ys.start, xs.stop - xs.start) * 1.15
-        side = int(np.ceil(max(window, extent)))
-        y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
-        patch = np.full((side, side, 3), 255, np.uint8)
-        ya, yb, xa, xb = max(y0, 0), min(y0 + side, h), max(x0, 0), min(x0 + side, w)
-        patch[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
-        if whiten:
-            inside = np.zeros((side, side), bool)
-            inside[ya - y0 : yb - y0, xa - x0 : xb - x0] = lab[ya:yb, xa:xb] == nid
-            patch[~inside] = 255
-        out[k] = np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.BILINEAR))
+        for f, (crop_mpp, kind) in enumerate(fields):
+            side = int(np.ceil(max(size * crop_mpp / mpp, extent)))
+            y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
+            ya, yb, xa, xb = max(y0, 0), min(y0 + side, h), max(x0, 0), min(x0 + side, w)
+            if kind == "mask":  # cut as a whitened blank image (0 inside), inverted after resizing
+                patch = np.full((side, side), 255, np.uint8)
+                patch[ya - y0 : yb - y0, xa - x0 : xb - x0] = np.where(lab[ya:yb, xa:xb] == nid, 0, 255)
+            else:
+                patch = np.full((side, side, 3), 255, np.uint8)
+                patch[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
+                if kind == "whiten":
+                    inside = np.zeros((side, side), bool)
+                    inside[ya - y0 : yb - y0, xa - x0 : xb - x0] = lab[ya:yb, xa:xb] == nid
+                    patch[~inside] = 255
+            out[f][k] = _resized(patch, size)
+    for f, (_, kind) in enumerate(fields):
+        if kind == "mask":
+            np.subtract(255, out[f], out=out[f])
     return out, want
 
 
@@ -254,16 +291,18 @@ def context_crops(
     >>> crops.shape, ids.tolist(), int(crops[0, 20, 20, 3]), int(crops[0, 0, 0, 3]), int(crops[0, 0, 0, 4])
     ((1, 40, 40, 7), [3], 255, 0, 90)
     """
-    near, got = nucleus_crops(image, labels, mpp=mpp, size=size, whiten=False, ids=ids)
-    blank = np.zeros(image.shape, np.uint8)
-    mask, _ = nucleus_crops(blank, labels, mpp=mpp, size=size, whiten=True, ids=got)
+    if image.ndim != 3 or image.shape[2] != 3 or labels.shape != image.shape[:2]:
+        raise ShapeError(
+            f"image must be (H, W, 3) and labels (H, W) of the same size, got {image.shape}, {labels.shape}"
+        )
+    if mpp <= 0 or size < 8 or any(m <= 0 for m in context_mpp):
+        raise ShapeError(
+            f"mpp and context_mpp must be positive and size >= 8, got {mpp}, {context_mpp}, {size}"
+        )
     # the surroundings: the same centre, windows too large for any nucleus to enlarge them
-    wide = [
-        nucleus_crops(image, labels, mpp=mpp, size=size, crop_mpp=m, whiten=False, ids=got)[0]
-        for m in context_mpp
-    ]
-    out = np.concatenate([near, 255 - mask[..., :1], *wide], axis=-1)
-    return out, got
+    fields = ((CROP_MPP, "rgb"), (CROP_MPP, "mask"), *((m, "rgb") for m in context_mpp))
+    (near, mask, *wide), got = _cut(image, labels, mpp=mpp, size=size, fields=fields, ids=ids)
+    return np.concatenate([near, mask[..., None], *wide], axis=-1), got
 
 
 def crop_augment(crops: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

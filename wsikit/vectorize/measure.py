@@ -1,6 +1,8 @@
 """Per-nucleus measurements from an RGB image and its instance labels (numpy in, columns out).
 
-Morphology comes from :func:`skimage.measure.regionprops_table`; stain intensities from Ruifrok-Johnston
+Morphology follows :func:`skimage.measure.regionprops_table`'s definitions: perimeter and solidity come from it,
+centroids, axis lengths and eccentricity from the same second moments computed for every nucleus at once
+(:func:`_second_moments`; regionprops computes them one region at a time, 20x slower); stain intensities from Ruifrok-Johnston
 color deconvolution (:func:`skimage.color.rgb2hed`, hematoxylin and eosin optical density).
 Lengths are in microns and areas in square microns when ``mpp`` is given, in pixels otherwise.
 """
@@ -54,6 +56,30 @@ def _channel_stats(values: npt.NDArray[np.floating], labels: npt.NDArray[np.intp
         mean = s / count
         var = np.maximum(s2 / count - mean**2, 0.0)
     return mean, np.sqrt(var)
+
+
+def _second_moments(
+    lab: npt.NDArray[np.intp], n: int
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+]:
+    """Per label 1..n: centroid (row, col) and the eigenvalues (major, minor) of regionprops' inertia tensor.
+
+    Two passes (means, then central moments about them), so large coordinates lose no precision.
+    """
+    rr, cc = np.nonzero(lab)
+    sel = lab[rr, cc]
+    count = np.bincount(sel, minlength=n + 1).astype(np.float64)
+    count[count == 0] = np.nan
+    cy = np.bincount(sel, weights=rr, minlength=n + 1) / count
+    cx = np.bincount(sel, weights=cc, minlength=n + 1) / count
+    dr, dc = rr - cy[sel], cc - cx[sel]
+    vr = np.bincount(sel, weights=dr * dr, minlength=n + 1) / count  # mu20 / mu00
+    vc = np.bincount(sel, weights=dc * dc, minlength=n + 1) / count  # mu02 / mu00
+    cov = np.bincount(sel, weights=dr * dc, minlength=n + 1) / count  # mu11 / mu00
+    # eigenvalues of [[vc, -cov], [-cov, vr]] (regionprops' inertia tensor), clipped at 0 as regionprops does
+    half_sum, root = (vr + vc) / 2, np.sqrt(((vr - vc) / 2) ** 2 + cov**2)
+    return cy, cx, np.maximum(half_sum + root, 0.0), np.maximum(half_sum - root, 0.0)
 
 
 def measure_nuclei(
@@ -116,12 +142,8 @@ def measure_nuclei(
         lab,
         properties=(
             "label",
-            "centroid",
             "area",
             "perimeter",
-            "axis_major_length",
-            "axis_minor_length",
-            "eccentricity",
             "solidity",
         ),
     )  # type: ignore[no-untyped-call]
@@ -133,22 +155,24 @@ def measure_nuclei(
     scale = 1.0 if mpp is None else float(mpp)
     area_px = props["area"][rows].astype(np.float64)
     perim_px = props["perimeter"][rows].astype(np.float64)
+    n = int(lab.max())
+    cy, cx, major, minor = (v[want] for v in _second_moments(lab, n))
     out["label"] = want.astype(np.float64)
     # pixel-edge convention, as the polygons: pixel (0, 0) covers [0, 1], so its centre is 0.5
-    out["centroid_x"] = props["centroid-1"][rows].astype(np.float64) + 0.5
-    out["centroid_y"] = props["centroid-0"][rows].astype(np.float64) + 0.5
+    out["centroid_x"] = cx + 0.5
+    out["centroid_y"] = cy + 0.5
     out["area"] = area_px * scale**2
     out["perimeter"] = perim_px * scale
-    out["major_axis"] = props["axis_major_length"][rows] * scale
-    out["minor_axis"] = props["axis_minor_length"][rows] * scale
-    out["eccentricity"] = props["eccentricity"][rows].astype(np.float64)
+    out["major_axis"] = 4 * np.sqrt(major) * scale
+    out["minor_axis"] = 4 * np.sqrt(minor) * scale
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["eccentricity"] = np.where(major > 0, np.sqrt(np.clip(1 - minor / major, 0, 1)), 0.0)
     out["solidity"] = props["solidity"][rows].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["circularity"] = np.clip(np.where(perim_px > 0, 4 * np.pi * area_px / perim_px**2, np.nan), 0, 1)
     # intensities: bincount over the (few) labelled pixels only
     mask = lab > 0
     sel = lab[mask]
-    n = int(lab.max())
     pix = image[mask].astype(np.float64)
     hed = rgb2hed(image[mask][None].astype(np.float64) / 255.0)[0]
     channels = {
