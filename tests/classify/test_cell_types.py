@@ -32,6 +32,32 @@ def test_context_crops_hold_nucleus_mask_and_surroundings():
     assert (edge[0, 0, 0, 4:] == 255).all()
 
 
+def test_context_crops_are_the_crops_the_weights_were_trained_on():
+    """context_crops cuts its fields in one pass; each must equal the field cut alone as at training time:
+    the nucleus crop, 255 - the whitened crop of a black image (the mask), the 64 um field."""
+    from skimage.draw import ellipse
+
+    from wsikit.classify.crops import CONTEXT_MPP, nucleus_crops
+
+    rng = np.random.default_rng(0)
+    lab = np.zeros((300, 300), np.int32)
+    for k in range(1, 25):  # nuclei of many sizes, some cut by the image edge
+        rr, cc = ellipse(
+            *rng.uniform(0, 300, 2), *rng.uniform(3, 30, 2), shape=lab.shape, rotation=rng.uniform(0, 3)
+        )
+        lab[rr, cc] = k
+    image = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    for mpp in (0.5, 0.25):
+        crops, ids = context_crops(image, lab, mpp=mpp)
+        near, got = nucleus_crops(image, lab, mpp=mpp, whiten=False)
+        blank, _ = nucleus_crops(np.zeros_like(image), lab, mpp=mpp, whiten=True)
+        wide, _ = nucleus_crops(image, lab, mpp=mpp, crop_mpp=CONTEXT_MPP, whiten=False)
+        assert ids.tolist() == got.tolist() and len(ids) > 15
+        np.testing.assert_array_equal(crops[..., :3], near)
+        np.testing.assert_array_equal(crops[..., 3], 255 - blank[..., 0])
+        np.testing.assert_array_equal(crops[..., 4:], wide)
+
+
 def test_stain_jitter_moves_colour_not_the_mask():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 7, 8, 8, generator=g) * 2 - 1

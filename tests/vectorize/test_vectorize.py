@@ -131,6 +131,32 @@ def test_measurements_of_known_shapes():
     assert measure_nuclei(image, lab)["area"][0] == pytest.approx(m["area"][0] * 4)
 
 
+def test_moment_measurements_equal_regionprops(monusac_labels):
+    """Centroids, axes and eccentricity are computed for all nuclei at once: they must equal regionprops'."""
+    from skimage.measure import regionprops_table
+
+    _, labels = monusac_labels
+    m = measure_nuclei(np.full((*labels.shape, 3), 128, np.uint8), labels, mpp=0.25)
+    ref = regionprops_table(
+        labels,
+        properties=(
+            "label",
+            "centroid",
+            "axis_major_length",
+            "axis_minor_length",
+            "eccentricity",
+            "solidity",
+        ),
+    )
+    assert m["label"].tolist() == ref["label"].tolist() and len(ref["label"]) > 300
+    np.testing.assert_allclose(m["centroid_x"], ref["centroid-1"] + 0.5, atol=1e-9)
+    np.testing.assert_allclose(m["centroid_y"], ref["centroid-0"] + 0.5, atol=1e-9)
+    np.testing.assert_allclose(m["major_axis"], ref["axis_major_length"] * 0.25, atol=1e-9)
+    np.testing.assert_allclose(m["minor_axis"], ref["axis_minor_length"] * 0.25, atol=1e-9)
+    np.testing.assert_allclose(m["eccentricity"], ref["eccentricity"], atol=1e-9)
+    np.testing.assert_allclose(m["solidity"], ref["solidity"], atol=1e-12)
+
+
 def test_measure_rejects_mismatched_shapes():
     with pytest.raises(ShapeError, match="same size"):
         measure_nuclei(np.zeros((5, 5, 3), np.uint8), np.zeros((4, 5), np.int32))
