@@ -59,6 +59,39 @@ def test_polygon_follows_pixel_edges_with_holes_and_corner_contacts():
     assert q.is_valid and q.geom_type == "MultiPolygon" and q.area == 2.0
 
 
+def test_direct_outline_equals_the_union_of_pixel_boxes():
+    """Row- or column-convex masks get their outline written directly; it must be the union of their pixels'
+    boxes (the general path), counter-clockwise, with no collinear vertex; simplifying gives the same result
+    whichever path made the outline."""
+    from wsikit.vectorize.polygons import _direct_ring, _runs, _union_of_runs
+
+    rng = np.random.default_rng(1)
+    direct = 0
+    for k in range(300):
+        m = np.zeros((40, 40), bool)
+        rr, cc = ellipse(20, 20, *rng.uniform(1, 18, 2), shape=m.shape, rotation=rng.uniform(0, 3))
+        m[rr, cc] = True
+        if k % 3 == 1:
+            m &= rng.random(m.shape) > 0.05  # notches, holes, corner contacts
+        if k % 3 == 2:
+            m[:, int(rng.integers(5, 35))] = False  # a cut: two pieces or a notch
+        if not m.any():
+            continue
+        runs = _runs(m)
+        ring = _direct_ring(runs, m)
+        ref = _union_of_runs(*runs, 2.0, 3.0)
+        got = mask_polygon(m, offset=(2.0, 3.0))
+        assert got.is_valid and shapely.equals(got, ref) and got.area == m.sum()
+        assert shapely.get_num_coordinates(got) == shapely.get_num_coordinates(ref)
+        if ring is not None:
+            direct += 1
+            assert got.exterior.is_ccw
+            simple = mask_polygon(m, offset=(2.0, 3.0), simplify=0.7, max_area_change=1.0)
+            ref_simple = shapely.simplify(shapely.normalize(ref), 0.7, preserve_topology=True)
+            assert shapely.equals_exact(shapely.normalize(simple), shapely.normalize(ref_simple), 0)
+    assert 100 < direct < 290  # both paths exercised
+
+
 def test_simplify_keeps_area_within_two_percent(monusac_labels):
     _, labels = monusac_labels
     _, exact = label_polygons(labels)

@@ -1,13 +1,17 @@
 """Nucleus instance labels -> one valid shapely polygon per nucleus, following pixel edges exactly.
 
-Each nucleus's pixels are turned into row runs, one box per run, and the boxes are unioned
-(:func:`shapely.union_all`); the result follows the pixel edges, so its area equals the pixel count
+Each nucleus's pixels are turned into row runs. When every row holds one run and each run shares a column with
+the next, or the same holds for columns (8 in 10 nuclei), the outline is written directly: down the runs'
+right ends and back up their left ends. Otherwise there is one box per run and the boxes are unioned (:func:`shapely.union_all`, 20x slower).
+Either way the result follows the pixel edges, so its area equals the pixel count
 and its centroid the pixels' centroid (pixel-edge convention: pixel (0, 0) covers [0, 1] x [0, 1]).
 A nucleus in several pieces is a MultiPolygon (QuPath reads it); holes are kept. Optional Douglas-Peucker simplification (topology preserving) is undone for any
 polygon whose area would change by more than ``max_area_change``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +33,42 @@ def _runs(
     r0, c0 = np.nonzero(d == 1)
     _, c1 = np.nonzero(d == -1)
     return r0, c0, c1
+
+
+def _row_convex(r: npt.NDArray[np.intp], c0: npt.NDArray[np.intp], c1: npt.NDArray[np.intp]) -> bool:
+    """One run per row, rows consecutive, and each run sharing at least one column with the next: the
+    pixels' outline is then one simple ring, written directly (most nuclei; union of boxes otherwise)."""
+    if len(r) < 2:
+        return True
+    return bool((np.diff(r) == 1).all() and (np.maximum(c0[1:], c0[:-1]) < np.minimum(c1[1:], c1[:-1])).all())
+
+
+def _row_convex_ring(
+    r: npt.NDArray[np.intp], c0: npt.NDArray[np.intp], c1: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """Closed (x, y) ring of a row-convex shape's outline, counter-clockwise (shapely's sense, y up), without
+    collinear vertices: down the runs' right ends, then up their left ends."""
+    right = np.stack([np.repeat(c1, 2), np.stack([r, r + 1], 1).ravel()], 1)
+    left = np.stack([np.repeat(c0[::-1], 2), np.stack([r[::-1] + 1, r[::-1]], 1).ravel()], 1)
+    ring = np.concatenate([right, left]).astype(np.float64)
+    ring = ring[(ring != np.roll(ring, 1, axis=0)).any(axis=1)]  # repeated points (equal run ends)
+    prev, nxt = np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0)
+    ring = ring[~((prev == ring) & (ring == nxt)).any(axis=1)]  # collinear points along an edge
+    x, y = ring[:, 0], ring[:, 1]
+    if np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y) < 0:  # shoelace: clockwise
+        ring = ring[::-1]
+    return np.concatenate([ring, ring[:1]])
+
+
+def _direct_ring(mask_runs: tuple[npt.NDArray[np.intp], ...], mask: npt.NDArray[np.bool_]) -> Any:
+    """The outline ring of a mask convex along rows or along columns (None if neither)."""
+    if _row_convex(*mask_runs):
+        return _row_convex_ring(*mask_runs)
+    runs_t = _runs(mask.T)
+    if _row_convex(*runs_t):
+        ring = _row_convex_ring(*runs_t)[::-1, ::-1]  # transposed back; transposing flips the sense
+        return np.ascontiguousarray(ring)
+    return None
 
 
 def mask_polygon(
@@ -53,14 +93,15 @@ def mask_polygon(
     if len(r) == 0:
         return Polygon()
     ox, oy = offset
-    boxes = shapely.box(c0 + ox, r + oy, c1 + ox, r + 1 + oy)
-    geom = shapely.union_all(boxes) if len(boxes) > 1 else boxes[0]
-    if not geom.is_valid:  # pixels touching only at a corner can leave a self-touching ring
-        geom = shapely.make_valid(geom)
-        if geom.geom_type == "GeometryCollection":
-            geom = shapely.union_all([g for g in geom.geoms if g.geom_type in ("Polygon", "MultiPolygon")])
-    geom = shapely.simplify(geom, 0.0)  # drop collinear vertices along pixel edges
+    ring = _direct_ring((r, c0, c1), mask)
+    if ring is not None:  # valid, counter-clockwise and without collinear vertices by construction
+        geom = Polygon(ring + (ox, oy))
+        if simplify <= 0:
+            return geom
+    else:
+        geom = _union_of_runs(r, c0, c1, ox, oy)
     if simplify > 0:
+        geom = shapely.normalize(geom)  # the same start vertex however the outline was made: same result
         simple = shapely.simplify(geom, simplify, preserve_topology=True)
         if (
             simple.is_valid
@@ -71,6 +112,19 @@ def mask_polygon(
     if geom.geom_type == "MultiPolygon":
         return shapely.MultiPolygon([shapely.geometry.polygon.orient(g, sign=1.0) for g in geom.geoms])
     return shapely.geometry.polygon.orient(geom, sign=1.0)
+
+
+def _union_of_runs(
+    r: npt.NDArray[np.intp], c0: npt.NDArray[np.intp], c1: npt.NDArray[np.intp], ox: float, oy: float
+) -> Polygon | MultiPolygon:
+    """Any mask's outline: the union of one box per run, made valid, without collinear vertices."""
+    boxes = shapely.box(c0 + ox, r + oy, c1 + ox, r + 1 + oy)
+    geom = shapely.union_all(boxes) if len(boxes) > 1 else boxes[0]
+    if not geom.is_valid:  # pixels touching only at a corner can leave a self-touching ring
+        geom = shapely.make_valid(geom)
+        if geom.geom_type == "GeometryCollection":
+            geom = shapely.union_all([g for g in geom.geoms if g.geom_type in ("Polygon", "MultiPolygon")])
+    return shapely.simplify(geom, 0.0)  # drop collinear vertices along pixel edges
 
 
 def label_polygons(
