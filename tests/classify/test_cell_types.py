@@ -58,6 +58,21 @@ def test_context_crops_are_the_crops_the_weights_were_trained_on():
         np.testing.assert_array_equal(crops[..., 4:], wide)
 
 
+def test_classifier_tta_is_the_mean_over_rotations_and_flips_and_invariant_to_them():
+    clf = CellClassifier.from_pretrained()
+    crops = np.random.default_rng(0).integers(0, 256, (5, 40, 40, 7), dtype=np.uint8)
+    views = [np.rot90(crops, k, axes=(1, 2)) for k in range(4)]
+    views += [v[:, :, ::-1] for v in views]
+    each = [clf.probabilities(np.ascontiguousarray(v), tta=False, with_prior=False) for v in views]
+    tta = clf.probabilities(crops, tta=True, with_prior=False)
+    np.testing.assert_allclose(tta, np.mean(each, axis=0), atol=1e-5)
+    for v in views[1:]:
+        np.testing.assert_allclose(
+            clf.probabilities(np.ascontiguousarray(v), tta=True, with_prior=False), tta, atol=1e-5
+        )
+    assert not np.allclose(each[0], tta, atol=1e-3)  # the views do differ
+
+
 def test_stain_jitter_moves_colour_not_the_mask():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 7, 8, 8, generator=g) * 2 - 1

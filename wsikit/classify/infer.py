@@ -262,11 +262,11 @@ class CellClassifier:
             if not tta:
                 out.append(self.critic(x)[1][:n].softmax(dim=1).cpu().double().numpy())
                 continue
-            acc = torch.zeros(x.shape[0], cfg.n_classes, dtype=dtype, device=self.device)
-            for k in range(4):
-                r = torch.rot90(x, k, dims=(2, 3))
-                acc += self.critic(r)[1].softmax(dim=1) + self.critic(r.flip(3))[1].softmax(dim=1)
-            out.append((acc[:n] / 8).cpu().double().numpy())
+            # the 8 rotations / flips in one forward pass (one large batch runs faster than 8 small ones)
+            views = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
+            views = torch.cat(views + [v.flip(3) for v in views])
+            prob = self.critic(views)[1].softmax(dim=1).reshape(8, x.shape[0], cfg.n_classes)
+            out.append(prob.mean(dim=0)[:n].cpu().double().numpy())
         return out
 
     def _with_prior(self, p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
