@@ -147,7 +147,20 @@ class TestDicom(SlideContract):
 
 
 class TestGenericPyramidTiff(MultiLevelContract):
+    backend, n_levels, mpp = "tifffile", 3, (0.25, 0.25)  # auto: generic TIFFs go to tifffile
+
+    @pytest.fixture
+    def path(self, generated: dict[str, Path]) -> Path:
+        return generated["pyramid_jpeg"]
+
+
+class TestGenericPyramidTiffViaOpenSlide(MultiLevelContract):
     backend, n_levels, mpp = "openslide", 3, (0.25, 0.25)
+
+    @pytest.fixture
+    def slide(self, generated: dict[str, Path]):  # type: ignore[no-untyped-def]
+        with open_slide(generated["pyramid_jpeg"], backend="openslide") as s:
+            yield s
 
     @pytest.fixture
     def path(self, generated: dict[str, Path]) -> Path:
@@ -171,7 +184,7 @@ class TestFlatTiff72dpi(SlideContract):
 
 
 class TestOddSizeOneLevelTiff(SlideContract):
-    backend, n_levels, mpp = "openslide", 1, None
+    backend, n_levels, mpp = "tifffile", 1, None
 
     @pytest.fixture
     def path(self, generated: dict[str, Path]) -> Path:
@@ -179,7 +192,7 @@ class TestOddSizeOneLevelTiff(SlideContract):
 
 
 class TestSixteenBitTiff(SlideContract):
-    backend, n_levels, mpp = "openslide", 1, None  # tiled: OpenSlide's generic-tiff (libtiff) scales to 8 bit
+    backend, n_levels, mpp = "tifffile", 1, None  # 16 bit scaled to 8 (x 255 / 65535, rounded)
 
     @pytest.fixture
     def path(self, generated: dict[str, Path]) -> Path:

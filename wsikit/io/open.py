@@ -47,8 +47,8 @@ def open_slide(path: PathLike, *, backend: Backend = "auto") -> Slide:
     Backends are tried in this order when ``backend="auto"``:
 
     1. DICOM WSI (a ``.dcm`` instance or a folder of them) - pydicom.
-    2. Formats OpenSlide recognises (svs, ndpi, mrxs, scn, vms, bif, tiled TIFF, ...).
-    3. Other TIFFs, including OME-TIFF pyramids - tifffile.
+    2. Generic TIFFs, tiled or flat, including OME-TIFF pyramids - tifffile (OpenSlide if tifffile cannot).
+    3. Vendor formats OpenSlide recognises (svs, ndpi, mrxs, scn, vms, bif, ...).
     4. Plain images (png, jpg, bmp, ...) as one-level slides - Pillow.
 
     TIFF-based files are checked for truncation before use, so a partial copy
@@ -95,9 +95,8 @@ def open_slide(path: PathLike, *, backend: Backend = "auto") -> Slide:
         return DicomSlide(p)
     head = _sniff(p)
     is_tiff = head[:4] in _TIFF_MAGIC
-    is_ome = False
     if is_tiff and backend in ("auto", "openslide", "tifffile"):
-        is_ome = check_tiff_integrity(p)
+        check_tiff_integrity(p)  # a truncated copy fails here, not on some tile later
     if backend == "openslide":
         return OpenSlideSlide(p)
     if backend == "tifffile":
@@ -105,9 +104,13 @@ def open_slide(path: PathLike, *, backend: Backend = "auto") -> Slide:
     if backend == "image":
         return ImageSlide(p)
     vendor = openslide_format(p)
-    # OpenSlide's generic-tiff ignores OME-TIFF SubIFD pyramids and OME metadata: tifffile reads both.
-    if vendor == "generic-tiff" and is_ome:
-        return TiffSlide(p)
+    # Generic TIFFs go to tifffile: it reads OME-TIFF SubIFD pyramids and OME metadata (OpenSlide ignores both)
+    # and decodes a 512 px region of a tiled JPEG TIFF about 2x faster (docs/benchmarks.md, "Reading").
+    if vendor == "generic-tiff":
+        try:
+            return TiffSlide(p)
+        except (SlideOpenError, UnsupportedFormatError):
+            log.debug("%s: tifffile cannot read this generic TIFF; trying OpenSlide", p)
     # Flat (untiled) TIFFs are declined by OpenSlide and go to tifffile, which reads strips lazily.
     if vendor is not None:
         log.debug("%s: OpenSlide format %s", p, vendor)
