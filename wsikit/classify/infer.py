@@ -263,8 +263,8 @@ class CellClassifier:
                 out.append(self.critic(x)[1][:n].softmax(dim=1).cpu().double().numpy())
                 continue
             # the 8 rotations / flips in one forward pass (one large batch runs faster than 8 small ones)
-            views = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
-            views = torch.cat(views + [v.flip(3) for v in views])
+            turned = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
+            views = torch.cat(turned + [v.flip(3) for v in turned])
             prob = self.critic(views)[1].softmax(dim=1).reshape(8, x.shape[0], cfg.n_classes)
             out.append(prob.mean(dim=0)[:n].cpu().double().numpy())
         return out
