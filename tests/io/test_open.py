@@ -31,6 +31,34 @@ def test_backends_agree_on_the_same_file(sample_slide: Path) -> None:
         assert np.abs(ra - rb).mean() < 2.0  # two JPEG decoders
 
 
+def test_generic_tiff_reads_through_tifffile_with_a_bounded_tile_cache(generated: dict[str, Path]) -> None:
+    """Generic TIFFs open with tifffile; reads served from its decoded-tile cache equal uncached reads and
+    OpenSlide's, across tile borders and level edges, and the cache stays within its byte budget."""
+    path = generated["pyramid_jpeg"]
+    rng = np.random.default_rng(0)
+    with (
+        open_slide(path) as cached,
+        open_slide(path) as direct,
+        open_slide(path, backend="openslide") as reference,
+    ):
+        assert cached.backend == "tifffile" and reference.backend == "openslide"
+        direct.tile_cache_bytes = 0
+        tw, th = cached._tile_size(0)  # type: ignore[attr-defined]
+        cached.tile_cache_bytes = tw * th * 3 * 8  # the least that caches: 8 tiles, so evictions happen
+        for _ in range(60):
+            level = int(rng.integers(0, cached.level_count))
+            lw, lh = cached.level_dimensions[level]
+            ds = cached.level_downsamples[level]
+            w, h = (int(v) for v in rng.integers(1, 300, 2))
+            x, y = int(rng.integers(-50, lw)), int(rng.integers(-50, lh))
+            loc = (int(x * ds), int(y * ds))
+            a = cached.read_region(loc, level, (w, h))
+            np.testing.assert_array_equal(a, direct.read_region(loc, level, (w, h)))
+            np.testing.assert_array_equal(a, reference.read_region(loc, level, (w, h)))
+            assert cached._cache_size <= cached.tile_cache_bytes  # type: ignore[attr-defined]
+        assert cached._cache and not direct._cache  # type: ignore[attr-defined]
+
+
 def test_sixteen_bit_and_gray_are_converted(generated: dict[str, Path]) -> None:
     expected = he_texture(256, 384, 2)
     with open_slide(generated["uint16"], backend="tifffile") as s:

@@ -8,6 +8,8 @@ converted to RGB uint8 (16-bit scaled by 1/257).
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,10 @@ from wsikit.io.slide import Slide
 __all__ = ["TiffSlide", "tiff_resolution_mpp", "check_tiff_integrity"]
 
 _MPP_PLAUSIBLE = (0.02, 50.0)
+
+TILE_CACHE_BYTES = 64 << 20
+"""Decoded tiles a :class:`TiffSlide` keeps (least recently used first out), per open slide: overlapping reads
+(halos, neighbouring patches, viewers) decode each tile once. 0 turns the cache off."""
 """Microns per pixel a microscope can produce; outside it a resolution tag is a placeholder (72 dpi...)."""
 
 
@@ -144,6 +150,11 @@ class TiffSlide(Slide):
     ----------
     path : pathlib.Path
         A TIFF file; its first series is the image, its levels the pyramid.
+
+    Attributes
+    ----------
+    tile_cache_bytes : int
+        Bytes of decoded tiles kept for later reads (default :data:`TILE_CACHE_BYTES`; 0: none).
     """
 
     backend = "tifffile"
@@ -191,12 +202,51 @@ class TiffSlide(Slide):
         self.objective_power = None
         self.bounds_offset = (0, 0)
         self.vendor = "ome-tiff" if self._tif.is_ome else "tiff"
+        self.tile_cache_bytes = TILE_CACHE_BYTES
+        self._cache: OrderedDict[tuple[int, int, int], RGBImage] = OrderedDict()
+        self._cache_size = 0
+        self._cache_lock = threading.Lock()
         self.properties = {"tiff.axes": axes, "tiff.dtype": str(dtype)}
 
     def _tile_size(self, level: int) -> tuple[int, int]:
         return self._tiles[level]
 
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
+        tw, th = self._tiles[level]
+        if tw * th * 3 * 8 > self.tile_cache_bytes:  # no cache, or tiles (strips) too large to keep
+            return self._read_direct(level, x, y, w, h)
+        out = np.empty((h, w, 3), np.uint8)
+        for ty in range(y // th, (y + h - 1) // th + 1):
+            for tx in range(x // tw, (x + w - 1) // tw + 1):
+                tile = self._tile(level, tx, ty)
+                bx, by = tx * tw, ty * th
+                x0, y0, x1, y1 = max(x, bx), max(y, by), min(x + w, bx + tw), min(y + h, by + th)
+                out[y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - by : y1 - by, x0 - bx : x1 - bx]
+        return out
+
+    def _tile(self, level: int, tx: int, ty: int) -> RGBImage:
+        """One decoded tile (clipped at the level's edge), from the cache or decoded and cached."""
+        key = (level, tx, ty)
+        with self._cache_lock:
+            tile = self._cache.get(key)
+            if tile is not None:
+                self._cache.move_to_end(key)
+                return tile
+        tw, th = self._tiles[level]
+        lw, lh = self.level_dimensions[level]
+        bx, by = tx * tw, ty * th
+        tile = self._read_direct(level, bx, by, min(tw, lw - bx), min(th, lh - by))
+        tile.setflags(write=False)
+        with self._cache_lock:
+            if key not in self._cache:
+                self._cache[key] = tile
+                self._cache_size += tile.nbytes
+            while self._cache_size > self.tile_cache_bytes and self._cache:
+                _, old = self._cache.popitem(last=False)
+                self._cache_size -= old.nbytes
+        return tile
+
+    def _read_direct(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         arr = self._levels[level]
         axes = self._axes
         # Index only the trailing spatial axes; leading non-spatial axes take index 0.
@@ -216,7 +266,12 @@ class TiffSlide(Slide):
         return _to_rgb_uint8(data)
 
     def close(self) -> None:
-        """Close the TIFF file handle."""
+        """Close the TIFF file handle and drop the cached tiles."""
+        lock = getattr(self, "_cache_lock", None)
+        if lock is not None:
+            with lock:
+                self._cache.clear()
+                self._cache_size = 0
         tif = getattr(self, "_tif", None)
         if tif is not None:
             tif.close()
