@@ -215,36 +215,40 @@ class TiffSlide(Slide):
         tw, th = self._tiles[level]
         if tw * th * 3 * 8 > self.tile_cache_bytes:  # no cache, or tiles (strips) too large to keep
             return self._read_direct(level, x, y, w, h)
+        tys = range(y // th, (y + h - 1) // th + 1)
+        txs = range(x // tw, (x + w - 1) // tw + 1)
+        with self._cache_lock:
+            tiles = {(tx, ty): self._cache.get((level, tx, ty)) for ty in tys for tx in txs}
+            for tx, ty in tiles:
+                if tiles[tx, ty] is not None:
+                    self._cache.move_to_end((level, tx, ty))
+        missing = [k for k, v in tiles.items() if v is None]
+        if missing:  # decode the box of the missing tiles in one call (zarr decodes its chunks concurrently)
+            lw, lh = self.level_dimensions[level]
+            mx0, my0 = min(k[0] for k in missing), min(k[1] for k in missing)
+            mx1, my1 = max(k[0] for k in missing) + 1, max(k[1] for k in missing) + 1
+            bx0, by0 = mx0 * tw, my0 * th
+            box = self._read_direct(level, bx0, by0, min(mx1 * tw, lw) - bx0, min(my1 * th, lh) - by0)
+            with self._cache_lock:
+                for tx, ty in missing:
+                    tile = box[
+                        (ty - my0) * th : (ty - my0 + 1) * th, (tx - mx0) * tw : (tx - mx0 + 1) * tw
+                    ].copy()
+                    tile.setflags(write=False)
+                    tiles[tx, ty] = tile
+                    if (level, tx, ty) not in self._cache:
+                        self._cache[level, tx, ty] = tile
+                        self._cache_size += tile.nbytes
+                while self._cache_size > self.tile_cache_bytes and self._cache:
+                    _, old = self._cache.popitem(last=False)
+                    self._cache_size -= old.nbytes
         out = np.empty((h, w, 3), np.uint8)
-        for ty in range(y // th, (y + h - 1) // th + 1):
-            for tx in range(x // tw, (x + w - 1) // tw + 1):
-                tile = self._tile(level, tx, ty)
-                bx, by = tx * tw, ty * th
-                x0, y0, x1, y1 = max(x, bx), max(y, by), min(x + w, bx + tw), min(y + h, by + th)
-                out[y0 - y : y1 - y, x0 - x : x1 - x] = tile[y0 - by : y1 - by, x0 - bx : x1 - bx]
+        for (tx, ty), got in tiles.items():
+            assert got is not None
+            bx, by = tx * tw, ty * th
+            x0, y0, x1, y1 = max(x, bx), max(y, by), min(x + w, bx + tw), min(y + h, by + th)
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = got[y0 - by : y1 - by, x0 - bx : x1 - bx]
         return out
-
-    def _tile(self, level: int, tx: int, ty: int) -> RGBImage:
-        """One decoded tile (clipped at the level's edge), from the cache or decoded and cached."""
-        key = (level, tx, ty)
-        with self._cache_lock:
-            tile = self._cache.get(key)
-            if tile is not None:
-                self._cache.move_to_end(key)
-                return tile
-        tw, th = self._tiles[level]
-        lw, lh = self.level_dimensions[level]
-        bx, by = tx * tw, ty * th
-        tile = self._read_direct(level, bx, by, min(tw, lw - bx), min(th, lh - by))
-        tile.setflags(write=False)
-        with self._cache_lock:
-            if key not in self._cache:
-                self._cache[key] = tile
-                self._cache_size += tile.nbytes
-            while self._cache_size > self.tile_cache_bytes and self._cache:
-                _, old = self._cache.popitem(last=False)
-                self._cache_size -= old.nbytes
-        return tile
 
     def _read_direct(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         arr = self._levels[level]
