@@ -245,6 +245,35 @@ def test_fused_reinhard_kernel_equals_the_formula(data_dir: Path, target: np.nda
     assert np.array_equal(both[0], fast) and np.array_equal(both[1], norm.transform(other))
 
 
+def test_reinhard_colour_table_equals_the_kernel(data_dir: Path, target: np.ndarray, monkeypatch) -> None:
+    """With one slide's statistics, pixels past TABLE_AFTER_PIXELS are looked up in the map of every colour:
+    the same bytes as the kernel, on tissue and on random colours; a new source starts the count again;
+    a pickled normalizer (Dask) carries no table."""
+    import pickle
+
+    import wsikit.stain.reinhard as rh
+
+    norm = ReinhardNormalizer().fit(target)
+    image = _rgb(data_dir / "monuseg" / "test" / "TCGA-2Z-A9J9-01A-01-TS1.tif")[:256, :256].copy()
+    source = norm.fit_source(image)
+    monkeypatch.setattr(rh, "TABLE_AFTER_PIXELS", 256 * 256)
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    batches = [image, noise, image, noise]
+    by_kernel = [rh.reinhard_kernel(torch.from_numpy(b).reshape(-1, 256, 256, 3).permute(0, 3, 1, 2).contiguous(),
+                                    norm.target, source)[0].permute(0, 2, 3, 1).numpy().squeeze() for b in batches]  # fmt: skip
+    got = [norm.transform(b, source=source) for b in batches]
+    assert norm._table[2] is not None  # the table was built after the first 256^2 pixels
+    for g, k in zip(got, by_kernel, strict=True):
+        np.testing.assert_array_equal(g, k)
+    other = norm.fit_source(_rgb(data_dir / "monuseg" / "test" / "TCGA-69-7764-01A-01-TS1.tif")[:256, :256])
+    norm.transform(image, source=other)
+    assert norm._table[2] is None and norm._table[1] == 256 * 256
+    clone = pickle.loads(pickle.dumps(norm))
+    assert clone._table == (None, 0, None)
+    np.testing.assert_array_equal(clone.transform(image, source=source), got[0])
+
+
 def test_reinhard_fits_large_images_on_a_grid(data_dir: Path, target: np.ndarray) -> None:
     """Above FIT_PIXELS the statistics come from every k-th pixel and row: within a grey level or two."""
     norm = ReinhardNormalizer().fit(target)
