@@ -70,7 +70,7 @@ def quantile(x: torch.Tensor, q: torch.Tensor | float, dim: int = -1) -> torch.T
         hi = torch.kthvalue(x, min(int(b) + 2, n), dim=dim).values if r > b else lo
         out.append(torch.lerp(lo, hi, torch.tensor(r - b, dtype=x.dtype, device=x.device)))
     stacked = torch.stack(out)
-    return stacked.reshape(*qs.shape, *stacked.shape[1:])
+    return stacked.reshape(tuple(qs.shape) + tuple(stacked.shape[1:]))
 
 
 def macenko_stain_matrix(od: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
