@@ -314,3 +314,16 @@ def test_cnn_bounded_lightness_keeps_the_ssim_bound(data_dir: Path) -> None:
     assert diff.max() <= 1
     with pytest.raises(ConfigError, match="min_ssim"):
         CnnNormalizer.from_pretrained(lightness="bounded", min_ssim=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_selection_quantile_equals_torch_quantile(dtype: torch.dtype) -> None:
+    from wsikit.stain.macenko import quantile
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 3, 100, 50_001):
+        x = torch.randn(3, n, generator=g, dtype=dtype)
+        for q in (0.0, 0.01, 0.3, 0.99, 1.0):
+            assert torch.equal(quantile(x, q, dim=1), torch.quantile(x, q, dim=1))
+        qs = torch.tensor([0.01, 0.99], dtype=dtype)
+        assert torch.equal(quantile(x[0], qs), torch.quantile(x[0], qs))
