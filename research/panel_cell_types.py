@@ -59,7 +59,7 @@ def main() -> None:
                     lab = np.zeros((side, side), np.int64)
                     xa, ya, xb, yb = max(x, 0), max(y, 0), min(x + side, w0), min(y + side, h0)
                     lab[ya - y : yb - y, xa - x : xb - x] = store.read_region(
-                        "nuclei", ya, xa, yb - ya, xb - xa
+                        "nuclei", x=xa, y=ya, width=xb - xa, height=yb - ya
                     )
                     m = lab == int(r["nucleus_id"])
                     img[ndi.binary_dilation(m, iterations=2) & ~ndi.binary_dilation(m)] = CELL_TYPE_COLORS[
@@ -80,8 +80,8 @@ def main() -> None:
         x, y, w, h = (int(v) for v in args.overlay[:4])
         with open_slide(args.slide) as slide:
             img = slide.read_region((x, y), 0, (w, h)).copy()
-        types = store.read_region("cell_types", y, x, h, w)
-        nuc = store.read_region("nuclei", y, x, h, w)
+        types = store.read_region("cell_types", x=x, y=y, width=w, height=h)
+        nuc = store.read_region("nuclei", x=x, y=y, width=w, height=h)
         edge = (ndi.grey_dilation(nuc, size=3) != nuc) | (ndi.grey_erosion(nuc, size=3) != nuc)
         for i, name in enumerate(CELL_TYPES, start=1):
             img[edge & (ndi.grey_dilation(types, size=3) == i)] = CELL_TYPE_COLORS[name]

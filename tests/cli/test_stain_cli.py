@@ -50,7 +50,7 @@ def test_normalize_slide_to_omezarr(
     assert code == 0 and f"wrote {out}" in text
     store = OmeZarrStore.open(out)
     assert (store.width, store.height) == (2220, 2967) and store.mpp == (0.499, 0.499) and store.levels == 3
-    region = store.read_region(IMAGE, 1500, 1000, 200, 200)
+    region = store.read_region(IMAGE, x=1000, y=1500, width=200, height=200)
     assert region.shape == (3, 200, 200) and region.std() > 5  # tissue was written
     # slide-level statistics: the same pixels come out whether read through one chunk or another
     code, _, err = _run(

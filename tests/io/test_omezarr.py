@@ -101,7 +101,7 @@ def test_concurrent_writers_in_processes(tmp_path: Path) -> None:
     jobs = [(str(store.path), y, x, 1 + i) for i, (y, x, _, _) in enumerate(store.chunk_grid())]
     with mp.get_context("spawn").Pool(2) as pool:
         pool.map(_write_chunk, jobs)
-    data = store.read_region("nuclei", 0, 0, 300, 520)
+    data = store.read_region("nuclei", x=0, y=0, width=520, height=300)
     for _, y, x, value in jobs:
         assert (data[y : y + 128, x : x + 128] == value).all()
     assert len(store.written_chunks("nuclei")) == len(jobs) == 15
@@ -117,12 +117,12 @@ def test_pyramid_levels(tmp_path: Path) -> None:
     store.write_region("nuclei", 0, 0, labels)
     store.build_pyramid(IMAGE)
     store.build_pyramid("nuclei")
-    lvl1 = store.read_region(IMAGE, 0, 0, 150, 260, level=1)
+    lvl1 = store.read_region(IMAGE, x=0, y=0, width=260, height=150, level=1)
     expected = (
         rgb[0::2, 0::2, 0].astype(int) + rgb[0::2, 1::2, 0] + rgb[1::2, 0::2, 0] + rgb[1::2, 1::2, 0] + 2
     ) // 4
     np.testing.assert_array_equal(lvl1[0], expected)
-    lab2 = store.read_region("nuclei", 0, 0, 75, 130, level=2)
+    lab2 = store.read_region("nuclei", x=0, y=0, width=130, height=75, level=2)
     np.testing.assert_array_equal(lab2, labels[2::4, 2::4])  # the centre pixel of each 4 x 4 block
     assert set(np.unique(lab2)) <= set(np.unique(labels))  # nearest keeps valid ids
 
@@ -161,7 +161,7 @@ def test_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="read-only"):
         ro.create_label("nuclei")
     with pytest.raises(StoreError, match="no label 'nuclei'"):
-        ro.read_region("nuclei", 0, 0, 1, 1)
+        ro.read_region("nuclei", x=0, y=0, width=1, height=1)
     rw = OmeZarrStore.open(store.path, mode="r+")
     rw.create_label("nuclei")
     with pytest.raises(StoreError, match="exists already"):
@@ -213,7 +213,7 @@ def test_label_pyramid_stays_centred_on_the_image(tmp_path: Path) -> None:
     store.write_region("nuclei", 0, 0, lab)
     store.build_pyramid("nuclei")
     for k in (1, 2, 3):
-        level = store.read_region("nuclei", 0, 0, 256 >> k, 256 >> k, level=k)
+        level = store.read_region("nuclei", x=0, y=0, width=256 >> k, height=256 >> k, level=k)
         for i in (1, 2, 3):
             ys, xs = np.nonzero(level == i)
             y0, x0 = np.nonzero(lab == i)

@@ -116,7 +116,9 @@ def test_result_store_opens_in_ome_zarr_readers_aligned_with_the_slide(reference
     store = OmeZarrStore.open(path)
     assert store.image_downsample == 8 and store.image_shape(0) == (175, 113)
     # the overview lies under the labels: nuclei (hematoxylin) are darker than the rest of the tissue
-    image = store.read_region("image", 0, 0, *store.image_shape(0)).mean(axis=0)
+    image = store.read_region(
+        "image", x=0, y=0, width=store.image_shape(0)[1], height=store.image_shape(0)[0]
+    ).mean(axis=0)
     nuclei = store.array("nuclei", 3)[:] > 0  # labels level 3 = 1/8, the overview's level 0
     tissue = image < 220
     assert nuclei.shape == image.shape
@@ -363,7 +365,7 @@ def test_slide_without_tissue_gives_a_valid_empty_result(generated, tmp_path, ca
     assert json.loads((out / "nuclei.geojson").read_text())["features"] == []
     store = OmeZarrStore.open(out / "result.zarr")
     assert store.has_image  # --save-normalized: the normalized image pyramid beside the labels
-    image = store.read_region("image", 0, 0, 400, 500)
+    image = store.read_region("image", x=0, y=0, width=500, height=400)
     assert image.shape == (3, 400, 500) and (image == 247).all()  # glass is left as it is
     assert run([*args, "--stain", "none", "--save-normalized", "--overwrite"]) == 1
     assert "needs a stain method" in capsys.readouterr().err

@@ -101,7 +101,7 @@ def test_segment_slide_cli(
     from tests.conftest import assert_opens_in_ome_zarr_readers
 
     assert_opens_in_ome_zarr_readers(out)
-    labels = store.read_region("nuclei", 0, 0, 2967, 2220)
+    labels = store.read_region("nuclei", x=0, y=0, width=2220, height=2967)
     n = int(text.split()[1])
     assert len(np.unique(labels)) - 1 <= n  # ids unique; a few tiny ones may vanish when mapped to 0.5 um/px
     # a zero memory budget merges every label chunk early: the same labels
@@ -117,7 +117,9 @@ def test_segment_slide_cli(
         "0",
     ]
     assert run(args) == 0
-    np.testing.assert_array_equal(OmeZarrStore.open(tight).read_region("nuclei", 0, 0, 2967, 2220), labels)
+    np.testing.assert_array_equal(
+        OmeZarrStore.open(tight).read_region("nuclei", x=0, y=0, width=2220, height=2967), labels
+    )
     # a slide without mpp needs --slide-mpp
     slide = data_dir / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
     code = run(["segment", str(slide), "--out", str(tmp_path / "x.zarr"), "--weights", str(tiny_weights)])

@@ -25,7 +25,7 @@ def test_tiled_equals_whole_image(data_dir: Path, tmp_path: Path) -> None:
     from tests.conftest import assert_opens_in_ome_zarr_readers
 
     assert_opens_in_ome_zarr_readers(out)  # what napari-ome-zarr and the validator do with `wsikit segment`
-    tiled = OmeZarrStore.open(out).read_region("nuclei", 0, 0, 1000, 1000)
+    tiled = OmeZarrStore.open(out).read_region("nuclei", x=0, y=0, width=1000, height=1000)
     whole = Segmenter.from_pretrained(window=1024).instances(image)  # one pass over the whole field
     assert result["nuclei"] == len(np.unique(tiled)) - 1 > 100
     # Outside the image the tiles see glass (white) and the whole-image pass replicates the edge, so compare the
@@ -58,7 +58,7 @@ def test_memory_budget_spills_give_the_same_labels(data_dir: Path, tmp_path: Pat
     tight = segment_slide(path, tmp_path / "tight.zarr", max_pending_mb=0.0, **kwargs)  # type: ignore[arg-type]
     assert free["performance"]["chunks_spilled"] == 0
     assert tight["performance"]["chunks_spilled"] > 10 and tight["performance"]["peak_pending_mb"] > 0
-    a = OmeZarrStore.open(tmp_path / "free.zarr").read_region("nuclei", 0, 0, 700, 900)
-    b = OmeZarrStore.open(tmp_path / "tight.zarr").read_region("nuclei", 0, 0, 700, 900)
+    a = OmeZarrStore.open(tmp_path / "free.zarr").read_region("nuclei", x=0, y=0, width=900, height=700)
+    b = OmeZarrStore.open(tmp_path / "tight.zarr").read_region("nuclei", x=0, y=0, width=900, height=700)
     assert free["nuclei"] == tight["nuclei"] > 100
     np.testing.assert_array_equal(a, b)

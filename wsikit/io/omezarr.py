@@ -518,15 +518,20 @@ class OmeZarrStore:
         else:
             arr[y : y + h, x : x + w] = data
 
-    def read_region(self, name: str, y: int, x: int, h: int, w: int, *, level: int = 0) -> npt.NDArray[Any]:
-        """Read a block (any alignment) of ``name`` at ``level``; image blocks are (3, h, w).
+    def read_region(
+        self, name: str, *, x: int, y: int, width: int, height: int, level: int = 0
+    ) -> npt.NDArray[Any]:
+        """Read a block (any alignment) of ``name`` at ``level``: labels (height, width), the image (3, height,
+        width).
 
-        Image coordinates are the image's own pixels at ``level`` (see :meth:`image_shape`).
+        Keyword arguments only, named as :meth:`wsikit.io.Slide.read_region`'s ``(x, y)`` and ``(width,
+        height)``, so that the two readers cannot be called in each other's order. Coordinates are pixels of
+        ``level``; the image's own pixels for ``name="image"`` (see :meth:`image_shape`).
         """
         arr = self.array(name, level)
         if name == IMAGE:
-            return np.asarray(arr[:, y : y + h, x : x + w])
-        return np.asarray(arr[y : y + h, x : x + w])
+            return np.asarray(arr[:, y : y + height, x : x + width])
+        return np.asarray(arr[y : y + height, x : x + width])
 
     def written_chunks(self, name: str = IMAGE, level: int = 0) -> set[tuple[int, int]]:
         """(row, col) chunk indices present on disk for ``name`` at ``level`` (resume bookkeeping).

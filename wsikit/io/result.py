@@ -100,13 +100,13 @@ class ResultStore:
         h, w = arr.shape
         width = w - x if width is None else width
         height = h - y if height is None else height
-        return np.asarray(self.store.read_region(name, y, x, height, width, level=level))
+        return np.asarray(self.store.read_region(name, x=x, y=y, width=width, height=height, level=level))
 
     def overview(self, *, level: int = 0) -> npt.NDArray[np.uint8]:
         """The slide image stored with the labels, (H, W, 3) uint8: an overview at 1/8 of level 0 (or the
         normalized slide at full resolution after ``--save-normalized``), downsampled 2^level more."""
         h, w = self.store.image_shape(level)
-        return np.moveaxis(self.store.read_region(IMAGE, 0, 0, h, w, level=level), 0, -1)
+        return np.moveaxis(self.store.read_region(IMAGE, x=0, y=0, width=w, height=h, level=level), 0, -1)
 
     def cells(self, columns: list[str] | None = None) -> geopandas.GeoDataFrame:
         """``cells.parquet`` as a GeoDataFrame: one row per nucleus (id, centroid, measurements, class,

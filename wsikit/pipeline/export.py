@@ -220,7 +220,7 @@ def store_chunk_vectorizer(
     halo = int(np.ceil(halo_um / (mpp or 0.5)))
 
     def read_labels(y: int, x: int, h: int, w: int) -> npt.NDArray[np.generic]:
-        out: npt.NDArray[np.generic] = store.read_region("nuclei", y, x, h, w)
+        out: npt.NDArray[np.generic] = store.read_region("nuclei", x=x, y=y, width=w, height=h)
         return out
 
     read_image = None
@@ -338,7 +338,9 @@ def _stored_classes(store: OmeZarrStore) -> Callable[..., dict[str, npt.NDArray[
     probs = np.asarray(root[CLASS_PROBABILITY][:]) if CLASS_PROBABILITY in root else None  # type: ignore[index]
 
     def on_window(win: Any) -> dict[str, npt.NDArray[np.generic]]:
-        types = store.read_region("cell_types", win.y, win.x, win.labels.shape[0], win.labels.shape[1])
+        types = store.read_region(
+            "cell_types", x=win.x, y=win.y, width=win.labels.shape[1], height=win.labels.shape[0]
+        )
         k = len(CELL_TYPES) + 1
         counts = np.bincount(
             win.labels.ravel() * k + types.ravel().astype(np.int64), minlength=(win.labels.max() + 1) * k

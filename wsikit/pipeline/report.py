@@ -272,7 +272,9 @@ def _label_window(
     out = np.zeros((side, side), np.int64)
     xa, ya, xb, yb = max(x, 0), max(y, 0), min(x + side, width), min(y + side, height)
     if xb > xa and yb > ya:
-        out[ya - y : yb - y, xa - x : xb - x] = store.read_region("nuclei", ya, xa, yb - ya, xb - xa)
+        out[ya - y : yb - y, xa - x : xb - x] = store.read_region(
+            "nuclei", x=xa, y=ya, width=xb - xa, height=yb - ya
+        )
     return out
 
 

@@ -660,7 +660,9 @@ def _write_cell_types(
     c = store.chunk
     for r, q in chunks:
         y, x = r * c, q * c
-        block = store.read_region("nuclei", y, x, min(c, store.height - y), min(c, store.width - x))
+        block = store.read_region(
+            "nuclei", x=x, y=y, width=min(c, store.width - x), height=min(c, store.height - y)
+        )
         store.write_region("cell_types", y, x, lut[np.minimum(block, n - 1)])
     store.build_pyramid("cell_types", workers=workers)
     store.set_label_metadata(

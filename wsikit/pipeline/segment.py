@@ -169,7 +169,7 @@ def segment_into_store(
     start = 0
 
     def read_spilled(y: int, x: int, h: int, w: int) -> npt.NDArray[np.uint32]:
-        return np.asarray(store.read_region("nuclei", y, x, h, w), np.uint32)
+        return np.asarray(store.read_region("nuclei", x=x, y=y, width=w, height=h), np.uint32)
 
     asm = ChunkAssembler(h0, w0, store.chunk, read_spilled)
     # counters saved with the journal, so a resumed run reports what one uninterrupted run reports
@@ -194,7 +194,7 @@ def segment_into_store(
 
     def write(y: int, x: int, block: npt.NDArray[np.uint32], merge: bool) -> None:
         if merge:
-            stored = store.read_region("nuclei", y, x, *block.shape)
+            stored = store.read_region("nuclei", x=x, y=y, width=block.shape[1], height=block.shape[0])
             block = np.where(block > 0, block, stored)
         store.write_region("nuclei", y, x, block)
 
