@@ -203,3 +203,45 @@ def test_eval_classifier_scores_every_method_on_brca_points(data_dir, tmp_path, 
     assert run([*args, "--method", "classifier", "--weights", old]) == 1
     err = capsys.readouterr().err.strip()
     assert "infogan-cells.pt: weights are the unsupervised InfoGAN" in err and err.count("\n") == 0
+
+
+@pytest.mark.slow
+def test_train_neighbourhood_fits_the_stage_on_out_of_fold_predictions(data_dir, tmp_path, capsys):
+    """`wsikit train neighbourhood` (a short real run: 6 BRCA-M2C fields, 2 patient folds, 3 steps per fold
+    CNN): the weights gain a stage, keep the network's tensors, record command and seconds, and refine."""
+    from wsikit.cli.main import run
+    from wsikit.models.registry import load_checkpoint, weights_path
+
+    src = weights_path("cells-context-cnn")
+    out = tmp_path / "with-stage.pt"
+    args = ["-q", "train", "neighbourhood", "--data", str(data_dir), "--weights", str(src), "--out", str(out)]
+    assert run([*args, "--folds", "2", "--steps", "3", "--max-images", "6"]) == 0
+    a, b = load_checkpoint(src, arch=("context-cnn-v1",)), load_checkpoint(out, arch=("context-cnn-v1",))
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    stage = b["meta"]["neighbourhood"]
+    assert "train neighbourhood" in stage["command"] and stage["seconds"] > 0
+    assert stage["weight"] != a["meta"]["neighbourhood"]["weight"]
+    clf = CellClassifier.load(out)
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), 50)
+    refined = clf.refine(p, rng.uniform(0, 200, (50, 2)))
+    assert refined.cell_type.shape == (50,)
+    capsys.readouterr()
+    # bad input: more folds than patients; weights that are not a context CNN; one line each, no file
+    assert run([*args[:-1], str(tmp_path / "x.pt"), "--folds", "9", "--steps", "3", "--max-images", "2"]) == 1
+    assert "folds need at least" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+    paper = weights_path("infogan-cells")
+    bad = [
+        "-q",
+        "train",
+        "neighbourhood",
+        "--data",
+        str(data_dir),
+        "--weights",
+        str(paper),
+        "--out",
+        str(tmp_path / "y.pt"),
+    ]
+    assert run([*bad, "--folds", "2", "--steps", "3", "--max-images", "6"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "infogan-cells" in err[0] and not (tmp_path / "y.pt").exists()

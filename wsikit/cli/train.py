@@ -390,6 +390,83 @@ def cell_types(
         click.echo(f"wrote {path}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
 
 
+@train.command("neighbourhood")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder holding brca_m2c/.",
+)
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Context-CNN weights (`wsikit train cell-types --model cnn`) the stage refines.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
+)
+@click.option(
+    "--split",
+    "splits",
+    type=click.Choice(["train", "val"]),
+    multiple=True,
+    help="BRCA-M2C splits whose fields train the stage (repeatable) [default: train].",
+)
+@click.option("--folds", type=click.IntRange(min=2), default=4, show_default=True, help="Patient folds.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=4000,
+    show_default=True,
+    help="Training steps of each fold's CNN.",
+)
+@click.option(
+    "--scanner-jitter/--no-scanner-jitter",
+    default=True,
+    show_default=True,
+    help="Each fold's CNN trained with scanner jitter, as the shipped default.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-images", type=click.IntRange(min=1), default=None, hidden=True)
+@click.pass_context
+def neighbourhood(
+    ctx: click.Context,
+    data: Path,
+    weights: Path,
+    out: Path,
+    splits: tuple[str, ...],
+    folds: int,
+    steps: int,
+    scanner_jitter: bool,
+    seed: int,
+    max_images: int | None,
+) -> None:
+    """Fit a context CNN's neighbourhood stage on out-of-fold predictions (one CNN per patient fold) and write
+    the weights with it: what `wsikit run`'s neighbourhood stage applies."""
+    from wsikit.pipeline.train_neighbourhood import gather_field_nuclei, train_neighbourhood_stage
+
+    quiet = is_quiet(ctx)
+    with progress_bar("fields", enabled=not quiet) as update:
+        fields = gather_field_nuclei(
+            data, splits=splits or ("train",), max_images=max_images, progress=update
+        )
+    with progress_bar("folds", enabled=not quiet) as update:
+        path, summary = train_neighbourhood_stage(
+            fields,
+            weights,
+            out,
+            folds=folds,
+            steps=steps,
+            scanner=scanner_jitter,
+            seed=seed,
+            progress=update,
+            command=command_line(),
+        )
+    if not quiet:
+        click.echo(f"wrote {path}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
 @train.command("classifier")
 @click.option(
     "--crops",
