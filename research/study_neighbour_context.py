@@ -35,6 +35,7 @@ Usage::
     python research/study_neighbour_context.py weights            # the stage into the weights files
     python research/study_neighbour_context.py score-tta          # the TTA follow-up (after fold 0..3, full)
     python research/study_neighbour_context.py weights --tta      # the TTA stage + ``tta`` into the weights
+    python research/study_neighbour_context.py score-stage W.pt   # val figure of another file's stage
 """
 
 from __future__ import annotations
@@ -281,6 +282,27 @@ def score_tta(out: Path) -> None:
     )
 
 
+def score_stage(weights: Path) -> None:
+    """Val figure of another weights file's stage (e.g. from ``wsikit train neighbourhood`` on the train-only
+    CNN) on the train-only CNN's val predictions, as ``score`` scores the study's own stage."""
+    from wsikit.classify.infer import CellClassifier
+    from wsikit.classify.metrics import classification_report
+    from wsikit.classify.naming import CELL_TYPES
+
+    tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
+    lab_tr, lab_va = tr["truth"] >= 0, va["truth"] >= 0
+    prior = np.bincount(tr["truth"][lab_tr], minlength=3) / lab_tr.sum()
+    stage = CellClassifier.load(weights).neighbourhood
+    if stage is None:
+        raise SystemExit(f"{weights}: no neighbourhood stage")
+    p = stage.probabilities(np.load(WORK / "prob_val.npy"), va["xy"], group=va["image"])
+    rep = classification_report(va["truth"][lab_va], (p[lab_va] * prior).argmax(axis=1), CELL_TYPES).to_dict()
+    print(
+        f"{weights}: val acc {rep['accuracy']:.4f} bal {rep['balanced_accuracy']:.4f} "
+        f"mF1 {rep['macro_f1']:.4f} F1 {rep['f1']}"
+    )
+
+
 def write_weights(tta: bool = False) -> None:
     """The stage into weights files: (a) fitted on train's out-of-fold predictions, added to the train-only CNN
     (``WORK/cells-context-cnn-trainonly-neighbourhood.pt``: what every val figure is of); (b) fitted on the
@@ -323,7 +345,7 @@ def write_weights(tta: bool = False) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=["prepare", "fold", "score", "score-tta", "weights"])
+    ap.add_argument("step", choices=["prepare", "fold", "score", "score-tta", "score-stage", "weights"])
     ap.add_argument("which", nargs="?", default="full")
     ap.add_argument("--json", type=Path, default=HERE / "results_study_neighbour_context.json")
     ap.add_argument("--tta", action="store_true", help="weights: the stage fitted on TTA predictions, tta on")
@@ -334,6 +356,8 @@ def main() -> None:
         fold(args.which)
     elif args.step == "weights":
         write_weights(tta=args.tta)
+    elif args.step == "score-stage":
+        score_stage(Path(args.which))
     elif args.step == "score-tta":
         score_tta(HERE / "results_study_neighbour_tta.json")
     else:
