@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,49 +55,23 @@ FOLDS = 4
 
 
 def prepare() -> None:
-    from scipy import ndimage as ndi
+    from wsikit.pipeline.train_neighbourhood import gather_field_nuclei
 
-    from wsikit.classify.crops import context_crops, standardize_stain
-    from wsikit.datasets import load_brca_m2c
-    from wsikit.pipeline.labelled_nuclei import NucleusMatcher, cell_type_index
-
-    matcher = NucleusMatcher(stain="cnn")
     WORK.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val"):
-        samples = load_brca_m2c(DATA, split, exclude_patients_of=("val", "test") if split == "train" else ())
-        crops, truth, image, patient, xy = [], [], [], [], []
-        t0 = time.perf_counter()
-        for i, s in enumerate(samples):
-            lab = matcher.segment(s.image, s.mpp)
-            c, ids = context_crops(standardize_stain(s.image), lab, mpp=s.mpp)
-            if not len(ids):
-                continue
-            centres = np.array(ndi.center_of_mass(np.ones(lab.shape), lab, ids)) * s.mpp  # (y, x) um
-            t = np.full(len(ids), -1, np.int64)
-            pos = {int(n): j for j, n in enumerate(ids)}
-            for x, y, label in zip(s.x.tolist(), s.y.tolist(), s.label.tolist(), strict=True):
-                k = cell_type_index(label)
-                yy, xx = int(round(y)), int(round(x))
-                if k is None or not (0 <= yy < lab.shape[0] and 0 <= xx < lab.shape[1]) or lab[yy, xx] == 0:
-                    continue
-                j = pos.get(int(lab[yy, xx]))
-                if j is not None and t[j] < 0:  # the first point names a nucleus
-                    t[j] = k
-            crops.append(c)
-            truth.append(t)
-            image.extend([i] * len(ids))
-            patient.extend([s.patient] * len(ids))
-            xy.append(centres[:, ::-1])
-            print(
-                f"{split} {i + 1}/{len(samples)} {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True
-            )
+        # train without the patients that also have a val or test slide, as wsikit train does
+        f = gather_field_nuclei(
+            DATA,
+            splits=(split,),
+            progress=lambda i, n, s=split: print(f"{s} {i}/{n}", file=sys.stderr, flush=True),
+        )
         np.savez(
             WORK / f"{split}.npz",
-            crops=np.concatenate(crops),
-            truth=np.concatenate(truth),
-            image=np.array(image),
-            patient=np.array(patient),
-            xy=np.concatenate(xy),
+            crops=f["crops"],
+            truth=f["label"],
+            image=f["image"],
+            patient=f["patient"],
+            xy=f["xy_um"],
         )
 
 
