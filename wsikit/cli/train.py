@@ -444,8 +444,13 @@ def neighbourhood(
 ) -> None:
     """Fit a context CNN's neighbourhood stage on out-of-fold predictions (one CNN per patient fold) and write
     the weights with it: what `wsikit run`'s neighbourhood stage applies."""
-    from wsikit.pipeline.train_neighbourhood import gather_field_nuclei, train_neighbourhood_stage
+    from wsikit.pipeline.train_neighbourhood import (
+        gather_field_nuclei,
+        load_context_cnn,
+        train_neighbourhood_stage,
+    )
 
+    load_context_cnn(weights)  # a wrong file fails now, not after the fields are segmented
     quiet = is_quiet(ctx)
     with progress_bar("fields", enabled=not quiet) as update:
         fields = gather_field_nuclei(

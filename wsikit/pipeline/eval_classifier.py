@@ -32,7 +32,7 @@ from wsikit.datasets.nuclei import WORKING_MPP, resample
 from wsikit.errors import ConfigError
 from wsikit.io.annotations import read_points_csv
 from wsikit.pipeline._atomic import staged_directory
-from wsikit.pipeline.labelled_nuclei import CLASS_ALIASES, LabelledNuclei, NucleusMatcher
+from wsikit.pipeline.labelled_nuclei import CLASS_ALIASES, LabelledNuclei, NucleusMatcher, nucleus_centres_um
 
 __all__ = [
     "export_classification_dataset",
@@ -242,7 +242,6 @@ def _score_clusters(
 def _neighbourhood_classifier(clf: CellClassifier) -> Any:
     """Per field: every segmented nucleus through the network, then the neighbourhood stage (as ``wsikit run``
     does over a slide); returns the cell types of the matched nuclei ``ids``."""
-    from scipy import ndimage as ndi
 
     def classify(
         std: npt.NDArray[np.uint8], labels: npt.NDArray[np.uint32], mpp: float, ids: npt.NDArray[np.int64]
@@ -250,8 +249,7 @@ def _neighbourhood_classifier(clf: CellClassifier) -> Any:
         present = np.unique(labels)
         crops, got = clf.crops(std, labels, mpp=mpp, ids=present[present > 0])
         network = clf.probabilities(crops, with_prior=False)
-        centres = np.array(ndi.center_of_mass(np.ones(labels.shape), labels, got)).reshape(-1, 2)[:, ::-1]
-        pred = clf.refine(network, centres * mpp)
+        pred = clf.refine(network, nucleus_centres_um(labels, got, mpp))
         row = {int(g): i for i, g in enumerate(got)}
         return pred.cell_type[[row[int(i)] for i in ids]]
 

@@ -35,7 +35,10 @@ __all__ = [
     "MORPHOLOGY",
     "LabelledNuclei",
     "NucleusMatcher",
+    "PointMatch",
     "cell_type_index",
+    "match_points",
+    "nucleus_centres_um",
 ]
 
 CLASS_ALIASES = {
@@ -81,6 +84,86 @@ def cell_type_index(label: str) -> int | None:
     """
     t = CLASS_ALIASES.get(label.strip().lower())
     return None if t is None else CELL_TYPES.index(t)
+
+
+def nucleus_centres_um(
+    labels: npt.NDArray[np.integer], ids: npt.NDArray[np.integer], mpp: float
+) -> npt.NDArray[np.float64]:
+    """(N, 2) centre (x, y) in microns of each nucleus ``ids`` of ``labels`` (the mean of its pixel indices):
+    the positions the neighbourhood stage works on.
+
+    Examples
+    --------
+    >>> lab = np.zeros((6, 6), np.int32); lab[2:4, 0:2] = 5
+    >>> nucleus_centres_um(lab, np.array([5]), 0.5).tolist()
+    [[0.25, 1.25]]
+    """
+    from scipy import ndimage as ndi
+
+    yx = np.array(ndi.center_of_mass(np.ones(labels.shape), labels, ids), np.float64).reshape(-1, 2)
+    out: npt.NDArray[np.float64] = yx[:, ::-1] * mpp
+    return out
+
+
+@dataclass(frozen=True)
+class PointMatch:
+    """Points of one field matched to its nuclei (see :func:`match_points`)."""
+
+    ids: npt.NDArray[np.int64]
+    """The nuclei that a point names, in the order of their first point."""
+    cell_types: npt.NDArray[np.int64]
+    """The cell type of each of ``ids``: its first point's."""
+    per_class: npt.NDArray[np.int64]
+    """Scored points per cell type."""
+    matched: npt.NDArray[np.int64]
+    """Of those, the points inside a nucleus, per cell type."""
+    unmatched: int
+    """Scored points on background or outside the field (detection misses)."""
+    skipped: int
+    """Points of a class that is not scored."""
+    duplicates: int
+    """Points in a nucleus that an earlier point already named."""
+
+
+def match_points(labels: npt.NDArray[np.integer], points: Iterable[tuple[float, float, str]]) -> PointMatch:
+    """Name nuclei by the points ``(x, y, class)`` that fall in them (pixel coordinates of ``labels``): the
+    first point in a nucleus names it; points on background are detection misses.
+
+    Examples
+    --------
+    >>> lab = np.zeros((10, 10), np.int32); lab[2:5, 2:5] = 7
+    >>> m = match_points(lab, [(3, 3, "lymphocyte"), (3.4, 2.6, "tumor"), (8, 8, "stromal")])
+    >>> m.ids.tolist(), m.cell_types.tolist(), m.unmatched, m.duplicates
+    ([7], [1], 1, 1)
+    """
+    k = len(CELL_TYPES)
+    ids: list[int] = []
+    types: list[int] = []
+    seen: set[int] = set()
+    per_class, matched = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    unmatched = skipped = duplicates = 0
+    h, w = labels.shape
+    for x, y, label in points:
+        t = cell_type_index(label)
+        if t is None:
+            skipped += 1
+            continue
+        per_class[t] += 1
+        yy, xx = int(round(y)), int(round(x))
+        if not (0 <= yy < h and 0 <= xx < w) or labels[yy, xx] == 0:
+            unmatched += 1
+            continue
+        matched[t] += 1
+        nid = int(labels[yy, xx])
+        if nid in seen:
+            duplicates += 1  # two points in one nucleus: the first one names it
+            continue
+        seen.add(nid)
+        ids.append(nid)
+        types.append(t)
+    return PointMatch(
+        np.array(ids, np.int64), np.array(types, np.int64), per_class, matched, unmatched, skipped, duplicates
+    )
 
 
 @dataclass
@@ -212,28 +295,12 @@ class NucleusMatcher:
         per_class, matched = np.zeros(k, np.int64), np.zeros(k, np.int64)
         for i, (name, image, mpp, labels, points) in enumerate(fields):
             lab = self.segment(image, mpp) if labels is None else labels
-            ids, cls = [], []
-            seen: set[int] = set()
-            h, w = lab.shape
-            for x, y, label in points:
-                n_points += 1
-                t = cell_type_index(label)
-                if t is None:
-                    skipped += 1
-                    continue
-                per_class[t] += 1
-                yy, xx = int(round(y)), int(round(x))
-                if not (0 <= yy < h and 0 <= xx < w) or lab[yy, xx] == 0:
-                    unmatched += 1
-                    continue
-                matched[t] += 1
-                nid = int(lab[yy, xx])
-                if nid in seen:
-                    dups += 1  # two points in one nucleus: the first one names it
-                    continue
-                seen.add(nid)
-                ids.append(nid)
-                cls.append(t)
+            pm = match_points(lab, points)
+            n_points += int(pm.per_class.sum()) + pm.skipped
+            skipped, unmatched, dups = skipped + pm.skipped, unmatched + pm.unmatched, dups + pm.duplicates
+            per_class += pm.per_class
+            matched += pm.matched
+            ids, cls = pm.ids.tolist(), pm.cell_types.tolist()
             if progress is not None:
                 progress(i + 1)
             if not ids and not self.unlabelled:

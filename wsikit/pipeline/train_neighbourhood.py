@@ -32,7 +32,24 @@ from wsikit._typing import PathLike
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.errors import ConfigError
 
-__all__ = ["gather_field_nuclei", "train_neighbourhood_stage"]
+__all__ = ["gather_field_nuclei", "load_context_cnn", "train_neighbourhood_stage"]
+
+
+def load_context_cnn(weights: PathLike) -> dict[str, Any]:
+    """The checkpoint of a context CNN (``wsikit train cell-types --model cnn``), the network a stage refines.
+
+    Raises
+    ------
+    WeightsError, ConfigError
+        Missing or unreadable file; weights of another model.
+    """
+    from wsikit.classify.supervised import CNN_ARCH
+    from wsikit.models.registry import load_checkpoint
+
+    ck = load_checkpoint(weights, arch=(CNN_ARCH,))
+    if ck["meta"].get("input") != "context":
+        raise ConfigError(f"{weights}: not a context CNN (its input is {ck['meta'].get('input')!r})")
+    return ck
 
 
 def gather_field_nuclei(
@@ -50,11 +67,9 @@ def gather_field_nuclei(
     0-d, the time it took}``.
     Train never holds a patient of val or test (the dataset's splits are by slide).
     """
-    from scipy import ndimage as ndi
-
     from wsikit.classify.crops import context_crops, standardize_stain
     from wsikit.datasets import load_brca_m2c
-    from wsikit.pipeline.labelled_nuclei import NucleusMatcher, cell_type_index
+    from wsikit.pipeline.labelled_nuclei import NucleusMatcher, match_points, nucleus_centres_um
 
     start = time.perf_counter()
     samples = []
@@ -73,22 +88,17 @@ def gather_field_nuclei(
             progress(i + 1, len(samples))
         if not len(ids):
             continue
-        centres = np.array(ndi.center_of_mass(np.ones(lab.shape), lab, ids)).reshape(-1, 2) * s.mpp  # (y, x)
+        pm = match_points(lab, zip(s.x.tolist(), s.y.tolist(), s.label.tolist(), strict=True))
         t = np.full(len(ids), -1, np.int64)
         row = {int(n): j for j, n in enumerate(ids)}
-        for x, y, name in zip(s.x.tolist(), s.y.tolist(), s.label.tolist(), strict=True):
-            k = cell_type_index(name)
-            yy, xx = int(round(y)), int(round(x))
-            if k is None or not (0 <= yy < lab.shape[0] and 0 <= xx < lab.shape[1]) or lab[yy, xx] == 0:
-                continue
-            j = row.get(int(lab[yy, xx]))
-            if j is not None and t[j] < 0:  # the first point names a nucleus
-                t[j] = k
+        for nid, k in zip(pm.ids.tolist(), pm.cell_types.tolist(), strict=True):
+            if nid in row:
+                t[row[nid]] = k
         crops.append(c)
         label.append(t)
         image.extend([i] * len(ids))
         patient.extend([s.patient] * len(ids))
-        xy.append(centres[:, ::-1])
+        xy.append(nucleus_centres_um(lab, ids, s.mpp))
     return {
         "crops": np.concatenate(crops),
         "label": np.concatenate(label),
@@ -141,16 +151,14 @@ def train_neighbourhood_stage(
 
     from wsikit.classify.infer import CellClassifier
     from wsikit.classify.neighbourhood import fit_neighbourhood_stage
-    from wsikit.classify.supervised import CNN_ARCH, SupervisedTrainConfig, train_context_cnn
-    from wsikit.models.registry import load_checkpoint, save_checkpoint
+    from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnn
+    from wsikit.models.registry import save_checkpoint
     from wsikit.pipeline._atomic import check_output_parent
 
     start = time.perf_counter()
     out_path = Path(out)
     check_output_parent(out_path)
-    ck = load_checkpoint(weights, arch=(CNN_ARCH,))
-    if ck["meta"].get("input") != "context":
-        raise ConfigError(f"{weights}: not a context CNN (its input is {ck['meta'].get('input')!r})")
+    ck = load_context_cnn(weights)
     if folds < 2:
         raise ConfigError(f"folds must be >= 2, got {folds}")
     patients = np.array(sorted(set(fields["patient"].tolist())))
