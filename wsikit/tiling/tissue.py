@@ -34,23 +34,58 @@ def _otsu(values: npt.NDArray[np.float32], lo: float, hi: float) -> float:
     return float(np.clip(threshold_otsu(values), lo, hi))  # type: ignore[no-untyped-call]
 
 
-def _hsv(rgb: RGBImage) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Hue in degrees, saturation and value (0..1) in float32 (skimage's rgb2hsv works in float64)."""
-    f = rgb.astype(np.float32) / 255.0
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    mx = np.maximum(np.maximum(r, g), b)  # numpy's max over a 3-long last axis is ~10x slower
-    mn = np.minimum(np.minimum(r, g), b)
-    delta = mx - mn
-    safe = np.where(delta > 0, delta, 1.0)
-    hue = np.where(
-        mx == r, (g - b) / safe % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
-    )
-    hue = np.where(delta > 0, hue * 60.0, 0.0).astype(np.float32)
-    sat = np.where(mx > 0, delta / np.where(mx > 0, mx, 1.0), 0.0).astype(np.float32)
-    return hue, sat, mx.astype(np.float32)
+def _otsu_of_table(
+    table: npt.NDArray[np.float32], counts: npt.NDArray[np.int64], lo: float, hi: float
+) -> float:
+    """:func:`_otsu` of pixels given as how many (``counts``) take each value of ``table``: the same
+    256-bin histogram over the values present, without touching every pixel again."""
+    from skimage.filters import threshold_otsu
+
+    present = table[counts > 0]
+    if present.size == 0 or float(present.max() - present.min()) < 1e-6:
+        return hi
+    hist, edges = np.histogram(table, bins=256, range=(present.min(), present.max()), weights=counts)
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    return float(np.clip(threshold_otsu(hist=(hist, centers)), lo, hi))  # type: ignore[no-untyped-call]
+
+
+def _channels(rgb: RGBImage) -> tuple[npt.NDArray[np.int16], ...]:
+    """r, g, b, max and min of each pixel as int16 (exact integer arithmetic, no float HSV)."""
+    r, g, b = (rgb[..., c].astype(np.int16) for c in range(3))
+    return r, g, b, np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
 
 
 _OD_LUT = (-np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)).astype(np.float32)
+_LEVELS = np.arange(256, dtype=np.float32)
+# HSV saturation (max - min) / max of every (max, min) pair, float32 as the float formula gives it.
+_SAT_LUT = np.where(
+    _LEVELS[:, None] > 0, (_LEVELS[:, None] - _LEVELS[None, :]) / np.maximum(_LEVELS[:, None], 1.0), 0.0
+).astype(np.float32)
+
+
+def _ink(
+    r: npt.NDArray[np.int16],
+    g: npt.NDArray[np.int16],
+    b: npt.NDArray[np.int16],
+    mx: npt.NDArray[np.int16],
+    mn: npt.NDArray[np.int16],
+) -> BoolMask:
+    """:func:`pen_mask` from the integer channels, its hue and saturation bounds as exact integer inequalities.
+
+    HSV hue takes the sextant of the largest channel (red first, then green, then blue): with red largest the
+    hue is 0-60 or 300-360 degrees (never ink); with green largest (and not red) 60-180 (green ink); with blue
+    largest (and neither red nor green) ``60 * (4 + (r - g) / delta)``, so hue <= 200 <=> ``3 (g - r) >= 2
+    delta`` and hue < 245 <=> ``12 (r - g) < delta``. Saturation ``delta / max`` > 0.08 <=> ``25 delta > 2
+    max``; > 0.25 <=> ``4 delta > max``; value < 0.2 <=> ``max < 51``. (The float HSV this replaced differed
+    only on 454 of the 16.7 million colours, each on such a bound, where float32 rounding fell either way.)
+    """
+    delta = mx - mn
+    green_max = (g == mx) & (r != mx)
+    blue_max = (b == mx) & (r != mx) & (g != mx)
+    g_minus_r3 = 3 * (g - r)
+    green_ink = (green_max | (blue_max & (g_minus_r3 >= 2 * delta))) & (25 * delta > 2 * mx)
+    blue_ink = blue_max & (g_minus_r3 < 2 * delta) & (12 * (r - g) < delta) & (4 * delta > mx)
+    return np.asarray(green_ink | blue_ink | (mx < 51))
 
 
 def pen_mask(rgb: RGBImage) -> BoolMask:
@@ -58,6 +93,8 @@ def pen_mask(rgb: RGBImage) -> BoolMask:
 
     H&E hues lie in pink (eosin) to purple (hematoxylin), i.e. about 250-360
     and 0-20 degrees; marker ink is green (~90-170), blue (~200-245) or black.
+    Green/cyan (hue 60-200 degrees, saturation > 0.08) never occurs in H&E, even faintly; blue (200-245) is
+    near hematoxylin, so it must be strong (saturation > 0.25); black is HSV value < 0.2.
 
     Parameters
     ----------
@@ -68,14 +105,35 @@ def pen_mask(rgb: RGBImage) -> BoolMask:
     -------
     numpy.ndarray
         (H, W) bool, True on ink.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> px = np.array([[[40, 160, 120], [30, 60, 200], [20, 20, 20], [190, 90, 160]]], np.uint8)
+    >>> pen_mask(px).tolist()  # green ink, blue ink, black, H&E purple
+    [[True, True, True, False]]
     """
-    hue_deg, sat, val = _hsv(rgb)
-    # Green/cyan never occurs in H&E, even faintly; blue is near hematoxylin, so it must be strong.
-    green_ink = (hue_deg > 60) & (hue_deg <= 200) & (sat > 0.08)
-    blue_ink = (hue_deg > 200) & (hue_deg < 245) & (sat > 0.25)
-    colored_ink = green_ink | blue_ink
-    black_ink = val < 0.2
-    return np.asarray(colored_ink | black_ink)
+    return _ink(*_channels(rgb))
+
+
+def _close3(mask: BoolMask) -> BoolMask:
+    """Binary closing with a 3 x 3 square, outside the image False (``ndi.binary_closing``'s result, by
+    shifted ORs and ANDs: separable, several times faster)."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    wide = grown.copy()
+    wide[:, 1:] |= grown[:, :-1]
+    wide[:, :-1] |= grown[:, 1:]
+    shrunk = wide.copy()
+    shrunk[1:] &= wide[:-1]
+    shrunk[:-1] &= wide[1:]
+    shrunk[[0, -1]] = False
+    out = shrunk.copy()
+    out[:, 1:] &= shrunk[:, :-1]
+    out[:, :-1] &= shrunk[:, 1:]
+    out[:, [0, -1]] = False
+    return out
 
 
 def detect_tissue(
@@ -118,7 +176,6 @@ def detect_tissue(
     >>> int(detect_tissue(glass).sum())
     1024
     """
-    from scipy import ndimage as ndi
     from skimage import morphology
 
     if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8):
@@ -126,17 +183,17 @@ def detect_tissue(
         raise ShapeError(f"rgb must be an (H, W, 3) uint8 array, got {got}")
     if min_object_px < 0 or max_hole_px < 0:
         raise ConfigError("min_object_px and max_hole_px must be >= 0")
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    mx = np.maximum(np.maximum(r, g), b).astype(np.float32)
-    mn = np.minimum(np.minimum(r, g), b).astype(np.float32)
-    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1.0), 0.0).astype(np.float32)
+    r, g, b, mx, mn = _channels(rgb)
+    sat = _SAT_LUT[mx, mn]
     od = (_OD_LUT[rgb[..., 0]] + _OD_LUT[rgb[..., 1]] + _OD_LUT[rgb[..., 2]]) / np.float32(3.0)
-    ink = pen_mask(rgb) if remove_pen else np.zeros(sat.shape, bool)
+    ink = _ink(r, g, b, mx, mn) if remove_pen else np.zeros(sat.shape, bool)
     clean = ~ink
-    t_sat = _otsu(sat[clean], *_SAT_RANGE)
+    # saturation takes one of 256^2 values (a function of max and min): its histogram from their counts
+    pairs = np.bincount(mx[clean].astype(np.int32) * 256 + mn[clean], minlength=256 * 256)
+    t_sat = _otsu_of_table(_SAT_LUT.ravel(), pairs, *_SAT_RANGE)
     t_od = _otsu(od[clean], *_OD_RANGE)
     tissue = ((sat > t_sat) | (od > t_od)) & clean
-    tissue = ndi.binary_closing(tissue, structure=np.ones((3, 3), bool), iterations=1) & clean
+    tissue = _close3(tissue) & clean
     if min_object_px:
         tissue = morphology.remove_small_objects(tissue, max_size=min_object_px - 1)
     if max_hole_px:
@@ -171,15 +228,17 @@ class TissueMask:
     mask: BoolMask
     downsample: float
     mpp: tuple[float, float] | None = None
-    _integral: npt.NDArray[np.int64] = field(init=False, repr=False, compare=False)
+    _integral: npt.NDArray[np.int32] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mask.ndim != 2 or self.mask.dtype != np.bool_:
             raise ShapeError(f"mask must be a 2-D bool array, got {self.mask.shape} {self.mask.dtype}")
         if not self.downsample > 0:
             raise ConfigError(f"downsample must be positive, got {self.downsample}")
-        integral = np.zeros((self.mask.shape[0] + 1, self.mask.shape[1] + 1), np.int64)
-        integral[1:, 1:] = self.mask.cumsum(0).cumsum(1)
+        if self.mask.size >= 2**31:
+            raise ShapeError(f"mask of {self.mask.shape} is too large (at most 2^31 pixels)")
+        integral = np.zeros((self.mask.shape[0] + 1, self.mask.shape[1] + 1), np.int32)
+        integral[1:, 1:] = self.mask.cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
         object.__setattr__(self, "_integral", integral)
 
     @property
@@ -209,7 +268,7 @@ class TissueMask:
         cx0, cx1 = min(max(cx0, 0), w), min(max(cx1, 0), w)
         cy0, cy1 = min(max(cy0, 0), h), min(max(cy1, 0), h)
         ii = self._integral
-        count = ii[cy1, cx1] - ii[cy0, cx1] - ii[cy1, cx0] + ii[cy0, cx0]
+        count = int(ii[cy1, cx1]) - int(ii[cy0, cx1]) - int(ii[cy1, cx0]) + int(ii[cy0, cx0])
         return float(count) / area
 
 
