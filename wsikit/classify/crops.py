@@ -20,6 +20,7 @@ from wsikit.errors import ShapeError
 from wsikit.stain.reinhard import LabStats
 
 __all__ = [
+    "to_tensor",
     "CROP_MPP",
     "CROP_SIZE",
     "CONTEXT_MPP",
@@ -387,3 +388,10 @@ def scanner_jitter(
         glass = [xx < n, xx >= w - n, yy < n, yy >= h - n][int(side[i])]
         out[i, 4:, glass] = 1.0
     return out
+
+
+def to_tensor(crops: npt.NDArray[np.uint8]) -> torch.Tensor:
+    """(N, S, S, C) uint8 crops -> (N, C, S, S) float in [-1, 1] (C = 3 nucleus crops, 7 or more context crops)."""
+    if crops.ndim != 4 or crops.shape[3] < 3:
+        raise ShapeError(f"crops must be (N, S, S, C >= 3) uint8, got {crops.shape}")
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)

@@ -13,7 +13,6 @@ Three kinds of weights load into it, all a :class:`~wsikit.models.infogan.Critic
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,14 +20,12 @@ import numpy.typing as npt
 import torch
 
 from wsikit._typing import PathLike
-from wsikit.classify.crops import CONTEXT_MPP, context_channels, context_crops, nucleus_crops
+from wsikit.classify.crops import CONTEXT_MPP, context_channels, context_crops, nucleus_crops, to_tensor
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.classify.neighbourhood import NeighbourhoodStage
-from wsikit.classify.supervised import CNN_ARCH
-from wsikit.classify.train import ARCH, to_tensor
 from wsikit.errors import ConfigError, ShapeError
-from wsikit.models.infogan import Critic, InfoGanConfig
-from wsikit.models.registry import WEIGHTS, WeightsError, load_checkpoint, weights_path
+from wsikit.models.infogan import Critic
+from wsikit.models.registry import WEIGHTS, WeightsError, weights_path
 
 __all__ = ["CellClassifier", "Prediction", "DEFAULT_CLASSIFIER", "INPUTS"]
 
@@ -173,11 +170,11 @@ class CellClassifier:
             Unreadable, for another architecture, of another kind than ``input``, or made for another number
             of classes than ``n_classes``.
         """
-        data = load_checkpoint(path, arch=(ARCH, CNN_ARCH))
-        cfg = InfoGanConfig(**data["config"])
+        critic = Critic.load(path)
+        cfg = critic.config
         if n_classes is not None and cfg.n_classes != n_classes:
             raise WeightsError(f"{path}: weights are for K={cfg.n_classes} classes, expected K={n_classes}")
-        meta = {**data["meta"], "weights": str(Path(path)), "arch": data["arch"]}
+        meta = dict(critic.weights_meta)
         kind = str(meta.get("input", "nucleus"))
         if input is not None and kind != input:
             what = {
@@ -185,13 +182,6 @@ class CellClassifier:
                 "context": "a labelled context classifier (7-channel context crops)",
             }
             raise WeightsError(f"{path}: weights are {what.get(kind, kind)}, not {what.get(input, input)}")
-        critic = Critic(cfg)
-        prefix = "critic." if data["arch"] == ARCH else ""
-        state = {k[len(prefix) :]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
-        try:
-            critic.load_state_dict(state)
-        except RuntimeError as exc:
-            raise WeightsError(f"{path}: weights do not fit the stated architecture: {exc}") from exc
         return cls(critic, cluster_names=list(meta["cluster_names"]), meta=meta, **kwargs)
 
     @classmethod
@@ -206,7 +196,7 @@ class CellClassifier:
         if name not in WEIGHTS and f"infogan-{name}" in WEIGHTS:
             name = f"infogan-{name}"
         entry = WEIGHTS.get(name)
-        arch = entry.arch if entry is not None and entry.arch in (ARCH, CNN_ARCH) else ARCH
+        arch = entry.arch if entry is not None and entry.arch in Critic.accepted_archs() else Critic.ARCH
         return cls.from_weights(weights_path(name, arch=arch), **kwargs)
 
     def crops(

@@ -19,15 +19,14 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from wsikit.classify.crops import CONTEXT_CHANNELS, crop_augment, scanner_jitter, stain_jitter
+from wsikit.classify.crops import CONTEXT_CHANNELS, crop_augment, scanner_jitter, stain_jitter, to_tensor
 from wsikit.classify.naming import CELL_TYPES
-from wsikit.classify.train import to_tensor
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.infogan import Critic, InfoGanConfig
 
 __all__ = ["CNN_ARCH", "SupervisedTrainConfig", "SupervisedState", "train_context_cnn"]
 
-CNN_ARCH = "context-cnn-v1"
+CNN_ARCH = Critic.ARCH
 """Architecture id of the supervised context CNN's weights (a :class:`Critic` with 7 input channels)."""
 
 

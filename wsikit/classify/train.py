@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsikit.classify.crops import crop_augment, stain_jitter
+from wsikit.classify.crops import crop_augment, stain_jitter, to_tensor
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.infogan import Critic, Generator, InfoGanConfig
 from wsikit.models.training_state import load_training_state, save_training_state
@@ -46,7 +46,7 @@ __all__ = [
     "to_tensor",
 ]
 
-ARCH = "infogan-v1"
+ARCH = "infogan-v1"  # the whole GAN (generator. and critic.); models.Critic loads its critic
 MIN_CROPS = 256
 """Fewest crops a training run accepts."""
 
@@ -139,13 +139,6 @@ class InfoGan(nn.Module):
 def _augment(x: torch.Tensor, gen: torch.Generator, jitter: float) -> torch.Tensor:
     out = crop_augment(x, gen)
     return stain_jitter(out, gen, strength=jitter) if jitter > 0 else out
-
-
-def to_tensor(crops: npt.NDArray[np.uint8]) -> torch.Tensor:
-    """(N, S, S, C) uint8 crops -> (N, C, S, S) float in [-1, 1] (C = 3 nucleus crops, 7 or more context crops)."""
-    if crops.ndim != 4 or crops.shape[3] < 3:
-        raise ShapeError(f"crops must be (N, S, S, C >= 3) uint8, got {crops.shape}")
-    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 @dataclass

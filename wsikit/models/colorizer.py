@@ -15,13 +15,14 @@ The output image is Lab(L_input, ab_predicted): the luminance, hence the tissue 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsikit.errors import ConfigError
+from wsikit.models.registry import Pretrained
 
 __all__ = ["ColorizerConfig", "ColorizerNet", "AB_SCALE"]
 
@@ -77,7 +78,7 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     )
 
 
-class ColorizerNet(nn.Module):
+class ColorizerNet(nn.Module, Pretrained):
     """Luminance -> chroma network.
 
     Input: (B, 1, H, W) lightness L / 100 in [0, 1], H and W multiples of 8.
@@ -91,6 +92,12 @@ class ColorizerNet(nn.Module):
     >>> tuple(ab.shape), tuple(logits.shape)
     ((2, 2, 224, 224), (2, 3))
     """
+
+    ARCH: ClassVar[str] = "colorizer-v1"
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ColorizerNet:
+        return cls(ColorizerConfig(**config))
 
     def __init__(self, config: ColorizerConfig | None = None) -> None:
         super().__init__()

@@ -14,12 +14,13 @@ images with generative adversarial networks"), as used by the method's paper:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from wsikit.errors import ConfigError, ShapeError
+from wsikit.models.registry import Pretrained
 
 __all__ = ["InfoGanConfig", "Generator", "Critic"]
 
@@ -98,12 +99,22 @@ class Generator(nn.Module):
         return self.net(h.view(z.shape[0], 4 * cfg.width, s, s))  # type: ignore[no-any-return]
 
 
-class Critic(nn.Module):
+class Critic(nn.Module, Pretrained):
     """Shared trunk with the Wasserstein head D_D and the code posterior head D_Q.
 
     ``forward(x)`` returns ``(critic, logits)``: (B,) scores and (B, n_classes) logits of c.
     Input (B, channels, size, size) in [-1, 1].
+
+    Weights: the labelled context CNN's files (``context-cnn-v1``: this network alone) and the InfoGAN's
+    (``infogan-v1``: the whole GAN, the critic under ``critic.``) both load with :meth:`load`.
     """
+
+    ARCH: ClassVar[str] = "context-cnn-v1"
+    ALSO_LOADS: ClassVar[dict[str, str]] = {"infogan-v1": "critic."}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Critic:
+        return cls(InfoGanConfig(**config))
 
     def __init__(self, config: InfoGanConfig) -> None:
         super().__init__()

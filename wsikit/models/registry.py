@@ -8,16 +8,28 @@ lists the valid ones.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
+from torch import nn
 
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError, WsikitError
 
-__all__ = ["WeightsEntry", "WEIGHTS", "weights_path", "save_checkpoint", "load_checkpoint", "WeightsError"]
+__all__ = [
+    "WeightsEntry",
+    "WEIGHTS",
+    "weights_path",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "LoadedModel",
+    "Pretrained",
+    "WeightsError",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -122,6 +134,126 @@ def load_checkpoint(path: PathLike, *, arch: str | tuple[str, ...]) -> dict[str,
         k: (v.float() if v.is_floating_point() else v) for k, v in data["state_dict"].items()
     }
     return data
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+@dataclass(frozen=True)
+class LoadedModel(Generic[M]):
+    """A network loaded from a weights file, with what the file says about it.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The network with its weights, in eval mode.
+    arch : str
+        The architecture id stored in the file.
+    meta : dict
+        The file's metadata (training command, data, thresholds ...) plus ``weights``: the file's path.
+    """
+
+    model: M
+    arch: str
+    meta: dict[str, Any]
+
+
+def load_model(
+    path: PathLike,
+    *,
+    arch: str | tuple[str, ...],
+    build: Callable[[dict[str, Any]], M],
+    state_prefix: dict[str, str] | None = None,
+) -> LoadedModel[M]:
+    """The one weights loader: read ``path`` (:func:`load_checkpoint`), build the network from the stored
+    config with ``build`` and load its state.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by :func:`save_checkpoint`.
+    arch : str or tuple of str
+        Architecture ids the caller accepts.
+    build : callable
+        Stored config dict -> an untrained network.
+    state_prefix : dict, optional
+        Per architecture id, the prefix of the state keys that belong to the network (e.g. the critic of a
+        whole InfoGAN checkpoint); the prefix is stripped and other keys ignored.
+
+    Raises
+    ------
+    WeightsError
+        Missing, unreadable, of another architecture, or a state that does not fit the network.
+    """
+    data = load_checkpoint(path, arch=arch)
+    model = build(dict(data["config"]))
+    prefix = (state_prefix or {}).get(data["arch"], "")
+    state = {k[len(prefix) :]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: weights do not fit the stated architecture: {exc}") from exc
+    return LoadedModel(model.eval(), str(data["arch"]), {**data["meta"], "weights": str(Path(path))})
+
+
+class Pretrained:
+    """``load(path)`` and ``from_pretrained(name)`` for a network class of :mod:`wsikit.models`.
+
+    A network class sets :attr:`ARCH` (the architecture id its weights files carry) and :meth:`from_config`;
+    both class methods go through :func:`load_model`. The loaded network keeps the file's metadata in
+    ``weights_meta``.
+
+    Examples
+    --------
+    >>> from wsikit.models import UNet
+    >>> net = UNet.from_pretrained("unet-nuclei-cnn")
+    >>> net.config.base, net.weights_meta["arch"], net.training
+    (16, 'unet-v1', False)
+    """
+
+    ARCH: ClassVar[str]
+    """The architecture id of the class's weights files."""
+    ALSO_LOADS: ClassVar[dict[str, str]] = {}
+    """Other architecture ids whose files hold this network, each with the prefix of its state keys."""
+    weights_meta: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Self:
+        """An untrained network of the architecture a weights file's config describes."""
+        raise NotImplementedError
+
+    @classmethod
+    def accepted_archs(cls) -> tuple[str, ...]:
+        return (cls.ARCH, *cls.ALSO_LOADS)
+
+    @classmethod
+    def load(cls, path: PathLike) -> Self:
+        """The network in a weights file (written by :func:`save_checkpoint`), in eval mode.
+
+        Raises
+        ------
+        WeightsError
+            Missing, unreadable, of another architecture, or weights that do not fit.
+        """
+        loaded = load_model(path, arch=cls.accepted_archs(), build=cls._build, state_prefix=cls.ALSO_LOADS)
+        model: Self = loaded.model
+        model.weights_meta = {**loaded.meta, "arch": loaded.arch}
+        return model
+
+    @classmethod
+    def _build(cls, config: dict[str, Any]) -> Any:  # Any: a Pretrained class is an nn.Module subclass
+        return cls.from_config(config)
+
+    @classmethod
+    def from_pretrained(cls, name: str) -> Self:
+        """A network shipped with wsikit, by its name in :data:`WEIGHTS` (an unknown name lists the valid
+        ones for this class; the file's sha256 is checked)."""
+        archs = cls.accepted_archs()
+        entry = WEIGHTS.get(name)
+        if entry is None or entry.arch not in archs:
+            valid = sorted(k for k, e in WEIGHTS.items() if e.arch in archs)
+            raise ConfigError(f"unknown weights {name!r} for {cls.__name__}; valid names: {', '.join(valid)}")
+        return cls.load(weights_path(name))
 
 
 _register(

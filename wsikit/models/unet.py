@@ -9,12 +9,13 @@ background, nucleus interior, nuclear boundary (the boundary class separates tou
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from wsikit.errors import ConfigError
+from wsikit.models.registry import Pretrained
 
 __all__ = ["UNetConfig", "UNet", "CLASSES"]
 
@@ -59,7 +60,7 @@ def _block(cin: int, cout: int, bn: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class UNet(nn.Module):
+class UNet(nn.Module, Pretrained):
     """U-Net mapping (B, 3, H, W) RGB in [0, 1] to (B, n_classes, H, W) logits; H, W multiples of 16.
 
     Examples
@@ -70,6 +71,12 @@ class UNet(nn.Module):
     >>> net.bottleneck_shape(144)
     (64, 9, 9)
     """
+
+    ARCH: ClassVar[str] = "unet-v1"
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> UNet:
+        return cls(UNetConfig(**config))
 
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()

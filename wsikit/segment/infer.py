@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,10 +11,9 @@ import torch.nn.functional as F
 
 from wsikit._typing import PathLike
 from wsikit.errors import ShapeError
-from wsikit.models.registry import WeightsError, load_checkpoint, weights_path
-from wsikit.models.unet import UNet, UNetConfig
+from wsikit.models.registry import weights_path
+from wsikit.models.unet import UNet
 from wsikit.segment.targets import InstanceParams, instances_from_probabilities
-from wsikit.segment.train import ARCH
 
 __all__ = ["Segmenter", "pretrained_name"]
 
@@ -79,13 +77,8 @@ class Segmenter:
     @classmethod
     def from_weights(cls, path: PathLike, **kwargs: Any) -> Segmenter:
         """Load weights written by ``wsikit train segmenter``."""
-        data = load_checkpoint(path, arch=ARCH)
-        model = UNet(UNetConfig(**data["config"]))
-        try:
-            model.load_state_dict(data["state_dict"])
-        except RuntimeError as exc:
-            raise WeightsError(f"{path}: weights do not fit the stated architecture: {exc}") from exc
-        meta = {**data["meta"], "weights": str(Path(path))}
+        model = UNet.load(path)
+        meta = dict(model.weights_meta)
         return cls(model, mpp=float(meta.get("mpp", 0.25)), meta=meta, **kwargs)
 
     @classmethod
@@ -101,7 +94,7 @@ class Segmenter:
     @classmethod
     def from_pretrained(cls, name: str = "nuclei", **kwargs: Any) -> Segmenter:
         """Load the shipped weights ``unet-<name>``."""
-        return cls.from_weights(weights_path(f"unet-{name}", arch=ARCH), **kwargs)
+        return cls.from_weights(weights_path(f"unet-{name}", arch=UNet.ARCH), **kwargs)
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

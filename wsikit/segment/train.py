@@ -35,7 +35,7 @@ from wsikit.segment.targets import three_class_target, touching_weight_map
 
 __all__ = ["SegmenterTrainConfig", "SegmenterState", "train_segmenter", "ARCH"]
 
-ARCH = "unet-v1"
+ARCH = UNet.ARCH
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -11,12 +10,11 @@ import torch.nn.functional as F
 
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
-from wsikit.models.colorizer import AB_SCALE, ColorizerConfig, ColorizerNet
-from wsikit.models.registry import load_checkpoint, weights_path
+from wsikit.models.colorizer import AB_SCALE, ColorizerNet
+from wsikit.models.registry import weights_path
 from wsikit.stain._batch import from_batch, to_batch
 from wsikit.stain.base import StainNormalizer, tissue_weight
 from wsikit.stain.color import lab_to_rgb, rgb_to_lab
-from wsikit.stain.train import ARCH
 
 __all__ = [
     "CnnNormalizer",
@@ -212,20 +210,13 @@ class CnnNormalizer(StainNormalizer[None]):
         WeightsError
             Not a wsikit weights file, or weights of another architecture.
         """
-        data = load_checkpoint(path, arch=ARCH)
-        model = ColorizerNet(ColorizerConfig(**data["config"]))
-        try:
-            model.load_state_dict(data["state_dict"])
-        except RuntimeError as exc:
-            from wsikit.models.registry import WeightsError
-
-            raise WeightsError(f"{path}: weights do not fit the stated architecture: {exc}") from exc
-        return cls(model, meta={**data["meta"], "weights": str(Path(path))}, **kwargs)
+        model = ColorizerNet.load(path)
+        return cls(model, meta=dict(model.weights_meta), **kwargs)
 
     @classmethod
     def from_pretrained(cls, name: str = DEFAULT_STYLE, **kwargs: Any) -> CnnNormalizer:
         """Load shipped weights by style name (``tia`` by default; an unknown name lists the valid ones)."""
-        return cls.from_weights(weights_path(f"colorizer-{name}", arch=ARCH), **kwargs)
+        return cls.from_weights(weights_path(f"colorizer-{name}", arch=ColorizerNet.ARCH), **kwargs)
 
     def _fit_stats(self, rgb: torch.Tensor) -> None:
         return None

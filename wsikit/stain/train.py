@@ -30,7 +30,7 @@ from wsikit.stain.color import rgb_to_lab
 
 __all__ = ["ColorizerTrainConfig", "TrainState", "train_colorizer", "ARCH"]
 
-ARCH = "colorizer-v1"
+ARCH = ColorizerNet.ARCH
 
 
 @dataclass(frozen=True, kw_only=True)
