@@ -46,6 +46,7 @@ Usage::
     python research/study_neighbour_context.py score-stage W.pt   # val figure of another file's stage
     python research/study_neighbour_context.py fold K --seed 1    # the ensemble's second member, K in 0..3, full
     python research/study_neighbour_context.py score-ensemble     # the ensemble follow-up
+    python research/study_neighbour_context.py weights-ensemble REFIT.pt   # its stages into the weights
 """
 
 from __future__ import annotations
@@ -398,10 +399,73 @@ def write_weights(tta: bool = False) -> None:
         print("wrote", dst)
 
 
+def write_ensemble_weights(refit: Path) -> None:
+    """The ensemble follow-up's weights, as ``weights`` writes the single CNN's: (a) the train-only ensemble
+    (``WORK/cells-context-cnn-trainonly.pt`` + ``..._seed1.pt``) with a stage fitted on train's out-of-fold
+    ensemble predictions (``WORK/cells-context-cnn-ensemble-trainonly-neighbourhood.pt``: what the val
+    figures are of); (b) ``refit`` (``wsikit train cell-types --members 2`` on train + val) with a stage fitted
+    on the out-of-fold ensemble predictions of all 82 patients (val's from the train-only ensemble), written
+    as the shipped ``cells-context-cnn``."""
+    import shlex
+
+    from wsikit.classify.neighbourhood import fit_neighbourhood_stage
+    from wsikit.models.infogan import Critic, CriticEnsemble
+    from wsikit.models.registry import load_checkpoint, save_checkpoint
+
+    tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
+    prob_tr = np.zeros((len(tr["truth"]), 3))
+    for k in range(FOLDS):
+        rows = np.load(WORK / f"rows_train_fold{k}.npy")
+        prob_tr[rows] = np.mean(
+            [np.load(WORK / f"prob_train_fold{k}{t}.npy") for t in ("", "_seed1")], axis=0
+        )
+    prob_va = np.mean([np.load(WORK / f"prob_val{t}.npy") for t in ("", "_seed1")], axis=0)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    train_only = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
+    both = fit_neighbourhood_stage(
+        np.concatenate([prob_tr, prob_va]),
+        np.concatenate([tr["xy"], va["xy"]]),
+        np.concatenate([tr["truth"], va["truth"]]),
+        group=np.concatenate([tr["image"], va["image"] + tr["image"].max() + 1]),
+    )
+    # (a) the train-only ensemble from the two train-only fits
+    members = [Critic.load(WORK / f"cells-context-cnn-trainonly{t}.pt") for t in ("", "_seed1")]
+    first = load_checkpoint(WORK / "cells-context-cnn-trainonly.pt", arch=(Critic.ARCH,))
+    net = CriticEnsemble.of(members)
+    meta = {**first["meta"], "method": "ensemble of 2 supervised context CNNs (seeds 0..1)"}
+    meta["training_data"] += " (seeds 0 and 1)"
+    shipped = HERE.parent / "wsikit" / "models" / "weights" / "cells-context-cnn.pt"
+    for stage, arch, config, state, base_meta, dst, data in (
+        (train_only, CriticEnsemble.ARCH, net.config_dict(), net.state_dict(), meta,
+         WORK / "cells-context-cnn-ensemble-trainonly-neighbourhood.pt",
+         "out-of-fold ensemble predictions of BRCA-M2C train (72 patients, 4 folds by patient, 2 CNNs per fold)"),
+        (both, *(lambda c: (c["arch"], c["config"], c["state_dict"], c["meta"]))(
+            load_checkpoint(refit, arch=(CriticEnsemble.ARCH,))), shipped,
+         "out-of-fold ensemble predictions of BRCA-M2C train + val (82 patients; train in 4 folds by patient, "
+         "2 CNNs per fold; val from the train-only ensemble)"),
+    ):  # fmt: skip
+        out_meta = {
+            **base_meta,
+            "neighbourhood": {**stage.to_meta(), "training_data": data, "command": command},
+        }
+        save_checkpoint(dst, arch=arch, config=config, state=state, meta=out_meta)
+        print("wrote", dst)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
-        "step", choices=["prepare", "fold", "score", "score-tta", "score-ensemble", "score-stage", "weights"]
+        "step",
+        choices=[
+            "prepare",
+            "fold",
+            "score",
+            "score-tta",
+            "score-ensemble",
+            "score-stage",
+            "weights",
+            "weights-ensemble",
+        ],
     )
     ap.add_argument("which", nargs="?", default="full")
     ap.add_argument("--json", type=Path, default=HERE / "results_study_neighbour_context.json")
@@ -416,6 +480,8 @@ def main() -> None:
         write_weights(tta=args.tta)
     elif args.step == "score-stage":
         score_stage(Path(args.which))
+    elif args.step == "weights-ensemble":
+        write_ensemble_weights(Path(args.which))
     elif args.step == "score-ensemble":
         score_ensemble(HERE / "results_study_neighbour_ensemble.json")
     elif args.step == "score-tta":

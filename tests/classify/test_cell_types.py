@@ -73,6 +73,43 @@ def test_classifier_tta_is_the_mean_over_rotations_and_flips_and_invariant_to_th
     assert not np.allclose(each[0], tta, atol=1e-3)  # the views do differ
 
 
+def test_ensemble_of_context_cnns_is_the_mean_of_its_members_and_round_trips(tmp_path):
+    """`wsikit train cell-types --members 2` in small: two CNNs (seeds 0 and 1; the first the same as a single
+    CNN of seed 0), written as one ensemble whose probabilities are the mean of the members' softmaxes."""
+    from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnn, train_context_cnns
+    from wsikit.models.infogan import CriticEnsemble
+    from wsikit.pipeline.train_cell_types import train_cell_type_classifier
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (60, 40, 40, 7), dtype=np.uint8)
+    label = np.arange(60) % 3
+    crops[label == 1, :, :, :3] //= 3  # something to learn
+    cfg = SupervisedTrainConfig(steps=4, batch_size=12, width=8)
+    net, states = train_context_cnns(crops, label, cfg, members=2)
+    assert isinstance(net, CriticEnsemble) and len(states) == 2
+    single = train_context_cnn(crops, label, cfg).model
+    member0 = net.members[0].state_dict()
+    assert all(torch.equal(member0[k], v) for k, v in single.state_dict().items())  # seed 0 is seed 0
+
+    def softmax(model: torch.nn.Module) -> np.ndarray:
+        clf = CellClassifier(model, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform")
+        return clf.probabilities(crops)
+
+    mean = (softmax(states[0].model) + softmax(states[1].model)) / 2
+    np.testing.assert_allclose(softmax(net), mean, atol=1e-6)
+    # through the training job and the weights file (fp16 on disk)
+    data = {"crops": crops, "label": label, "unlabelled": crops[:0]}
+    path, summary = train_cell_type_classifier(data, tmp_path / "ens.pt", model="cnn", steps=4, members=2)
+    loaded = CellClassifier.from_weights(path, input="context")
+    assert isinstance(loaded.critic, CriticEnsemble) and len(loaded.critic.members) == 2
+    assert loaded.meta["arch"] == "context-cnn-ensemble-v1" and "ensemble of 2" in loaded.meta["method"]
+    assert loaded.probabilities(crops).shape == (60, 3)
+    with pytest.raises(ConfigError, match="members .* applies to the cnn model"):
+        train_cell_type_classifier(data, tmp_path / "x.pt", model="infogan", steps=1, members=2)
+    with pytest.raises(ConfigError, match="members must be a positive integer"):
+        train_context_cnns(crops, label, cfg, members=0)
+
+
 def test_stain_jitter_moves_colour_not_the_mask():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 7, 8, 8, generator=g) * 2 - 1

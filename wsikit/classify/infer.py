@@ -24,7 +24,7 @@ from wsikit.classify.crops import CONTEXT_MPP, context_channels, context_crops, 
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.classify.neighbourhood import NeighbourhoodStage
 from wsikit.errors import ConfigError, ShapeError
-from wsikit.models.infogan import Critic
+from wsikit.models.infogan import Critic, CriticEnsemble, load_cell_network
 from wsikit.models.registry import WEIGHTS, WeightsError, weights_path
 
 __all__ = ["CellClassifier", "Prediction", "DEFAULT_CLASSIFIER", "INPUTS"]
@@ -61,8 +61,9 @@ class CellClassifier:
 
     Parameters
     ----------
-    critic : Critic
-        A trained critic (only its trunk and D_Q head are used).
+    critic : Critic or CriticEnsemble
+        A trained critic (only its trunk and D_Q head are used), or an ensemble of them (the mean of their
+        softmaxes).
     cluster_names : list of str
         Cell-type name of each D_Q category.
     meta : dict
@@ -80,7 +81,7 @@ class CellClassifier:
 
     def __init__(
         self,
-        critic: Critic,
+        critic: Critic | CriticEnsemble,
         *,
         cluster_names: list[str],
         device: str = "cpu",
@@ -170,7 +171,7 @@ class CellClassifier:
             Unreadable, for another architecture, of another kind than ``input``, or made for another number
             of classes than ``n_classes``.
         """
-        critic = Critic.load(path)
+        critic = load_cell_network(path)
         cfg = critic.config
         if n_classes is not None and cfg.n_classes != n_classes:
             raise WeightsError(f"{path}: weights are for K={cfg.n_classes} classes, expected K={n_classes}")

@@ -9,6 +9,7 @@ class-balanced batches). Its D_D head is unused.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -22,9 +23,9 @@ import torch.nn.functional as F
 from wsikit.classify.crops import CONTEXT_CHANNELS, crop_augment, scanner_jitter, stain_jitter, to_tensor
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.errors import ConfigError, ShapeError
-from wsikit.models.infogan import Critic, InfoGanConfig
+from wsikit.models.infogan import Critic, CriticEnsemble, InfoGanConfig
 
-__all__ = ["CNN_ARCH", "SupervisedTrainConfig", "SupervisedState", "train_context_cnn"]
+__all__ = ["CNN_ARCH", "SupervisedTrainConfig", "SupervisedState", "train_context_cnn", "train_context_cnns"]
 
 CNN_ARCH = Critic.ARCH
 """Architecture id of the supervised context CNN's weights (a :class:`Critic` with 7 input channels)."""
@@ -143,3 +144,34 @@ def train_context_cnn(
             progress(step, cfg.steps, row)
     model.eval()
     return SupervisedState(model, cfg.steps, history, time.perf_counter() - start)
+
+
+def train_context_cnns(
+    crops: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.integer],
+    config: SupervisedTrainConfig | None = None,
+    *,
+    members: int = 1,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> tuple[Critic | CriticEnsemble, list[SupervisedState]]:
+    """:func:`train_context_cnn` ``members`` times with seeds ``config.seed``, ``config.seed + 1``, ...: the
+    network (one :class:`~wsikit.models.infogan.Critic`, or a
+    :class:`~wsikit.models.infogan.CriticEnsemble` that averages the members' softmaxes) and each member's
+    training state. The first member is exactly what :func:`train_context_cnn` trains with ``config``."""
+    cfg = config or SupervisedTrainConfig()
+    if not isinstance(members, int) or members < 1:
+        raise ConfigError(f"members must be a positive integer, got {members!r}")
+    states = []
+    for i in range(members):
+        member_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
+        member_progress = None
+        if progress is not None:  # one count over all members
+
+            def member_progress(step: int, total: int, row: dict[str, float], i: int = i) -> None:
+                progress(i * total + step, members * total, row)
+
+        states.append(train_context_cnn(crops, labels, member_cfg, progress=member_progress))
+    net: Critic | CriticEnsemble = (
+        states[0].model if members == 1 else CriticEnsemble.of([st.model for st in states])
+    )
+    return net.eval(), states

@@ -352,6 +352,14 @@ def crops(
     help="Predict with the average over 8 rotations and flips of each crop by default (stored in the weights; "
     "8x the classify stage's model time).",
 )
+@click.option(
+    "--members",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="cnn: train this many CNNs (seeds SEED, SEED+1, ...) and write them as one ensemble that averages "
+    "their softmaxes (this many times the classify stage's model time).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def cell_types(
@@ -363,6 +371,7 @@ def cell_types(
     label_weight: float,
     scanner_jitter: bool,
     tta: bool,
+    members: int,
     seed: int,
 ) -> None:
     """Train a labelled cell-type classifier (epithelial / lymphocyte / fibroblast) on context crops."""
@@ -383,6 +392,7 @@ def cell_types(
             label_weight=label_weight,
             tta=tta,
             scanner=scanner_jitter,
+            members=members,
             progress=lambda step, total, row: update(step, total),
             command=command_line(),
         )

@@ -13,16 +13,18 @@ images with generative adversarial networks"), as used by the method's paper:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from wsikit._typing import PathLike
 from wsikit.errors import ConfigError, ShapeError
-from wsikit.models.registry import Pretrained
+from wsikit.models.registry import Pretrained, WeightsError, load_model
 
-__all__ = ["InfoGanConfig", "Generator", "Critic"]
+__all__ = ["InfoGanConfig", "Generator", "Critic", "CriticEnsemble", "load_cell_network"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,3 +146,80 @@ class Critic(nn.Module, Pretrained):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(x)
         return self.d_head(f).squeeze(1), self.q_head(f)
+
+
+class CriticEnsemble(nn.Module, Pretrained):
+    """Critics of one architecture (e.g. context CNNs trained with different seeds) as one network.
+
+    ``forward(x)`` returns ``(critic, logits)`` as :class:`Critic` does: the members' mean critic score, and
+    the log of their mean D_Q softmax, so that a softmax of the logits is the mean of the members' softmaxes.
+
+    Examples
+    --------
+    >>> cfg = InfoGanConfig(width=4, channels=7)
+    >>> members = [Critic(cfg), Critic(cfg)]
+    >>> net = CriticEnsemble.of(members)
+    >>> x = torch.rand(2, 7, 40, 40) * 2 - 1
+    >>> mean = (members[0](x)[1].softmax(1) + members[1](x)[1].softmax(1)) / 2
+    >>> bool(torch.allclose(net(x)[1].softmax(1), mean, atol=1e-6)), net.config_dict()["members"]
+    (True, 2)
+    """
+
+    ARCH: ClassVar[str] = "context-cnn-ensemble-v1"
+
+    def __init__(self, config: InfoGanConfig, members: int) -> None:
+        super().__init__()
+        if not isinstance(members, int) or members < 1:
+            raise ConfigError(f"members must be a positive integer, got {members!r}")
+        self.config = config
+        self.members = nn.ModuleList(Critic(config) for _ in range(members))
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CriticEnsemble:
+        c = dict(config)
+        members = c.pop("members", None)
+        if members is None:
+            raise ConfigError("an ensemble's config must say how many members it has")
+        return cls(InfoGanConfig(**c), int(members))
+
+    @classmethod
+    def of(cls, critics: list[Critic]) -> CriticEnsemble:
+        """An ensemble holding copies of the weights of ``critics`` (all of one config)."""
+        if not critics or any(c.config != critics[0].config for c in critics):
+            raise ConfigError("an ensemble needs at least one critic, all of the same architecture")
+        net = cls(critics[0].config, len(critics))
+        for member, critic in zip(net.members, critics, strict=True):
+            member.load_state_dict(critic.state_dict())
+        return net
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config a weights file stores (:meth:`from_config` reads it back)."""
+        return {**self.config.to_dict(), "members": len(self.members)}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [m(x) for m in self.members]
+        score = torch.stack([o[0] for o in outs]).mean(dim=0)
+        log_p = torch.stack([o[1].log_softmax(dim=1) for o in outs])
+        return score, torch.logsumexp(log_p, dim=0) - math.log(len(outs))
+
+
+def load_cell_network(path: PathLike) -> Critic | CriticEnsemble:
+    """The cell-type network in a weights file: a context CNN (``context-cnn-v1``), the critic of an InfoGAN
+    (``infogan-v1``) or an ensemble of context CNNs (``context-cnn-ensemble-v1``), with ``weights_meta``.
+
+    Raises
+    ------
+    WeightsError
+        Missing, unreadable, of another architecture, or weights that do not fit.
+    """
+    archs = (*Critic.accepted_archs(), CriticEnsemble.ARCH)
+
+    def build(config: dict[str, Any]) -> nn.Module:
+        return CriticEnsemble.from_config(config) if "members" in config else Critic.from_config(config)
+
+    loaded = load_model(path, arch=archs, build=build, state_prefix=Critic.ALSO_LOADS)
+    if (loaded.arch == CriticEnsemble.ARCH) != isinstance(loaded.model, CriticEnsemble):
+        raise WeightsError(f"{path}: the config does not describe a {loaded.arch} network")
+    net: Critic | CriticEnsemble = loaded.model  # type: ignore[assignment]
+    net.weights_meta = {**loaded.meta, "arch": loaded.arch}
+    return net

@@ -189,16 +189,20 @@ def train_cell_type_classifier(
     label_weight: float = 1.0,
     tta: bool = False,
     scanner: bool = False,
+    members: int = 1,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     command: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train one labelled classifier on gathered context crops and write its weights to ``out``.
 
     ``tta`` is stored in the weights: whether :class:`~wsikit.classify.CellClassifier` averages its
-    predictions over the 8 rotations and flips of a crop by default.
+    predictions over the 8 rotations and flips of a crop by default. ``members`` > 1 (cnn only) trains that
+    many CNNs with seeds ``seed``, ``seed + 1``, ... and writes them as one ensemble (the mean of their
+    softmaxes; ``members`` times the classify stage's model time).
     """
-    from wsikit.classify.supervised import CNN_ARCH, SupervisedTrainConfig, train_context_cnn
+    from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnns
     from wsikit.classify.train import ARCH, ClassifierTrainConfig, train_classifier
+    from wsikit.models.infogan import CriticEnsemble
 
     out_path = Path(out)
     check_output_parent(out_path)
@@ -230,14 +234,21 @@ def train_cell_type_classifier(
     }
     if model not in ("cnn", "infogan"):
         raise ConfigError(f"model must be 'cnn' or 'infogan', got {model!r}")
+    if members != 1 and model != "cnn":
+        raise ConfigError("members (an ensemble) applies to the cnn model")
     ckpt = out_path.with_name(out_path.name + ".ckpt")
     net: Any
     if model == "cnn":
         cfg: Any = SupervisedTrainConfig(steps=steps, seed=seed, scanner=scanner)
-        state: Any = train_context_cnn(x, y, cfg, progress=progress)
-        arch, net, method = CNN_ARCH, state.model, "supervised context CNN"
-        last = state.history[-100:]
-        summary: dict[str, Any] = {"loss_last": float(np.mean([r["loss"] for r in last]))}
+        net, states = train_context_cnns(x, y, cfg, members=members, progress=progress)
+        arch, method = type(net).ARCH, "supervised context CNN"
+        if members > 1:
+            method = f"ensemble of {members} supervised context CNNs (seeds {seed}..{seed + members - 1})"
+        state: Any = states[-1]
+        state.seconds = sum(st.seconds for st in states)
+        summary: dict[str, Any] = {
+            "loss_last": float(np.mean([r["loss"] for st in states for r in st.history[-100:]]))
+        }
     else:
         if scanner:
             raise ConfigError("scanner jitter applies to the cnn model")
@@ -261,7 +272,8 @@ def train_cell_type_classifier(
             "wasserstein_last": float(np.mean([r["wasserstein"] for r in last])),
         }
     meta.update(method=method, train_config=cfg.__dict__, seconds=round(state.seconds, 1))
-    save_checkpoint(out_path, arch=arch, config=net.config.to_dict(), state=net.state_dict(), meta=meta)
+    config = net.config_dict() if isinstance(net, CriticEnsemble) else net.config.to_dict()
+    save_checkpoint(out_path, arch=arch, config=config, state=net.state_dict(), meta=meta)
     ckpt.unlink(missing_ok=True)
     summary = {"steps": state.step, "seconds": round(state.seconds, 1), **summary}
     return out_path, summary

@@ -43,10 +43,10 @@ def load_context_cnn(weights: PathLike) -> dict[str, Any]:
     WeightsError, ConfigError
         Missing or unreadable file; weights of another model.
     """
-    from wsikit.classify.supervised import CNN_ARCH
+    from wsikit.models.infogan import Critic, CriticEnsemble
     from wsikit.models.registry import load_checkpoint
 
-    ck = load_checkpoint(weights, arch=(CNN_ARCH,))
+    ck = load_checkpoint(weights, arch=(Critic.ARCH, CriticEnsemble.ARCH))
     if ck["meta"].get("input") != "context":
         raise ConfigError(f"{weights}: not a context CNN (its input is {ck['meta'].get('input')!r})")
     return ck
@@ -151,7 +151,7 @@ def train_neighbourhood_stage(
 
     from wsikit.classify.infer import CellClassifier
     from wsikit.classify.neighbourhood import fit_neighbourhood_stage
-    from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnn
+    from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnns
     from wsikit.models.registry import save_checkpoint
     from wsikit.pipeline._atomic import check_output_parent
 
@@ -159,6 +159,7 @@ def train_neighbourhood_stage(
     out_path = Path(out)
     check_output_parent(out_path)
     ck = load_context_cnn(weights)
+    members = int(ck["config"].get("members", 1))
     if folds < 2:
         raise ConfigError(f"folds must be >= 2, got {folds}")
     patients = np.array(sorted(set(fields["patient"].tolist())))
@@ -178,10 +179,9 @@ def train_neighbourhood_stage(
                 f"fold {k}: the other folds lack a cell type ({counts.tolist()}); use fewer folds"
             )
         cfg = SupervisedTrainConfig(steps=steps, scanner=scanner, seed=seed)
-        state = train_context_cnn(fields["crops"][fit], label[fit], cfg)
-        clf = CellClassifier(
-            state.model, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform"
-        )
+        # as many members per fold as the weights hold (an ensemble's stage learns from ensemble predictions)
+        net, _ = train_context_cnns(fields["crops"][fit], label[fit], cfg, members=members)
+        clf = CellClassifier(net, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform")
         prob[fold == k] = clf.probabilities(fields["crops"][fold == k], with_prior=False)
         if progress is not None:
             progress(k + 1, folds)
@@ -205,7 +205,8 @@ def train_neighbourhood_stage(
         "neighbourhood": {
             **stage.to_meta(),
             "training_data": f"out-of-fold context-CNN predictions of {len(patients)} BRCA-M2C patients "
-            f"({folds} folds by patient, {steps} steps each)",
+            f"({folds} folds by patient, {steps} steps each"
+            + (f", {members} CNNs per fold, seeds {seed}..{seed + members - 1})" if members > 1 else ")"),
             "command": command or "",
             "seconds": seconds,
             "machine": f"{torch.get_num_threads()} torch threads, wsikit {__version__}",
