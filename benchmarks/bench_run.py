@@ -7,6 +7,7 @@ spent waiting on slide reads.
 Usage::
 
     python benchmarks/bench_run.py [--sizes 4096 8192] [--stain cnn] [--device cpu] [--json out.json]
+        [--classifier-weights W.pt]
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from _stamp import stamp  # noqa: E402
 _CHILD = """
 import json, sys, time
 from wsikit.pipeline.run import RunConfig, run_slide
-cfg = RunConfig(stain=sys.argv[3], device=sys.argv[4], batch_size=int(sys.argv[5]), workers=2)
+cfg = RunConfig(stain=sys.argv[3], device=sys.argv[4], batch_size=int(sys.argv[5]), workers=2,
+                classifier_weights=sys.argv[6] or None)
 start = time.perf_counter()
 s = run_slide(sys.argv[1], sys.argv[2], config=cfg)
 s["wall_s"] = time.perf_counter() - start
@@ -47,6 +49,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--classifier-weights", default="", help="cell-type weights (default: the shipped ones)"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from make_slide import build
@@ -67,6 +72,7 @@ def main() -> None:
                     args.stain,
                     args.device,
                     str(args.batch_size),
+                    args.classifier_weights,
                 ],
                 capture_output=True,
                 text=True,
@@ -85,6 +91,10 @@ def main() -> None:
             "tissue_mp_per_s": round(tissue_mp / s["wall_s"], 3),
             "seconds": s["seconds"],
             "classify_share": round(s["seconds"]["classify"] / s["seconds"]["total"], 3),
+            # issue 14's cost: the classify stage and the neighbourhood stage after it
+            "classify_and_neighbourhood_share": round(
+                (s["seconds"]["classify"] + s["seconds"].get("neighbourhood", 0.0)) / s["seconds"]["total"], 3
+            ),
             "classifier": s["models"]["classifier"]["weights"],
             "peak_rss_mb": round(s["peak_rss_mb"], 1),
             "read_wait_share": s["performance"]["segment"].get("read_wait_share"),

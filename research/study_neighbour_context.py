@@ -435,15 +435,19 @@ def write_ensemble_weights(refit: Path) -> None:
     meta = {**first["meta"], "method": "ensemble of 2 supervised context CNNs (seeds 0..1)"}
     meta["training_data"] += " (seeds 0 and 1)"
     shipped = HERE.parent / "wsikit" / "models" / "weights" / "cells-context-cnn.pt"
-    for stage, arch, config, state, base_meta, dst, data in (
+    jobs = [
         (train_only, CriticEnsemble.ARCH, net.config_dict(), net.state_dict(), meta,
          WORK / "cells-context-cnn-ensemble-trainonly-neighbourhood.pt",
          "out-of-fold ensemble predictions of BRCA-M2C train (72 patients, 4 folds by patient, 2 CNNs per fold)"),
-        (both, *(lambda c: (c["arch"], c["config"], c["state_dict"], c["meta"]))(
-            load_checkpoint(refit, arch=(CriticEnsemble.ARCH,))), shipped,
-         "out-of-fold ensemble predictions of BRCA-M2C train + val (82 patients; train in 4 folds by patient, "
-         "2 CNNs per fold; val from the train-only ensemble)"),
-    ):  # fmt: skip
+    ]  # fmt: skip
+    if refit.is_file():  # (b) only once the refit is trained
+        c = load_checkpoint(refit, arch=(CriticEnsemble.ARCH,))
+        jobs.append(
+            (both, c["arch"], c["config"], c["state_dict"], c["meta"], shipped,
+             "out-of-fold ensemble predictions of BRCA-M2C train + val (82 patients; train in 4 folds by "
+             "patient, 2 CNNs per fold; val from the train-only ensemble)")
+        )  # fmt: skip
+    for stage, arch, config, state, base_meta, dst, data in jobs:
         out_meta = {
             **base_meta,
             "neighbourhood": {**stage.to_meta(), "training_data": data, "command": command},

@@ -92,7 +92,9 @@ def test_ensemble_of_context_cnns_is_the_mean_of_its_members_and_round_trips(tmp
     assert all(torch.equal(member0[k], v) for k, v in single.state_dict().items())  # seed 0 is seed 0
 
     def softmax(model: torch.nn.Module) -> np.ndarray:
-        clf = CellClassifier(model, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform")
+        clf = CellClassifier(
+            model, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform"
+        )
         return clf.probabilities(crops)
 
     mean = (softmax(states[0].model) + softmax(states[1].model)) / 2
@@ -253,7 +255,9 @@ def test_train_neighbourhood_fits_the_stage_on_out_of_fold_predictions(data_dir,
     out = tmp_path / "with-stage.pt"
     args = ["-q", "train", "neighbourhood", "--data", str(data_dir), "--weights", str(src), "--out", str(out)]
     assert run([*args, "--folds", "2", "--steps", "3", "--max-images", "6"]) == 0
-    a, b = load_checkpoint(src, arch=("context-cnn-v1",)), load_checkpoint(out, arch=("context-cnn-v1",))
+    archs = ("context-cnn-v1", "context-cnn-ensemble-v1")
+    a, b = load_checkpoint(src, arch=archs), load_checkpoint(out, arch=archs)
+    assert a["arch"] == b["arch"] and a["config"] == b["config"]
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     stage = b["meta"]["neighbourhood"]
     assert "train neighbourhood" in stage["command"] and stage["seconds"] > 0

@@ -8,9 +8,24 @@ import pytest
 import torch
 
 from wsikit.errors import ConfigError
-from wsikit.models import WEIGHTS, ColorizerNet, Critic, UNet, WeightsError, save_checkpoint, weights_path
+from wsikit.models import (
+    WEIGHTS,
+    ColorizerNet,
+    Critic,
+    CriticEnsemble,
+    UNet,
+    WeightsError,
+    save_checkpoint,
+    weights_path,
+)
 
-CLASSES = {"unet-v1": UNet, "colorizer-v1": ColorizerNet, "context-cnn-v1": Critic, "infogan-v1": Critic}
+CLASSES = {
+    "unet-v1": UNet,
+    "colorizer-v1": ColorizerNet,
+    "context-cnn-v1": Critic,
+    "infogan-v1": Critic,
+    "context-cnn-ensemble-v1": CriticEnsemble,
+}
 
 
 @pytest.mark.parametrize("name", sorted(WEIGHTS))
@@ -28,7 +43,9 @@ def test_every_shipped_file_loads_through_its_class(name: str) -> None:
 
 
 def test_unknown_name_lists_the_class_names() -> None:
-    with pytest.raises(ConfigError, match="unknown weights 'colorizer-tia' for UNet; valid names: unet-nuclei"):
+    with pytest.raises(
+        ConfigError, match="unknown weights 'colorizer-tia' for UNet; valid names: unet-nuclei"
+    ):
         UNet.from_pretrained("colorizer-tia")
 
 

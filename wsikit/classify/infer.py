@@ -5,7 +5,8 @@ Three kinds of weights load into it, all a :class:`~wsikit.models.infogan.Critic
 - the paper's unsupervised InfoGAN (``infogan-cells``; whitened 40x40 nucleus crops, K clusters each
   named a cell type by the morphology rule);
 - the semi-supervised InfoGAN (7-channel context crops, code k = cell type k);
-- the supervised context CNN (the same network trained with labels alone; architecture ``context-cnn-v1``).
+- the supervised context CNN (the same network trained with labels alone; architecture ``context-cnn-v1``), or
+  an ensemble of them (``context-cnn-ensemble-v1``: the mean of their softmaxes).
 
 :meth:`CellClassifier.crops` cuts the input its weights were trained on, so callers never choose.
 """
@@ -197,7 +198,8 @@ class CellClassifier:
         if name not in WEIGHTS and f"infogan-{name}" in WEIGHTS:
             name = f"infogan-{name}"
         entry = WEIGHTS.get(name)
-        arch = entry.arch if entry is not None and entry.arch in Critic.accepted_archs() else Critic.ARCH
+        archs = (*Critic.accepted_archs(), CriticEnsemble.ARCH)
+        arch = entry.arch if entry is not None and entry.arch in archs else Critic.ARCH
         return cls.from_weights(weights_path(name, arch=arch), **kwargs)
 
     def crops(

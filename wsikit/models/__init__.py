@@ -11,7 +11,7 @@ Every network class loads its weights the same way (:class:`~wsikit.models.regis
 from __future__ import annotations
 
 from wsikit.models.colorizer import ColorizerConfig, ColorizerNet
-from wsikit.models.infogan import Critic, Generator, InfoGanConfig
+from wsikit.models.infogan import Critic, CriticEnsemble, Generator, InfoGanConfig, load_cell_network
 from wsikit.models.registry import (
     WEIGHTS,
     LoadedModel,
@@ -29,6 +29,8 @@ __all__ = [
     "ColorizerConfig",
     "ColorizerNet",
     "Critic",
+    "CriticEnsemble",
+    "load_cell_network",
     "Generator",
     "InfoGanConfig",
     "UNet",

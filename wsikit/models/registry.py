@@ -314,11 +314,12 @@ _register(
 _register(
     WeightsEntry(
         name="cells-context-cnn",
-        arch="context-cnn-v1",
+        arch="context-cnn-ensemble-v1",
         file="cells-context-cnn.pt",
-        sha256="bf179f49a9fd6fc481212c31dce426a3fae2db32d0efa6865c444014464374d6",
-        description="Supervised context CNN (the InfoGAN critic's network on 7-channel context crops: nucleus, "
-        "its mask, 64 um of surroundings), its configuration chosen on BRCA-M2C val, then refit on BRCA-M2C train + "
+        sha256="c7a7ae0a643ac1b5a0a4e0c37f9ceb835499a67c9f864581cac39892e2a3475e",
+        description="Two supervised context CNNs (seeds 0 and 1; the InfoGAN critic's network on 7-channel "
+        "context crops: nucleus, its mask, 64 um of surroundings) whose softmaxes are averaged, their "
+        "configuration chosen on BRCA-M2C val, then refit on BRCA-M2C train + "
         "val (82 breast patients, labels BSD-3-Clause), with a neighbourhood stage (the CNN's predictions for the "
         "nuclei within 25 and 50 um; wsikit.classify.neighbourhood); `wsikit run`'s default cell-type classifier; "
         "see docs/classification.md",
