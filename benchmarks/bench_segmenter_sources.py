@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
     parser.add_argument("--stain", default="cnn", choices=["cnn", "none", "macenko"])
     args = parser.parse_args()
-    from wsikit.pipeline.eval_segmenter import evaluate_segmenter_sources, export_dataset
     from wsikit.segment.artefacts import ColourRule
+    from wsikit.segment.evaluate import evaluate_segmenter_sources, export_dataset
 
     work = HERE / "_work"
     work.mkdir(exist_ok=True)

@@ -28,8 +28,8 @@ from scipy import ndimage as ndi
 
 from wsikit.datasets.brca_m2c import load_brca_m2c
 from wsikit.datasets.nuclei import resample
-from wsikit.pipeline.normalize import make_normalizer
 from wsikit.segment.infer import Segmenter
+from wsikit.stain.factory import make_normalizer
 
 INKS = {  # transmission of each ink per RGB channel (multiplicative: ink absorbs light)
     "teal": (0.15, 0.55, 0.55),

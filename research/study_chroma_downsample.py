@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from wsikit.pipeline.eval_segmenter import evaluate_segmenter_sources
+from wsikit.segment.evaluate import evaluate_segmenter_sources
 from wsikit.stain.cnn import CnnNormalizer
 
 WORK = Path(__file__).resolve().parents[1] / "benchmarks" / "_work"

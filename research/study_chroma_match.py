@@ -36,9 +36,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from wsikit.pipeline.eval_normalizer import load_images
     from wsikit.stain.cnn import CnnNormalizer
     from wsikit.stain.color import lab_to_rgb, rgb_to_lab
+    from wsikit.stain.evaluate import load_images
     from wsikit.stain.metrics import _tissue, stain_metrics, style_reference
 
     def lab(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

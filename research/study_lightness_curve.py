@@ -18,10 +18,10 @@ import time
 import numpy as np
 import torch
 
-from wsikit.pipeline.eval_normalizer import load_images
 from wsikit.stain.base import tissue_weight
 from wsikit.stain.cnn import CnnNormalizer, largest_passing_share, lightness_quantiles, luminance_ssim
 from wsikit.stain.color import lab_to_rgb, rgb_to_lab
+from wsikit.stain.evaluate import load_images
 from wsikit.stain.metrics import stain_metrics, style_reference
 
 torch.manual_seed(0)

@@ -70,7 +70,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     from wsikit.datasets.nuclei import resample
-    from wsikit.pipeline.eval_segmenter import load_labelled_folder
+    from wsikit.segment.evaluate import load_labelled_folder
     from wsikit.segment.infer import Segmenter
     from wsikit.segment.metrics import aggregated_jaccard_index
 

@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=HERE.parent / "benchmarks" / "_work" / "monuseg_test")
     parser.add_argument("--weights", type=Path, default=None, help="U-Net weights [default: unet-nuclei]")
     args = parser.parse_args()
-    from wsikit.pipeline.eval_segmenter import load_labelled_folder
+    from wsikit.segment.evaluate import load_labelled_folder
     from wsikit.segment.infer import Segmenter
     from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
     from wsikit.stain.cnn import CnnNormalizer

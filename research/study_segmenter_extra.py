@@ -81,7 +81,7 @@ def train() -> None:
 
 
 def score() -> None:
-    from wsikit.pipeline.eval_segmenter import evaluate_segmenter_sources
+    from wsikit.segment.evaluate import evaluate_segmenter_sources
 
     folders = _sources()
     rows = {}

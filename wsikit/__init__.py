@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from wsikit._version import __version__
 from wsikit.errors import WsikitError
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from wsikit.io.slide import Slide
     from wsikit.pipeline.run import RunResult
 
-__version__ = "0.1.0"
 
 __all__ = ["WsikitError", "__version__", "open_slide", "open_result", "run_slide"]
 

@@ -79,7 +79,7 @@ def test_painted_ink_on_labelled_images(data_dir: Path, tmp_path: Path) -> None:
     and the annotated nuclei off the ink kept."""
     import tifffile
 
-    from wsikit.pipeline.eval_segmenter import evaluate_segmenter, export_dataset
+    from wsikit.segment.evaluate import evaluate_segmenter, export_dataset
 
     folder = tmp_path / "monuseg"
     export_dataset("monuseg", data_dir, folder, split="test")
@@ -100,8 +100,8 @@ def test_painted_ink_on_labelled_images(data_dir: Path, tmp_path: Path) -> None:
         res = evaluate_segmenter(painted, stain="cnn", area_um2=(7.5, 400.0), colour_rule=rule)
         results[name] = res["images"][0]
     # the evaluation's own predictions are not returned: segment once more to count objects on the ink
-    from wsikit.pipeline.normalize import make_normalizer
     from wsikit.segment.infer import Segmenter
+    from wsikit.stain.factory import make_normalizer
 
     seg = Segmenter.load(None, stain="cnn")
     pred = seg.instances(np.asarray(make_normalizer("cnn").transform(inked.astype(np.uint8))))

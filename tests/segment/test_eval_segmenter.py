@@ -11,7 +11,7 @@ import pytest
 from wsikit.cli.main import run
 from wsikit.datasets.nuclei import load_dataset
 from wsikit.models.registry import WeightsError, save_checkpoint
-from wsikit.pipeline.eval_segmenter import evaluate_segmenter, export_dataset, load_labelled_folder
+from wsikit.segment.evaluate import evaluate_segmenter, export_dataset, load_labelled_folder
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.train import ARCH, SegmenterTrainConfig, train_segmenter
 

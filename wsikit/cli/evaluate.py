@@ -47,7 +47,7 @@ def normalizer(
 ) -> None:
     """Score stain normalizers: distance to the target style, histogram correlation and Hellinger
     distance (the paper's metrics), luminance SSIM against the source, and speed."""
-    from wsikit.pipeline.eval_normalizer import DEFAULT_METHODS, evaluate_normalizers
+    from wsikit.stain.evaluate import DEFAULT_METHODS, evaluate_normalizers
 
     bounded = not methods or "cnn-bounded" in methods
     reject_unused(
@@ -153,8 +153,8 @@ def segmenter(
     """Score nuclei segmentation on FOLDERS (each NAME.png + NAME.labels.tif; one folder per source):
     pixel sensitivity, specificity, Dice, Jaccard (the paper's), AJI and Panoptic Quality per image, per
     source and their mean over sources."""
-    from wsikit.pipeline.eval_segmenter import evaluate_segmenter_sources
     from wsikit.segment.artefacts import ColourRule
+    from wsikit.segment.evaluate import evaluate_segmenter_sources
 
     result = evaluate_segmenter_sources(
         list(folders),
@@ -188,7 +188,7 @@ def segmenter(
 @click.option("--overwrite", is_flag=True)
 def export_dataset_cmd(name: str, data: Path, split: str, out: Path, overwrite: bool) -> None:
     """Write an annotated dataset as NAME.png + NAME.labels.tif at 0.25 um/px (input of `eval segmenter`)."""
-    from wsikit.pipeline.eval_segmenter import export_dataset
+    from wsikit.segment.evaluate import export_dataset
 
     n = export_dataset(name, data, out, split=split, overwrite=overwrite)
     click.echo(f"wrote {n} images to {out}")

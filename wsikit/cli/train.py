@@ -75,8 +75,8 @@ def normalizer(
     resume: bool,
 ) -> None:
     """Train the colorization stain normalizer on a pool of images of one style."""
-    from wsikit.pipeline.train_normalizer import train_normalizer
     from wsikit.stain.train import ColorizerTrainConfig
+    from wsikit.stain.train_normalizer import train_normalizer
 
     cfg = ColorizerTrainConfig(
         steps=steps, batch_size=batch_size, crop=crop, width=width, class_share=class_share, seed=seed

@@ -9,7 +9,7 @@ The one place that knows a public dataset's file layout:
 - :mod:`wsikit.datasets.brca_m2c`: BRCA-M2C cell-type points (``load_brca_m2c``).
 
 (The stain-normalization image sets are read by ``benchmarks/prepare_stain_data.py`` and
-:mod:`wsikit.pipeline.eval_normalizer`.)
+:mod:`wsikit.stain.evaluate`.)
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ includes it.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from wsikit.io.annotations import (
     read_npz_instances,
 )
 
-__all__ = ["Sample", "WORKING_MPP", "load_dataset", "training_samples", "resample", "DATASETS"]
+__all__ = ["Sample", "WORKING_MPP", "load_dataset", "training_samples", "resample", "folder_mpp", "DATASETS"]
 
 log = logging.getLogger(__name__)
 
@@ -212,3 +213,15 @@ def training_samples(
                 f"`exclude` entry {pattern!r} matches no training image of {', '.join(datasets)}"
             )
     return [s for s in samples if not any(pattern in s.name for pattern in exclude)]
+
+
+def folder_mpp(folder: PathLike, default: float = WORKING_MPP) -> float:
+    """Microns per pixel of a labelled folder: its ``manifest.json``'s ``mpp``, else ``default`` (0.25: the
+    NuCLS/MoNuSAC and segmentation exports)."""
+    m = Path(folder) / "manifest.json"
+    if m.is_file():
+        try:
+            return float(json.loads(m.read_text())["mpp"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{m}: no readable 'mpp' ({exc})") from exc
+    return default

@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from wsikit._atomic import staged_file
 from wsikit._typing import PathLike
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.errors import ConfigError, WsikitError
-from wsikit.pipeline._atomic import staged_file
 from wsikit.pipeline.run import RunConfig, default_output, run_slide
 
 __all__ = ["SlideJob", "read_manifest", "run_one", "run_cohort", "merge_summaries", "STATS_COLUMNS"]

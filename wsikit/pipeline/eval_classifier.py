@@ -22,16 +22,16 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from wsikit._atomic import staged_directory
 from wsikit._typing import PathLike
 from wsikit.classify.baselines import cnn_features, kmeans, pixel_features, standardized
 from wsikit.classify.crops import CONTEXT_MPP
 from wsikit.classify.infer import CellClassifier
 from wsikit.classify.metrics import classification_report, hungarian_mapping
 from wsikit.classify.naming import CELL_TYPES, name_clusters
-from wsikit.datasets.nuclei import WORKING_MPP, resample
+from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, resample
 from wsikit.errors import ConfigError
 from wsikit.io.annotations import read_points_csv
-from wsikit.pipeline._atomic import staged_directory
 from wsikit.pipeline.labelled_nuclei import CLASS_ALIASES, LabelledNuclei, NucleusMatcher, nucleus_centres_um
 
 __all__ = [
@@ -199,18 +199,6 @@ def _labelled_pngs(p: Path) -> list[Path]:
     if not pngs:
         raise ConfigError(f"{p}: no NAME.png with NAME.points.csv beside it")
     return pngs
-
-
-def folder_mpp(folder: PathLike, default: float = WORKING_MPP) -> float:
-    """Microns per pixel of a labelled folder: its ``manifest.json``'s ``mpp``, else ``default`` (0.25: the
-    NuCLS/MoNuSAC and segmentation exports)."""
-    m = Path(folder) / "manifest.json"
-    if m.is_file():
-        try:
-            return float(json.loads(m.read_text())["mpp"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{m}: no readable 'mpp' ({exc})") from exc
-    return default
 
 
 def _report(truth: npt.NDArray[np.int64], pred: npt.NDArray[np.int64]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
 from wsikit.classify.naming import CELL_TYPE_COLORS, CELL_TYPES
 from wsikit.errors import ConfigError, StoreError
@@ -25,7 +26,6 @@ from wsikit.io.geojson import GeoJsonWriter, nucleus_uuid
 from wsikit.io.geoparquet import GeoParquetWriter
 from wsikit.io.omezarr import OmeZarrStore
 from wsikit.io.slide import Slide
-from wsikit.pipeline._atomic import check_output_parent
 from wsikit.vectorize.chunked import NucleusBatch, vectorize_chunk
 from wsikit.vectorize.measure import MEASUREMENT_UNITS
 

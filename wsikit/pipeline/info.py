@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from wsikit._atomic import staged_file
 from wsikit._typing import PathLike
 from wsikit.io import SlideInfo, open_slide
-from wsikit.pipeline._atomic import staged_file
 from wsikit.tiling import outline_mask, tissue_mask
 
 __all__ = ["SlideReport", "describe_slide"]

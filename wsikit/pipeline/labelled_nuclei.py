@@ -252,7 +252,7 @@ class NucleusMatcher:
         if self._segmenter is None:
             self._segmenter = Segmenter.load(None, stain=self.stain)
             if self.stain == "cnn":
-                from wsikit.pipeline.normalize import make_normalizer
+                from wsikit.stain.factory import make_normalizer
 
                 self._normalizer = make_normalizer("cnn")
         seg = self._segmenter

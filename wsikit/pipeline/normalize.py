@@ -9,71 +9,21 @@ from typing import Any, Literal
 
 import numpy as np
 
+from wsikit._atomic import staged_directory, staged_file
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError, OutputExistsError
 from wsikit.io import open_slide
 from wsikit.io.omezarr import IMAGE, OmeZarrStore
-from wsikit.pipeline._atomic import staged_directory, staged_file
-from wsikit.stain import MacenkoNormalizer, ReinhardNormalizer, StainNormalizer
 from wsikit.stain.cnn import CnnNormalizer
+from wsikit.stain.factory import METHODS, make_normalizer
 from wsikit.tiling import PatchStream, TileGrid
 
 __all__ = ["make_normalizer", "normalize", "normalize_into_store", "METHODS", "IMAGE_OUTPUTS"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("cnn", "macenko", "reinhard")
 IMAGE_OUTPUTS = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
 _CHUNK = 1024
-
-
-def make_normalizer(
-    method: Literal["cnn", "macenko", "reinhard"],
-    *,
-    target: PathLike | None = None,
-    weights: PathLike | None = None,
-    device: str = "cpu",
-    lightness: Literal["keep", "match", "bounded"] = "keep",
-    min_ssim: float = 0.99,
-    chroma_downsample: int = 1,
-) -> StainNormalizer[Any]:
-    """Build a fitted normalizer: the CNN from ``weights`` (default: shipped style; ``lightness`` and
-    ``min_ssim`` as in :class:`~wsikit.stain.cnn.CnnNormalizer`), or Macenko/Reinhard fitted on the
-    ``target`` image. ``chroma_downsample`` (CNN only): chroma predicted at that fraction of the resolution."""
-    if method == "cnn":
-        if target is not None:
-            raise ConfigError("`target` applies to macenko/reinhard; the CNN's style comes from `weights`")
-        return (
-            CnnNormalizer.from_weights(
-                weights,
-                device=device,
-                lightness=lightness,
-                min_ssim=min_ssim,
-                chroma_downsample=chroma_downsample,
-            )
-            if weights
-            else CnnNormalizer.from_pretrained(
-                device=device, lightness=lightness, min_ssim=min_ssim, chroma_downsample=chroma_downsample
-            )
-        )
-    if lightness != "keep":
-        raise ConfigError("`lightness` applies to the cnn method only")
-    if method not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if weights is not None:
-        raise ConfigError("`weights` applies to the cnn method only")
-    if target is None:
-        raise ConfigError(f"{method} needs a target image of the wanted style (`target`)")
-    with open_slide(target) as t:
-        w, h = t.dimensions
-        if w * h > 4096 * 4096:
-            pixels, _ = t.read_overview(4096)
-        else:
-            pixels = t.read_region((0, 0), 0, (w, h))
-    norm: StainNormalizer[Any] = (
-        MacenkoNormalizer(device=device) if method == "macenko" else ReinhardNormalizer(device=device)
-    )
-    return norm.fit(pixels)
 
 
 def normalize(

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wsikit import __version__
+from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
 from wsikit.classify.crops import fit_stain_source, standardize_stain
 from wsikit.classify.infer import CellClassifier
@@ -43,7 +44,6 @@ from wsikit.io.damage import DamageLog
 from wsikit.io.omezarr import OVERVIEW_DOWNSAMPLE, OmeZarrStore
 from wsikit.io.result import ResultStore
 from wsikit.io.slide import Slide
-from wsikit.pipeline._atomic import check_output_parent
 from wsikit.pipeline._run_state import (
     RunLock,
     fingerprint_file,
@@ -205,8 +205,8 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     if cfg.stain == "none" and cfg.save_normalized:
         raise ConfigError("`save_normalized` needs a stain method (`stain` is none)")
     if cfg.stain != "none":
-        from wsikit.pipeline.normalize import make_normalizer
         from wsikit.sample import sample_slide_path
+        from wsikit.stain.factory import make_normalizer
 
         if cfg.stain == "cnn":
             norm = make_normalizer(

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from wsikit._atomic import staged_directory
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
 from wsikit.io import open_slide
 from wsikit.io.omezarr import IMAGE, OVERVIEW_DOWNSAMPLE, OmeZarrStore
 from wsikit.io.slide import Slide
-from wsikit.pipeline._atomic import staged_directory
 from wsikit.segment.artefacts import ColourRule, optical_density
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.stitch import ChunkAssembler, keep_core_instances

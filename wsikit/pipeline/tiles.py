@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from wsikit import __version__
+from wsikit._atomic import staged_directory
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError, NoTissueError
 from wsikit.io import open_slide
-from wsikit.pipeline._atomic import staged_directory
 from wsikit.tiling import NORMALIZER_TILE_SIZE, PatchStream, TileGrid, select_tiles, tissue_mask
 
 __all__ = ["TileExport", "export_tiles", "INDEX_NAME"]

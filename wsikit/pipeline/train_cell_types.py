@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wsikit import __version__
+from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
 from wsikit.classify.crops import (
     CONTEXT_MPP,
@@ -38,7 +39,6 @@ from wsikit.classify.naming import CELL_TYPES
 from wsikit.datasets.nuclei import WORKING_MPP, load_dataset
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.registry import save_checkpoint
-from wsikit.pipeline._atomic import check_output_parent
 from wsikit.pipeline.labelled_nuclei import UNLABELLED_MIN_AREA_UM2, NucleusMatcher
 from wsikit.vectorize.measure import measure_nuclei
 

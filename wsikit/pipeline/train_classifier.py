@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wsikit import __version__
+from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
 from wsikit.classify.crops import CROP_MPP, nucleus_crops, standardize_stain
 from wsikit.classify.naming import name_clusters
@@ -20,7 +21,6 @@ from wsikit.classify.train import train_classifier as _train
 from wsikit.datasets.nuclei import WORKING_MPP, load_dataset
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.registry import save_checkpoint
-from wsikit.pipeline._atomic import check_output_parent
 from wsikit.vectorize.measure import measure_nuclei
 
 __all__ = [

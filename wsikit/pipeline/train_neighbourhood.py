@@ -149,11 +149,11 @@ def train_neighbourhood_stage(
     """
     import torch
 
+    from wsikit._atomic import check_output_parent
     from wsikit.classify.infer import CellClassifier
     from wsikit.classify.neighbourhood import fit_neighbourhood_stage
     from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnns
     from wsikit.models.registry import save_checkpoint
-    from wsikit.pipeline._atomic import check_output_parent
 
     start = time.perf_counter()
     out_path = Path(out)

@@ -13,11 +13,11 @@ import numpy as np
 import numpy.typing as npt
 
 from wsikit import __version__
+from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
 from wsikit.datasets.nuclei import DATASETS, WORKING_MPP, Sample, training_samples
 from wsikit.errors import ConfigError
 from wsikit.models.registry import save_checkpoint
-from wsikit.pipeline._atomic import check_output_parent
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.train import ARCH, SegmenterTrainConfig
 from wsikit.segment.train import train_segmenter as _train
@@ -102,9 +102,9 @@ def _restyle(
     """The shipped CNN normalizer as ``wsikit run --stain cnn`` applies it, when ``cfg.cnn_stain > 0``."""
     if cfg.cnn_stain <= 0:
         return None, None
-    from wsikit.pipeline._run_state import fingerprint_file
-    from wsikit.pipeline.normalize import make_normalizer
+    from wsikit.io.fingerprint import fingerprint_file
     from wsikit.stain.cnn import CnnNormalizer
+    from wsikit.stain.factory import make_normalizer
 
     norm = cast(CnnNormalizer, make_normalizer("cnn"))  # built as `wsikit run --stain cnn` builds it
 

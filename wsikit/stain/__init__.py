@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from wsikit.stain.base import StainFitError, StainNormalizer, tissue_weight
 from wsikit.stain.cnn import CnnNormalizer
+from wsikit.stain.factory import METHODS, make_normalizer
 from wsikit.stain.macenko import MacenkoNormalizer, StainStats, macenko_stain_matrix
 from wsikit.stain.reinhard import LabStats, ReinhardNormalizer
 
 __all__ = [
+    "make_normalizer",
+    "METHODS",
     "CnnNormalizer",
     "StainNormalizer",
     "StainFitError",

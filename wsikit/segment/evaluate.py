@@ -9,11 +9,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from wsikit._atomic import staged_directory
 from wsikit._typing import PathLike
-from wsikit.datasets.nuclei import WORKING_MPP, load_dataset, resample
+from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, load_dataset, resample
 from wsikit.errors import ConfigError
-from wsikit.pipeline._atomic import staged_directory
-from wsikit.pipeline.eval_classifier import folder_mpp
 from wsikit.segment.artefacts import ColourRule
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
@@ -85,7 +84,7 @@ def evaluate_segmenter(
     whose raw colour no nucleus has, as ``wsikit run`` does (:mod:`wsikit.segment.artefacts`). Returns the per-image and mean
     pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ, and the instance thresholds used.
     """
-    from wsikit.pipeline.normalize import make_normalizer
+    from wsikit.stain.factory import make_normalizer
 
     if _models is not None:
         seg, norm = _models
@@ -195,7 +194,7 @@ def evaluate_segmenter_sources(
         ``sources`` (one :func:`evaluate_segmenter` result per folder, with its ``source`` name), ``mean``
         (over sources), ``images`` (every image, tagged with its source) and the settings.
     """
-    from wsikit.pipeline.normalize import make_normalizer
+    from wsikit.stain.factory import make_normalizer
 
     if not folders:
         raise ConfigError("give at least one labelled folder")

@@ -10,12 +10,12 @@ from typing import Literal
 
 import numpy as np
 
-from wsikit import __version__
+from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
+from wsikit._version import __version__
 from wsikit.errors import ConfigError, SlideOpenError
 from wsikit.io import open_slide
 from wsikit.models.registry import save_checkpoint
-from wsikit.pipeline._atomic import check_output_parent
 from wsikit.stain.cnn import style_statistics
 from wsikit.stain.train import ARCH, ColorizerTrainConfig, TrainState, train_colorizer, training_summary
 from wsikit.tiling import TileGrid, select_tiles, tissue_mask
