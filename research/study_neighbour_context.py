@@ -222,9 +222,23 @@ def score(out: Path | None) -> None:
         )
 
 
-def score_tta(out: Path) -> None:
-    """The pre-registered TTA follow-up: CNN + stage without TTA (as shipped) vs with TTA (the stage fitted on
-    out-of-fold TTA predictions), both on val with the training prior."""
+def saved_probabilities(tags: tuple[str, ...] = ("",)) -> tuple[np.ndarray, np.ndarray]:
+    """Train's out-of-fold and val's CNN softmax saved by ``fold``, averaged over the file tags ``tags`` ("" for
+    seed 0, "_seed1", "_tta", "_seed1_tta": an ensemble when several)."""
+    tr = np.load(WORK / "train.npz")
+    prob_tr = np.zeros((len(tr["truth"]), 3))
+    for k in range(FOLDS):
+        rows = np.load(WORK / f"rows_train_fold{k}.npy")
+        prob_tr[rows] = np.mean([np.load(WORK / f"prob_train_fold{k}{t}.npy") for t in tags], axis=0)
+    prob_va = np.mean([np.load(WORK / f"prob_val{t}.npy") for t in tags], axis=0)
+    return prob_tr, prob_va
+
+
+def _score_with_stage(
+    name: str, prob_tr: np.ndarray, prob_va: np.ndarray, rows: dict[str, dict], oof: dict[str, float]
+) -> None:
+    """Val scores of the CNN (``prob_va``) and of it + a stage fitted on ``prob_tr`` into ``rows``, train's
+    out-of-fold CNN accuracy into ``oof``; the decision of ``wsikit run`` (times the training prior)."""
     from wsikit.classify.metrics import classification_report
     from wsikit.classify.naming import CELL_TYPES
     from wsikit.classify.neighbourhood import fit_neighbourhood_stage
@@ -232,28 +246,30 @@ def score_tta(out: Path) -> None:
     tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
     lab_tr, lab_va = tr["truth"] >= 0, va["truth"] >= 0
     prior = np.bincount(tr["truth"][lab_tr], minlength=3) / lab_tr.sum()
-    y = va["truth"][lab_va]
-    rows, oof = {}, {}
+    stage = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
+    for label, p in ((f"cnn {name}", prob_va), (f"cnn {name} + neighbourhood",
+                     stage.probabilities(prob_va, va["xy"], group=va["image"]))):  # fmt: skip
+        rep = classification_report(
+            va["truth"][lab_va], (p[lab_va] * prior).argmax(axis=1), CELL_TYPES
+        ).to_dict()
+        rows[label] = rep
+        print(
+            f"{label:<36} acc {rep['accuracy']:.3f} bal {rep['balanced_accuracy']:.3f} "
+            f"mF1 {rep['macro_f1']:.3f} F1 {rep['f1']}"
+        )
+    oof[name] = classification_report(
+        tr["truth"][lab_tr], (prob_tr[lab_tr] * prior).argmax(axis=1), CELL_TYPES
+    ).to_dict()["accuracy"]
+
+
+def score_tta(out: Path) -> None:
+    """The pre-registered TTA follow-up: CNN + stage without TTA (as shipped) vs with TTA (the stage fitted on
+    out-of-fold TTA predictions), both on val with the training prior."""
+
+    rows: dict[str, dict] = {}
+    oof: dict[str, float] = {}
     for suffix in ("", "_tta"):
-        prob_tr = np.zeros((len(tr["truth"]), 3))
-        for k in range(FOLDS):
-            prob_tr[np.load(WORK / f"rows_train_fold{k}.npy")] = np.load(
-                WORK / f"prob_train_fold{k}{suffix}.npy"
-            )
-        prob_va = np.load(WORK / f"prob_val{suffix}.npy")
-        stage = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
-        name = "tta" if suffix else "plain"
-        for label, p in ((f"cnn {name}", prob_va), (f"cnn {name} + neighbourhood",
-                         stage.probabilities(prob_va, va["xy"], group=va["image"]))):  # fmt: skip
-            rep = classification_report(y, (p[lab_va] * prior).argmax(axis=1), CELL_TYPES).to_dict()
-            rows[label] = rep
-            print(
-                f"{label:<28} acc {rep['accuracy']:.3f} bal {rep['balanced_accuracy']:.3f} "
-                f"mF1 {rep['macro_f1']:.3f} F1 {rep['f1']}"
-            )
-        oof[name] = classification_report(
-            tr["truth"][lab_tr], (prob_tr[lab_tr] * prior).argmax(axis=1), CELL_TYPES
-        ).to_dict()["accuracy"]
+        _score_with_stage("tta" if suffix else "plain", *saved_probabilities((suffix,)), rows, oof)
     print("train out-of-fold CNN accuracy", oof)
     a, b = rows["cnn plain + neighbourhood"], rows["cnn tta + neighbourhood"]
     accuracy_rule = b["accuracy"] >= a["accuracy"] + 0.005 and b["macro_f1"] >= a["macro_f1"]
@@ -281,38 +297,11 @@ def score_tta(out: Path) -> None:
 def score_ensemble(out: Path) -> None:
     """The pre-registered seed-ensemble follow-up: CNN + stage as shipped (seed 0) vs the mean softmax of the
     seed-0 and seed-1 CNNs + a stage fitted on the ensemble's out-of-fold predictions; val, training prior."""
-    from wsikit.classify.metrics import classification_report
-    from wsikit.classify.naming import CELL_TYPES
-    from wsikit.classify.neighbourhood import fit_neighbourhood_stage
-
-    tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
-    lab_tr, lab_va = tr["truth"] >= 0, va["truth"] >= 0
-    prior = np.bincount(tr["truth"][lab_tr], minlength=3) / lab_tr.sum()
-    y = va["truth"][lab_va]
-
-    def oof(tag: str) -> np.ndarray:
-        prob = np.zeros((len(tr["truth"]), 3))
-        for k in range(FOLDS):
-            prob[np.load(WORK / f"rows_train_fold{k}.npy")] = np.load(WORK / f"prob_train_fold{k}{tag}.npy")
-        return prob
-
     members = {"seed 0": ("",), "seed 1": ("_seed1",), "ensemble seeds 0+1": ("", "_seed1")}
-    rows, oof_acc = {}, {}
+    rows: dict[str, dict] = {}
+    oof_acc: dict[str, float] = {}
     for name, tags in members.items():
-        prob_tr = np.mean([oof(t) for t in tags], axis=0)
-        prob_va = np.mean([np.load(WORK / f"prob_val{t}.npy") for t in tags], axis=0)
-        stage = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
-        for label, p in ((f"cnn {name}", prob_va), (f"cnn {name} + neighbourhood",
-                         stage.probabilities(prob_va, va["xy"], group=va["image"]))):  # fmt: skip
-            rep = classification_report(y, (p[lab_va] * prior).argmax(axis=1), CELL_TYPES).to_dict()
-            rows[label] = rep
-            print(
-                f"{label:<36} acc {rep['accuracy']:.3f} bal {rep['balanced_accuracy']:.3f} "
-                f"mF1 {rep['macro_f1']:.3f} F1 {rep['f1']}"
-            )
-        oof_acc[name] = classification_report(
-            tr["truth"][lab_tr], (prob_tr[lab_tr] * prior).argmax(axis=1), CELL_TYPES
-        ).to_dict()["accuracy"]
+        _score_with_stage(name, *saved_probabilities(tags), rows, oof_acc)
     print("train out-of-fold CNN accuracy", oof_acc)
     a, b = rows["cnn seed 0 + neighbourhood"], rows["cnn ensemble seeds 0+1 + neighbourhood"]
     accuracy_rule = b["accuracy"] >= 0.780 + 0.005 and b["macro_f1"] >= 0.766
@@ -413,13 +402,7 @@ def write_ensemble_weights(refit: Path) -> None:
     from wsikit.models.registry import load_checkpoint, save_checkpoint
 
     tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
-    prob_tr = np.zeros((len(tr["truth"]), 3))
-    for k in range(FOLDS):
-        rows = np.load(WORK / f"rows_train_fold{k}.npy")
-        prob_tr[rows] = np.mean(
-            [np.load(WORK / f"prob_train_fold{k}{t}.npy") for t in ("", "_seed1")], axis=0
-        )
-    prob_va = np.mean([np.load(WORK / f"prob_val{t}.npy") for t in ("", "_seed1")], axis=0)
+    prob_tr, prob_va = saved_probabilities(("", "_seed1"))
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     train_only = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
     both = fit_neighbourhood_stage(

@@ -14,29 +14,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-WORK = HERE / "_work" / "neighbour"
-FOLDS = 4
+sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
+    from study_neighbour_context import WORK, saved_probabilities
+
     from wsikit.classify.neighbourhood import fit_neighbourhood_stage
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", type=Path, default=HERE / "results_val_by_patient.json")
     args = ap.parse_args()
     tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
-    prob_tr = np.zeros((len(tr["truth"]), 3))
-    for k in range(FOLDS):
-        rows = np.load(WORK / f"rows_train_fold{k}.npy")
-        prob_tr[rows] = np.mean(
-            [np.load(WORK / f"prob_train_fold{k}{t}.npy") for t in ("", "_seed1")], axis=0
-        )
-    prob_va = np.mean([np.load(WORK / f"prob_val{t}.npy") for t in ("", "_seed1")], axis=0)
+    prob_tr, prob_va = saved_probabilities(("", "_seed1"))
     lab_tr, lab_va = tr["truth"] >= 0, va["truth"] >= 0
     prior = np.bincount(tr["truth"][lab_tr], minlength=3) / lab_tr.sum()
     stage = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
