@@ -26,12 +26,14 @@ from wsikit.classify.naming import CELL_TYPES
 from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnn
 from wsikit.pipeline.train_cell_types import load_context_crops
 
+# scanner jitter was off by default when these variants ran (SupervisedTrainConfig's default is now the shipped
+# configuration, scanner on): the variants without it say so
 VARIANTS = {
-    "base": {},
-    "natural": {"balanced": False},
-    "wide": {"width": 48},
-    "long": {"steps": 8000},
-    "nojitter": {"jitter": 0.0},
+    "base": {"scanner": False},
+    "natural": {"balanced": False, "scanner": False},
+    "wide": {"width": 48, "scanner": False},
+    "long": {"steps": 8000, "scanner": False},
+    "nojitter": {"jitter": 0.0, "scanner": False},
     "scanner": {"scanner": True},
     "scanner-long": {"scanner": True, "steps": 8000},
     "scanner-wide-long": {"scanner": True, "width": 48, "steps": 8000},

@@ -152,7 +152,7 @@ def test_supervised_cnn_learns_from_labels_and_round_trips(brca_nuclei, tmp_path
     d = brca_nuclei
     crops = {"crops": d.context, "label": d.truth, "unlabelled": d.unlabelled}
     path, summary = train_cell_type_classifier(
-        crops, tmp_path / "cnn.pt", model="cnn", steps=60, command="test"
+        crops, tmp_path / "cnn.pt", model="cnn", steps=60, members=1, command="test"
     )
     assert summary["steps"] == 60 and np.isfinite(summary["loss_last"])
     clf = CellClassifier.from_weights(path, input="context")

@@ -332,7 +332,13 @@ def crops(
     help="cnn: the supervised context CNN; infogan: the semi-supervised InfoGAN (GAN on every nucleus, "
     "D_Q's code also trained on the labels).",
 )
-@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=4000,
+    show_default=True,
+    help="Training steps (the shipped cnn: 4000; the shipped semi-supervised InfoGAN: 2000 generator steps).",
+)
 @click.option(
     "--label-weight",
     type=click.FloatRange(min=0, min_open=True),
@@ -341,9 +347,10 @@ def crops(
     help="Weight of the labelled cross-entropy in the critic's loss (infogan only).",
 )
 @click.option(
-    "--scanner-jitter",
-    is_flag=True,
-    help="cnn: also randomize sharpness and field edges of the crops (robustness to other scanners).",
+    "--scanner-jitter/--no-scanner-jitter",
+    default=None,
+    help="cnn: also randomize sharpness and field edges of the crops (robustness to other scanners). "
+    "[default: on for cnn, as the shipped weights; off for infogan]",
 )
 @click.option(
     "--tta/--no-tta",
@@ -355,10 +362,10 @@ def crops(
 @click.option(
     "--members",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
+    default=None,
     help="cnn: train this many CNNs (seeds SEED, SEED+1, ...) and write them as one ensemble that averages "
-    "their softmaxes (this many times the classify stage's model time).",
+    "their softmaxes (this many times the classify stage's model time). [default: 2 for cnn, as the shipped "
+    "weights; 1 for infogan]",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
@@ -369,9 +376,9 @@ def cell_types(
     model: str,
     steps: int,
     label_weight: float,
-    scanner_jitter: bool,
+    scanner_jitter: bool | None,
     tta: bool,
-    members: int,
+    members: int | None,
     seed: int,
 ) -> None:
     """Train a labelled cell-type classifier (epithelial / lymphocyte / fibroblast) on context crops."""

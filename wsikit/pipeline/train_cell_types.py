@@ -188,8 +188,8 @@ def train_cell_type_classifier(
     seed: int = 0,
     label_weight: float = 1.0,
     tta: bool = False,
-    scanner: bool = False,
-    members: int = 1,
+    scanner: bool | None = None,
+    members: int | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     command: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
@@ -198,7 +198,9 @@ def train_cell_type_classifier(
     ``tta`` is stored in the weights: whether :class:`~wsikit.classify.CellClassifier` averages its
     predictions over the 8 rotations and flips of a crop by default. ``members`` > 1 (cnn only) trains that
     many CNNs with seeds ``seed``, ``seed + 1``, ... and writes them as one ensemble (the mean of their
-    softmaxes; ``members`` times the classify stage's model time).
+    softmaxes; ``members`` times the classify stage's model time). ``scanner`` (scanner jitter) and
+    ``members`` default to the shipped ``cells-context-cnn``'s configuration for the cnn (on, 2) and to
+    off / 1 for the InfoGAN.
     """
     from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnns
     from wsikit.classify.train import ARCH, ClassifierTrainConfig, train_classifier
@@ -234,8 +236,12 @@ def train_cell_type_classifier(
     }
     if model not in ("cnn", "infogan"):
         raise ConfigError(f"model must be 'cnn' or 'infogan', got {model!r}")
-    if members != 1 and model != "cnn":
+    if members not in (None, 1) and model != "cnn":
         raise ConfigError("members (an ensemble) applies to the cnn model")
+    if scanner and model != "cnn":
+        raise ConfigError("scanner jitter applies to the cnn model")
+    members = members if members is not None else (2 if model == "cnn" else 1)
+    scanner = scanner if scanner is not None else model == "cnn"
     ckpt = out_path.with_name(out_path.name + ".ckpt")
     net: Any
     if model == "cnn":
@@ -250,8 +256,6 @@ def train_cell_type_classifier(
             "loss_last": float(np.mean([r["loss"] for st in states for r in st.history[-100:]]))
         }
     else:
-        if scanner:
-            raise ConfigError("scanner jitter applies to the cnn model")
         if label_weight <= 0:
             raise ConfigError("the semi-supervised InfoGAN needs label_weight > 0")
         cfg = ClassifierTrainConfig(
