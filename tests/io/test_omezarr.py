@@ -219,3 +219,20 @@ def test_label_pyramid_stays_centred_on_the_image(tmp_path: Path) -> None:
             y0, x0 = np.nonzero(lab == i)
             assert abs((ys.mean() + 0.5) * 2**k - (y0.mean() + 0.5)) < 1.5
             assert abs((xs.mean() + 0.5) * 2**k - (x0.mean() + 0.5)) < 1.5
+
+
+def test_nucleus_values_round_trip_and_bad_names(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.create_label("nuclei")
+    assert store.nucleus_values("nucleus_class_probability") is None
+    probs = np.array([np.nan, 0.9, 0.75, 0.6])
+    store.write_nucleus_values("nucleus_class_probability", probs)
+    store.write_nucleus_values("nucleus_class_probability", probs[:3])  # replaced, not appended
+    again = OmeZarrStore.open(tmp_path / "r.zarr")
+    np.testing.assert_array_equal(again.nucleus_values("nucleus_class_probability"), probs[:3])
+    assert again.label_names == ["nuclei"]  # viewers' label list untouched
+    for bad in ("labels", "0", "a/b", ""):
+        with pytest.raises(ShapeError, match="plain, non-numeric name"):
+            store.write_nucleus_values(bad, probs)
+    with pytest.raises(ShapeError, match="1-D"):
+        store.write_nucleus_values("x", probs.reshape(2, 2))

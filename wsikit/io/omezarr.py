@@ -385,6 +385,26 @@ class OmeZarrStore:
             labels.attrs["ome"] = labels_ome
         shutil.rmtree(self.path / "labels" / name, ignore_errors=True)
 
+    def write_nucleus_values(self, name: str, values: npt.NDArray[np.generic]) -> None:
+        """Store a per-nucleus vector (``values[i]`` belongs to nucleus id ``i``; e.g. the class probability)
+        beside the labels, replacing one of that name. Viewers ignore it; :meth:`nucleus_values` reads it."""
+        self._check_writable()
+        if not name or "/" in name or name in (".", "..", "labels") or name.isdigit():
+            raise ShapeError(f"nucleus-value name must be a plain, non-numeric name, got {name!r}")
+        v = np.asarray(values)
+        if v.ndim != 1:
+            raise ShapeError(f"nucleus values must be 1-D (one per nucleus id), got {v.shape}")
+        arr = self._group.create_array(
+            name, shape=v.shape, dtype=v.dtype, chunks=(max(1, min(len(v), 1 << 20)),), overwrite=True
+        )
+        arr[:] = v
+
+    def nucleus_values(self, name: str) -> npt.NDArray[np.generic] | None:
+        """The per-nucleus vector ``name`` written by :meth:`write_nucleus_values`, or None if absent."""
+        if name not in self._group:
+            return None
+        return np.asarray(self._group[name][:])
+
     def set_label_metadata(
         self,
         name: str,

@@ -332,10 +332,7 @@ def export_nuclei(
 
 def _stored_classes(store: OmeZarrStore) -> Callable[..., dict[str, npt.NDArray[np.generic]]]:
     """Per-nucleus class (majority of labels/cell_types over its pixels) and stored probability."""
-    import zarr
-
-    root = zarr.open_group(str(store.path), mode="r")
-    probs = np.asarray(root[CLASS_PROBABILITY][:]) if CLASS_PROBABILITY in root else None  # type: ignore[index]
+    probs = store.nucleus_values(CLASS_PROBABILITY)
 
     def on_window(win: Any) -> dict[str, npt.NDArray[np.generic]]:
         types = store.read_region(

@@ -640,7 +640,6 @@ def _write_cell_types(
 ) -> None:
     """labels/cell_types from the nucleus labels and the classes in the parts (only chunks holding nuclei)."""
     import pyarrow.parquet as pq
-    import zarr
 
     ids_l, cls_l, prob_l = [], [], []
     for p in part_files:
@@ -670,11 +669,7 @@ def _write_cell_types(
         properties={0: {"name": "background"}, **{i + 1: {"name": t} for i, t in enumerate(CELL_TYPES)}},
         colors={0: (0, 0, 0, 0), **{i + 1: (*CELL_TYPE_COLORS[t], 255) for i, t in enumerate(CELL_TYPES)}},
     )
-    root = zarr.open_group(str(store.path), mode="r+")
-    arr = root.create_array(
-        CLASS_PROBABILITY, shape=(n,), dtype=np.float64, chunks=(min(n, 1 << 20),), overwrite=True
-    )
-    arr[:] = prob
+    store.write_nucleus_values(CLASS_PROBABILITY, prob)
     store.update_attributes(has_classes=True, cell_types=list(CELL_TYPES))
 
 
