@@ -236,3 +236,18 @@ def test_nucleus_values_round_trip_and_bad_names(tmp_path: Path) -> None:
             store.write_nucleus_values(bad, probs)
     with pytest.raises(ShapeError, match="1-D"):
         store.write_nucleus_values("x", probs.reshape(2, 2))
+
+
+def test_nucleus_source_round_trip_and_defaults(tmp_path: Path) -> None:
+    import dataclasses
+
+    from wsikit.io.omezarr import NucleusSource
+
+    store = _store(tmp_path)
+    assert store.source() == NucleusSource()  # a store that never recorded one reads as the defaults
+    src = NucleusSource(slide=tmp_path / "s.svs", slide_id="s", bounds_offset=(12.0, 7.0), slide_mpp=0.25)
+    store.set_source(src)
+    store.set_source(dataclasses.replace(store.source(), has_classes=True, cell_types=("a", "b")))
+    got = OmeZarrStore.open(tmp_path / "r.zarr").source()
+    assert got == dataclasses.replace(src, has_classes=True, cell_types=("a", "b"))
+    assert OmeZarrStore.open(tmp_path / "r.zarr").attributes["height"] == 300  # the store's own keys kept

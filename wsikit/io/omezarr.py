@@ -33,6 +33,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +43,7 @@ import numpy.typing as npt
 from wsikit._typing import PathLike
 from wsikit.errors import OutputExistsError, ShapeError, StoreError
 
-__all__ = ["OmeZarrStore", "NGFF_VERSION", "IMAGE", "OVERVIEW_DOWNSAMPLE"]
+__all__ = ["OmeZarrStore", "NucleusSource", "NGFF_VERSION", "IMAGE", "OVERVIEW_DOWNSAMPLE"]
 
 NGFF_VERSION = "0.5"
 IMAGE = "image"
@@ -55,6 +56,35 @@ _RGB_CHANNELS = [
     {"label": "G", "color": "00FF00"},
     {"label": "B", "color": "0000FF"},
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NucleusSource:
+    """Where a store's nuclei came from, as ``wsikit segment`` and ``wsikit run`` record it (the one writer:
+    :meth:`OmeZarrStore.set_source`; the one reader: :meth:`OmeZarrStore.source`).
+
+    Attributes
+    ----------
+    slide : Path or None
+        The source slide (absolute path at the time of the run).
+    slide_id : str or None
+        Its name without suffix (the ``slide_id`` of exported tables).
+    bounds_offset : (float, float)
+        Level-0 offset of the slide's bounds (OpenSlide ``bounds-x/y``), added to exported coordinates.
+    slide_mpp : float or None
+        Level-0 microns per pixel the run used.
+    has_classes : bool
+        Whether ``labels/cell_types`` and the class probabilities were written.
+    cell_types : tuple of str
+        Names of the classes 1..K of ``labels/cell_types``.
+    """
+
+    slide: Path | None = None
+    slide_id: str | None = None
+    bounds_offset: tuple[float, float] = (0.0, 0.0)
+    slide_mpp: float | None = None
+    has_classes: bool = False
+    cell_types: tuple[str, ...] = ()
 
 
 def _scale_transform(ndim: int, mpp: tuple[float, float] | None, factor: int) -> list[dict[str, Any]]:
@@ -264,6 +294,30 @@ class OmeZarrStore:
         """Add JSON-serializable attributes (e.g. the source slide and its bounds offset)."""
         self._check_writable()
         self._group.attrs["wsikit"] = {**self._meta, **values}
+
+    def set_source(self, source: NucleusSource) -> None:
+        """Record where the nuclei came from (see :class:`NucleusSource`)."""
+        self.update_attributes(
+            slide=str(source.slide) if source.slide is not None else None,
+            slide_id=source.slide_id,
+            bounds_offset=[float(v) for v in source.bounds_offset],
+            slide_mpp=source.slide_mpp,
+            has_classes=source.has_classes,
+            cell_types=list(source.cell_types),
+        )
+
+    def source(self) -> NucleusSource:
+        """Where the nuclei came from, as recorded by :meth:`set_source` (defaults for older stores)."""
+        a = self._meta
+        offset = a.get("bounds_offset") or (0.0, 0.0)
+        return NucleusSource(
+            slide=Path(a["slide"]) if a.get("slide") else None,
+            slide_id=str(a["slide_id"]) if a.get("slide_id") else None,
+            bounds_offset=(float(offset[0]), float(offset[1])),
+            slide_mpp=float(a["slide_mpp"]) if a.get("slide_mpp") is not None else None,
+            has_classes=bool(a.get("has_classes", False)),
+            cell_types=tuple(a.get("cell_types") or ()),
+        )
 
     @property
     def height(self) -> int:

@@ -286,12 +286,12 @@ def export_nuclei(
         if out is not None:
             check_output_parent(Path(out))
     store = open_result(result)
-    attrs = store.attributes
-    slide_path = Path(slide) if slide is not None else (Path(attrs["slide"]) if attrs.get("slide") else None)
-    offset = tuple(float(v) for v in attrs.get("bounds_offset", (0, 0)))
-    has_classes = "cell_types" in store.label_names and attrs.get("has_classes", False)
+    source = store.source()
+    slide_path = Path(slide) if slide is not None else source.slide
+    offset = source.bounds_offset
+    has_classes = "cell_types" in store.label_names and source.has_classes
     mpp = store.mpp[0] if store.mpp else None
-    slide_id = str(attrs.get("slide_id") or (slide_path.stem if slide_path else store.path.stem))
+    slide_id = source.slide_id or (slide_path.stem if slide_path else store.path.stem)
     with ExitStack() as stack:
         src = None
         if slide_path is not None:

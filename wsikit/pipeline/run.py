@@ -19,6 +19,7 @@ point continues from there; finished outputs are moved into ``OUT`` at the end a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -41,7 +42,7 @@ from wsikit.classify.naming import CELL_TYPE_COLORS, CELL_TYPES
 from wsikit.errors import ConfigError, OutputExistsError, SlideReadError
 from wsikit.io import open_slide
 from wsikit.io.damage import DamageLog
-from wsikit.io.omezarr import OVERVIEW_DOWNSAMPLE, OmeZarrStore
+from wsikit.io.omezarr import OVERVIEW_DOWNSAMPLE, NucleusSource, OmeZarrStore
 from wsikit.io.result import ResultStore
 from wsikit.io.slide import Slide
 from wsikit.pipeline._run_state import (
@@ -514,12 +515,13 @@ def _run(
                 name=f"{slide_p.name} wsikit result",
             )
             store.create_label("nuclei", dtype=np.uint32)
-            store.update_attributes(
-                slide=str(slide_p.resolve()),
-                slide_id=slide_p.stem,
-                bounds_offset=list(slide.bounds_offset),
-                slide_mpp=mpp,
-                has_classes=False,
+            store.set_source(
+                NucleusSource(
+                    slide=slide_p.resolve(),
+                    slide_id=slide_p.stem,
+                    bounds_offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
+                    slide_mpp=mpp,
+                )
             )
         plan = plan_segmentation(
             slide, tissue, working_mpp=models.segmenter.mpp, slide_mpp=mpp, min_tissue=cfg.min_tissue
@@ -670,7 +672,7 @@ def _write_cell_types(
         colors={0: (0, 0, 0, 0), **{i + 1: (*CELL_TYPE_COLORS[t], 255) for i, t in enumerate(CELL_TYPES)}},
     )
     store.write_nucleus_values(CLASS_PROBABILITY, prob)
-    store.update_attributes(has_classes=True, cell_types=list(CELL_TYPES))
+    store.set_source(dataclasses.replace(store.source(), has_classes=True, cell_types=tuple(CELL_TYPES)))
 
 
 def _export(work: Path, part_files: list[Path], slide_p: Path, slide: Slide, mpp: float) -> None:

@@ -24,7 +24,7 @@ from wsikit._atomic import staged_directory
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
 from wsikit.io import open_slide
-from wsikit.io.omezarr import IMAGE, OVERVIEW_DOWNSAMPLE, OmeZarrStore
+from wsikit.io.omezarr import IMAGE, OVERVIEW_DOWNSAMPLE, NucleusSource, OmeZarrStore
 from wsikit.io.slide import Slide
 from wsikit.segment.artefacts import ColourRule, optical_density
 from wsikit.segment.infer import Segmenter
@@ -320,11 +320,13 @@ def segment_slide(
                 name=f"{Path(slide_path).name} nuclei",
             )
             store.create_label("nuclei", dtype=np.uint32)
-            store.update_attributes(
-                slide=str(Path(slide_path).resolve()),
-                slide_id=Path(slide_path).stem,
-                bounds_offset=list(slide.bounds_offset),
-                slide_mpp=base_mpp,
+            store.set_source(
+                NucleusSource(
+                    slide=Path(slide_path).resolve(),
+                    slide_id=Path(slide_path).stem,
+                    bounds_offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
+                    slide_mpp=base_mpp,
+                )
             )
             stats = segment_into_store(
                 slide,
