@@ -43,13 +43,22 @@ import numpy.typing as npt
 from wsikit._typing import PathLike
 from wsikit.errors import OutputExistsError, ShapeError, StoreError
 
-__all__ = ["OmeZarrStore", "NucleusSource", "NGFF_VERSION", "IMAGE", "OVERVIEW_DOWNSAMPLE"]
+__all__ = [
+    "OmeZarrStore",
+    "NucleusSource",
+    "NGFF_VERSION",
+    "IMAGE",
+    "OVERVIEW_DOWNSAMPLE",
+    "CLASS_PROBABILITY",
+]
 
 NGFF_VERSION = "0.5"
 IMAGE = "image"
 """Name used for the RGB image array in methods that take ``name``."""
 OVERVIEW_DOWNSAMPLE = 8
 """Level-0 pixels per image pixel of a store whose image is an overview of the slide."""
+CLASS_PROBABILITY = "nucleus_class_probability"
+"""Name of the per-nucleus vector of class probabilities (:meth:`OmeZarrStore.nucleus_values`)."""
 
 _RGB_CHANNELS = [
     {"label": "R", "color": "FF0000"},

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from wsikit._typing import PathLike
 from wsikit.errors import StoreError
-from wsikit.io.omezarr import IMAGE, OmeZarrStore
+from wsikit.io.omezarr import CLASS_PROBABILITY, IMAGE, NucleusSource, OmeZarrStore
 
 if TYPE_CHECKING:
     import geopandas
@@ -101,6 +101,17 @@ class ResultStore:
         width = w - x if width is None else width
         height = h - y if height is None else height
         return np.asarray(self.store.read_region(name, x=x, y=y, width=width, height=height, level=level))
+
+    @property
+    def source(self) -> NucleusSource:
+        """Where the nuclei came from: the slide, its id, bounds offset, um/px, and the cell-type names."""
+        return self.store.source()
+
+    def class_probability(self) -> npt.NDArray[np.float64] | None:
+        """Per nucleus id, the probability of the class it was given (index = nucleus id, NaN for ids with
+        no nucleus), or None for a result without cell types."""
+        values = self.store.nucleus_values(CLASS_PROBABILITY)
+        return None if values is None else np.asarray(values, np.float64)
 
     def overview(self, *, level: int = 0) -> npt.NDArray[np.uint8]:
         """The slide image stored with the labels, (H, W, 3) uint8: an overview at 1/8 of level 0 (or the

@@ -24,7 +24,7 @@ from wsikit.errors import ConfigError, StoreError
 from wsikit.io import open_slide
 from wsikit.io.geojson import GeoJsonWriter, nucleus_uuid
 from wsikit.io.geoparquet import GeoParquetWriter
-from wsikit.io.omezarr import OmeZarrStore
+from wsikit.io.omezarr import CLASS_PROBABILITY, OmeZarrStore
 from wsikit.io.slide import Slide
 from wsikit.vectorize.chunked import NucleusBatch, vectorize_chunk
 from wsikit.vectorize.measure import MEASUREMENT_UNITS
@@ -41,7 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CLASS_PROBABILITY = "nucleus_class_probability"
 """Root array of a result store: classifier probability per nucleus id (index 0 unused)."""
 
 
