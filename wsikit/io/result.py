@@ -1,4 +1,5 @@
-"""Reading a finished ``wsikit run`` folder: :class:`ResultStore`, opened with :func:`open_result`.
+"""A ``wsikit run`` folder: its layout (:class:`RunFolder`, the one place that names its files) and the
+reader of a finished one (:class:`ResultStore`, opened with :func:`open_result`).
 
 The folder ``SLIDE.wsikit`` holds ``result.zarr`` (OME-Zarr: the slide's overview and the nucleus / cell-type
 labels), ``cells.parquet`` (one row per nucleus), ``nuclei.geojson``, ``summary.json``, the maps, the report
@@ -15,9 +16,10 @@ Examples
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +31,80 @@ from wsikit.io.omezarr import CLASS_PROBABILITY, IMAGE, NucleusSource, OmeZarrSt
 if TYPE_CHECKING:
     import geopandas
 
-__all__ = ["ResultStore", "open_result"]
+__all__ = ["ResultStore", "RunFolder", "open_result"]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of a ``wsikit run`` output folder (or of its ``.work`` staging folder, which holds the same
+    names until the run moves them up): the one place that names them.
+
+    Examples
+    --------
+    >>> f = RunFolder(Path("slide.wsikit"))
+    >>> f.store.name, f.work.root.name, f.work.parts.as_posix()
+    ('result.zarr', '.work', 'slide.wsikit/.work/parts')
+    >>> f.is_output(Path("density_lymphocyte.png")), f.is_output(f.work.parts)
+    (True, False)
+    """
+
+    root: Path
+
+    STORE: ClassVar[str] = "result.zarr"
+    SUMMARY: ClassVar[str] = "summary.json"
+    CELLS: ClassVar[str] = "cells.parquet"
+    GEOJSON: ClassVar[str] = "nuclei.geojson"
+    CELL_TYPE_MAP: ClassVar[str] = "cell_types.png"
+    REPORT: ClassVar[str] = "report.html"
+    DONE: ClassVar[str] = "DONE"
+    WORK: ClassVar[str] = ".work"
+    OUTPUT_FILES: ClassVar[tuple[str, ...]] = (GEOJSON, CELLS, SUMMARY, CELL_TYPE_MAP, REPORT)
+    """The finished files besides the store and the density maps (``density_<class>.png``)."""
+
+    @property
+    def store(self) -> Path:
+        return self.root / self.STORE
+
+    @property
+    def summary(self) -> Path:
+        return self.root / self.SUMMARY
+
+    @property
+    def cells(self) -> Path:
+        return self.root / self.CELLS
+
+    @property
+    def geojson(self) -> Path:
+        return self.root / self.GEOJSON
+
+    @property
+    def report(self) -> Path:
+        return self.root / self.REPORT
+
+    @property
+    def done(self) -> Path:
+        """The marker a finished run writes last."""
+        return self.root / self.DONE
+
+    @property
+    def work(self) -> RunFolder:
+        """The staging folder of an unfinished run."""
+        return RunFolder(self.root / self.WORK)
+
+    @property
+    def parts(self) -> Path:
+        """Per-chunk tables of the classify stage (in the staging folder)."""
+        return self.root / "parts"
+
+    def density_map(self, cell_type: str) -> Path:
+        return self.root / f"density_{cell_type}.png"
+
+    def is_output(self, path: Path) -> bool:
+        """Whether ``path``'s name is one of a finished run's outputs (moved up from the staging folder)."""
+        name = path.name
+        return name in (*self.OUTPUT_FILES, self.STORE) or (
+            name.startswith("density_") and name.endswith(".png")
+        )
 
 
 class ResultStore:
@@ -51,13 +126,14 @@ class ResultStore:
         self.path = Path(path)
         if not self.path.is_dir():
             raise StoreError(f"{self.path}: no such wsikit result folder")
-        if not (self.path / "result.zarr").is_dir() or not (self.path / "summary.json").is_file():
-            if (self.path / ".work").is_dir():
+        folder = RunFolder(self.path)
+        if not folder.store.is_dir() or not folder.summary.is_file():
+            if folder.work.root.is_dir():
                 raise StoreError(
                     f"{self.path}: unfinished run (no DONE); run `wsikit run` again to finish it"
                 )
             raise StoreError(f"{self.path}: not a wsikit run result (no result.zarr / summary.json)")
-        if not (self.path / "DONE").is_file():
+        if not folder.done.is_file():
             raise StoreError(f"{self.path}: unfinished run (no DONE); run `wsikit run` again to finish it")
 
     def __repr__(self) -> str:
@@ -67,12 +143,12 @@ class ResultStore:
     @cached_property
     def summary(self) -> dict[str, Any]:
         """``summary.json``: counts, densities, class statistics, damaged regions, models, options."""
-        return dict(json.loads((self.path / "summary.json").read_text()))
+        return dict(json.loads(RunFolder(self.path).summary.read_text()))
 
     @cached_property
     def store(self) -> OmeZarrStore:
         """The OME-Zarr store (``result.zarr``), read-only."""
-        return OmeZarrStore.open(self.path / "result.zarr")
+        return OmeZarrStore.open(RunFolder(self.path).store)
 
     @property
     def mpp(self) -> float:
@@ -124,7 +200,7 @@ class ResultStore:
         class probability, polygon in level-0 pixels)."""
         import geopandas
 
-        return geopandas.read_parquet(self.path / "cells.parquet", columns=columns)
+        return geopandas.read_parquet(RunFolder(self.path).cells, columns=columns)
 
 
 def open_result(path: PathLike) -> ResultStore:

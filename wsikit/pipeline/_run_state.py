@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from wsikit.errors import OutputExistsError
 from wsikit.io.fingerprint import fingerprint_file, fingerprint_slide
+from wsikit.io.result import RunFolder
 
 __all__ = ["fingerprint_file", "fingerprint_slide", "RunLock", "read_done", "write_done", "key_of"]
 
@@ -23,7 +24,7 @@ def key_of(fingerprint: dict[str, Any]) -> str:
 
 def read_done(out: Path) -> dict[str, Any] | None:
     """The DONE marker of a finished run, or None."""
-    p = out / "DONE"
+    p = RunFolder(out).done
     if not p.is_file():
         return None
     try:
@@ -37,7 +38,7 @@ def write_done(out: Path, fingerprint: dict[str, Any]) -> None:
     """Write the DONE marker (atomically; the last file a run writes)."""
     tmp = out / ".DONE.partial"
     tmp.write_text(json.dumps({"key": key_of(fingerprint), **fingerprint}, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / "DONE")
+    os.replace(tmp, RunFolder(out).done)
 
 
 class RunLock:

@@ -20,6 +20,7 @@ from wsikit._atomic import staged_file
 from wsikit._typing import PathLike
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.errors import ConfigError, WsikitError
+from wsikit.io.result import RunFolder
 from wsikit.pipeline.run import RunConfig, default_output, run_slide
 
 __all__ = ["SlideJob", "read_manifest", "run_one", "run_cohort", "merge_summaries", "STATS_COLUMNS"]
@@ -171,8 +172,8 @@ def merge_summaries(results: list[PathLike], out: PathLike) -> int:
     rows = []
     for r in results:
         p = Path(r)
-        f = p / "summary.json" if p.is_dir() else p
-        if not f.is_file() or (p.is_dir() and not (p / "DONE").is_file()):
+        f = RunFolder(p).summary if p.is_dir() else p
+        if not f.is_file() or (p.is_dir() and not RunFolder(p).done.is_file()):
             raise ConfigError(f"{p}: not a finished wsikit run (no summary.json and DONE)")
         s = json.loads(f.read_text())
         row: dict[str, Any] = {

@@ -25,6 +25,7 @@ from wsikit.io import open_slide
 from wsikit.io.geojson import GeoJsonWriter, nucleus_uuid
 from wsikit.io.geoparquet import GeoParquetWriter
 from wsikit.io.omezarr import CLASS_PROBABILITY, OmeZarrStore
+from wsikit.io.result import RunFolder
 from wsikit.io.slide import Slide
 from wsikit.vectorize.chunked import NucleusBatch, vectorize_chunk
 from wsikit.vectorize.measure import MEASUREMENT_UNITS
@@ -53,8 +54,8 @@ def open_result(result: PathLike) -> OmeZarrStore:
         Not a wsikit store, or a store without nucleus labels.
     """
     p = Path(result)
-    if p.is_dir() and (p / "result.zarr").is_dir():
-        p = p / "result.zarr"
+    if p.is_dir() and RunFolder(p).store.is_dir():
+        p = RunFolder(p).store
     store = OmeZarrStore.open(p)
     if "nuclei" not in store.label_names:
         raise StoreError(f"{p}: the store has no labels/nuclei (run `wsikit segment` or `wsikit run` first)")

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from wsikit import __version__
 from wsikit.classify.naming import CELL_TYPE_COLORS, CELL_TYPES
 from wsikit.io.omezarr import OmeZarrStore
+from wsikit.io.result import RunFolder
 from wsikit.io.slide import Slide
 from wsikit.tiling.tissue import TissueMask
 
@@ -159,7 +160,7 @@ def write_summary(
         "performance": performance or {},
         "wsikit_version": __version__,
     }
-    (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    RunFolder(work).summary.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -214,7 +215,9 @@ def write_report(
     mask = types > 0
     colored[mask] = (0.25 * big[mask] + 0.75 * lut[types[mask]]).astype(np.uint8)
     del types, mask
-    (work / "cell_types.png").write_bytes(_png(colored, optimize=False))  # up to 4,096 px: zlib's default
+    (work / RunFolder.CELL_TYPE_MAP).write_bytes(
+        _png(colored, optimize=False)
+    )  # up to 4,096 px: zlib's default
     # the pictures the report shows, at 2x their displayed size (BOX keeps small nuclei's colour)
     scale = min(1.0, 2 * SHOWN_PX / max(bw, 1))
     shown = (max(1, round(bw * scale)), max(1, round(bh * scale)))
@@ -241,7 +244,7 @@ def write_report(
         img = colormap(dens / top if top > 0 else dens)
         png = _png(img)  # one pixel per bin in the report (the browser scales it up, pixelated)
         k = max(1, (2 * SHOWN_PX) // max(nb_x, 1))  # the file: whole pixels per bin, about 960 px wide
-        (work / f"density_{name}.png").write_bytes(_png(np.repeat(np.repeat(img, k, axis=0), k, axis=1)))
+        RunFolder(work).density_map(name).write_bytes(_png(np.repeat(np.repeat(img, k, axis=0), k, axis=1)))
         maps[name] = (png, top)
     # example nuclei: the most confident of each class among H&E-coloured objects, outlined in the class colour
     examples: dict[str, list[bytes]] = {}
@@ -262,7 +265,7 @@ def write_report(
                 _jpeg(np.asarray(Image.fromarray(crop).resize((96, 96), Image.Resampling.BILINEAR)), 90)
             )
         examples[name] = tiles
-    _write_html(work / "report.html", summary, overview, colored_small, maps, examples)
+    _write_html(RunFolder(work).report, summary, overview, colored_small, maps, examples)
 
 
 def _label_window(

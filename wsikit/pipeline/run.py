@@ -43,7 +43,7 @@ from wsikit.errors import ConfigError, OutputExistsError, SlideReadError
 from wsikit.io import open_slide
 from wsikit.io.damage import DamageLog
 from wsikit.io.omezarr import OVERVIEW_DOWNSAMPLE, NucleusSource, OmeZarrStore
-from wsikit.io.result import ResultStore
+from wsikit.io.result import ResultStore, RunFolder
 from wsikit.io.slide import Slide
 from wsikit.pipeline._run_state import (
     RunLock,
@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("tissue", "segment", "classify", "neighbourhood", "labels", "export", "report")
 """The stages of a run, in order (``neighbourhood`` runs when the classifier has that stage, as the default does)."""
-OUTPUT_FILES = ("nuclei.geojson", "cells.parquet", "summary.json", "cell_types.png", "report.html")
+OUTPUT_FILES = RunFolder.OUTPUT_FILES
 STAIN_METHODS = ("cnn", "macenko", "reinhard", "none")
 
 Progress = Callable[[str, int, int], None]
@@ -417,14 +417,14 @@ def run_slide(
             done = read_done(out_p)
             if done is not None and not overwrite:
                 if done.get("key") == key:
-                    summary: dict[str, Any] = json.loads((out_p / "summary.json").read_text())
+                    summary: dict[str, Any] = json.loads(RunFolder(out_p).summary.read_text())
                     return {**summary, "skipped": True, "out": str(out_p)}
                 raise OutputExistsError(
                     f"{out_p}: holds a finished run made with other inputs, models or options; use `overwrite`"
                 )
             if overwrite or done is not None:
                 _clear(out_p)
-            work = out_p / ".work"
+            work = RunFolder(out_p).work.root
             key_file = work / "KEY"
             if work.exists() and (not key_file.exists() or key_file.read_text().strip() != key):
                 log.warning("%s: discarding unfinished work made with other inputs or options", work)
@@ -436,28 +436,27 @@ def run_slide(
             summary = _run(slide, slide_p, out_p, work, cfg, models, float(mpp), fp, timings, progress)
             timings["total"] = round(time.perf_counter() - t0, 2)
             summary["seconds"] = timings
-            (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            RunFolder(work).summary.write_text(json.dumps(summary, indent=2) + "\n")
             _finish(work, out_p)
             write_done(out_p, fp)
     return {**summary, "out": str(out_p)}
 
 
 def _clear(out: Path) -> None:
-    (out / "DONE").unlink(missing_ok=True)  # first: the folder no longer looks finished
-    for name in (*OUTPUT_FILES, "result.zarr"):
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
-    for p in out.glob("density_*.png"):
-        p.unlink()
-    shutil.rmtree(out / ".work", ignore_errors=True)
+    folder = RunFolder(out)
+    folder.done.unlink(missing_ok=True)  # first: the folder no longer looks finished
+    for p in sorted(out.iterdir()):
+        if folder.is_output(p):
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+    shutil.rmtree(folder.work.root, ignore_errors=True)
 
 
 def _finish(work: Path, out: Path) -> None:
     for p in sorted(work.iterdir()):
-        if p.name in (*OUTPUT_FILES, "result.zarr") or p.name.startswith("density_"):
+        if RunFolder(out).is_output(p):
             target = out / p.name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -492,7 +491,7 @@ def _run(
 
     tissue = _stage("tissue", timings, lambda: tissue_mask(slide))
     w0, h0 = slide.dimensions
-    store_path = work / "result.zarr"
+    store_path = RunFolder(work).store
     seg_done = work / "segment.done"
     seg_stats: dict[str, Any] = {}
 
@@ -565,7 +564,7 @@ def _run(
         )
         (work / "normalized.done").touch()
 
-    parts = work / "parts"
+    parts = RunFolder(work).parts
     parts.mkdir(exist_ok=True)
     chunks = sorted(store.written_chunks("nuclei"))
     c = store.chunk
@@ -681,8 +680,8 @@ def _export(work: Path, part_files: list[Path], slide_p: Path, slide: Slide, mpp
         has_mpp=True,
         mpp=mpp,
         offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
-        geojson=work / "nuclei.geojson",
-        parquet=work / "cells.parquet",
+        geojson=RunFolder(work).geojson,
+        parquet=RunFolder(work).cells,
         with_classes=True,
     )
     try:
