@@ -25,7 +25,7 @@ from wsikit.classify.crops import CONTEXT_MPP, context_channels, context_crops, 
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.classify.neighbourhood import NeighbourhoodStage
 from wsikit.errors import ConfigError, ShapeError
-from wsikit.models.infogan import Critic, CriticEnsemble, load_cell_network
+from wsikit.models.infogan import CELL_NETWORK_ARCHS, Critic, CriticEnsemble, load_cell_network
 from wsikit.models.registry import WEIGHTS, WeightsError, weights_path
 
 __all__ = ["CellClassifier", "Prediction", "DEFAULT_CLASSIFIER", "INPUTS"]
@@ -198,8 +198,7 @@ class CellClassifier:
         if name not in WEIGHTS and f"infogan-{name}" in WEIGHTS:
             name = f"infogan-{name}"
         entry = WEIGHTS.get(name)
-        archs = (*Critic.accepted_archs(), CriticEnsemble.ARCH)
-        arch = entry.arch if entry is not None and entry.arch in archs else Critic.ARCH
+        arch = entry.arch if entry is not None and entry.arch in CELL_NETWORK_ARCHS else Critic.ARCH
         return cls.from_weights(weights_path(name, arch=arch), **kwargs)
 
     def crops(

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-__all__ = ["min_ssim_option", "reject_unused"]
+__all__ = ["min_ssim_option", "weights_out_option", "reject_unused"]
+
+weights_out_option = click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
+)
+"""``--out``: the weights file a ``wsikit train`` command writes."""
 
 min_ssim_option = click.option(
     "--min-ssim",

@@ -8,6 +8,7 @@ from typing import Literal, cast
 
 import click
 
+from wsikit.cli._options import weights_out_option
 from wsikit.cli._progress import command_line, is_quiet, progress_bar
 
 __all__ = ["train"]
@@ -27,9 +28,7 @@ def train() -> None:
     type=click.Path(path_type=Path),
     help="Folder or slide/image of the target style (repeatable).",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
-)
+@weights_out_option
 @click.option("--steps", type=click.IntRange(min=1), default=600, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option(
@@ -127,9 +126,7 @@ def normalizer(
     multiple=True,
     help="Hold out the training images whose name contains this text (repeatable; e.g. TCGA-A7-A13F).",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
-)
+@weights_out_option
 @click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option(
@@ -322,9 +319,7 @@ def crops(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Context-crops file from `wsikit train crops --context` (repeatable: the files' crops are pooled).",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
-)
+@weights_out_option
 @click.option(
     "--model",
     type=click.Choice(["cnn", "infogan"]),
@@ -420,9 +415,7 @@ def cell_types(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Context-CNN weights (`wsikit train cell-types --model cnn`) the stage refines.",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
-)
+@weights_out_option
 @click.option(
     "--split",
     "splits",
@@ -497,9 +490,7 @@ def neighbourhood(
     type=click.Path(path_type=Path),
     help="Crops file from `wsikit train crops`, or a data folder to gather them from.",
 )
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
-)
+@weights_out_option
 @click.option(
     "--classes",
     type=click.IntRange(min=2),

@@ -126,7 +126,8 @@ class ResultStore:
         self.path = Path(path)
         if not self.path.is_dir():
             raise StoreError(f"{self.path}: no such wsikit result folder")
-        folder = RunFolder(self.path)
+        self.folder = folder = RunFolder(self.path)
+        """The folder's files (:class:`RunFolder`)."""
         if not folder.store.is_dir() or not folder.summary.is_file():
             if folder.work.root.is_dir():
                 raise StoreError(
@@ -143,12 +144,12 @@ class ResultStore:
     @cached_property
     def summary(self) -> dict[str, Any]:
         """``summary.json``: counts, densities, class statistics, damaged regions, models, options."""
-        return dict(json.loads(RunFolder(self.path).summary.read_text()))
+        return dict(json.loads(self.folder.summary.read_text()))
 
     @cached_property
     def store(self) -> OmeZarrStore:
         """The OME-Zarr store (``result.zarr``), read-only."""
-        return OmeZarrStore.open(RunFolder(self.path).store)
+        return OmeZarrStore.open(self.folder.store)
 
     @property
     def mpp(self) -> float:
@@ -200,7 +201,7 @@ class ResultStore:
         class probability, polygon in level-0 pixels)."""
         import geopandas
 
-        return geopandas.read_parquet(RunFolder(self.path).cells, columns=columns)
+        return geopandas.read_parquet(self.folder.cells, columns=columns)
 
 
 def open_result(path: PathLike) -> ResultStore:

@@ -24,7 +24,14 @@ from wsikit._typing import PathLike
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.registry import Pretrained, WeightsError, load_model
 
-__all__ = ["InfoGanConfig", "Generator", "Critic", "CriticEnsemble", "load_cell_network"]
+__all__ = [
+    "InfoGanConfig",
+    "Generator",
+    "Critic",
+    "CriticEnsemble",
+    "CELL_NETWORK_ARCHS",
+    "load_cell_network",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,6 +210,10 @@ class CriticEnsemble(nn.Module, Pretrained):
         return score, torch.logsumexp(log_p, dim=0) - math.log(len(outs))
 
 
+CELL_NETWORK_ARCHS = (*Critic.accepted_archs(), CriticEnsemble.ARCH)
+"""Architecture ids of the files :func:`load_cell_network` reads (a cell-type classifier's weights)."""
+
+
 def load_cell_network(path: PathLike) -> Critic | CriticEnsemble:
     """The cell-type network in a weights file: a context CNN (``context-cnn-v1``), the critic of an InfoGAN
     (``infogan-v1``) or an ensemble of context CNNs (``context-cnn-ensemble-v1``), with ``weights_meta``.
@@ -212,12 +223,11 @@ def load_cell_network(path: PathLike) -> Critic | CriticEnsemble:
     WeightsError
         Missing, unreadable, of another architecture, or weights that do not fit.
     """
-    archs = (*Critic.accepted_archs(), CriticEnsemble.ARCH)
 
     def build(config: dict[str, Any]) -> nn.Module:
         return CriticEnsemble.from_config(config) if "members" in config else Critic.from_config(config)
 
-    loaded = load_model(path, arch=archs, build=build, state_prefix=Critic.ALSO_LOADS)
+    loaded = load_model(path, arch=CELL_NETWORK_ARCHS, build=build, state_prefix=Critic.ALSO_LOADS)
     if (loaded.arch == CriticEnsemble.ARCH) != isinstance(loaded.model, CriticEnsemble):
         raise WeightsError(f"{path}: the config does not describe a {loaded.arch} network")
     net: Critic | CriticEnsemble = loaded.model  # type: ignore[assignment]

@@ -455,8 +455,9 @@ def _clear(out: Path) -> None:
 
 
 def _finish(work: Path, out: Path) -> None:
+    folder = RunFolder(out)
     for p in sorted(work.iterdir()):
-        if RunFolder(out).is_output(p):
+        if folder.is_output(p):
             target = out / p.name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -491,7 +492,8 @@ def _run(
 
     tissue = _stage("tissue", timings, lambda: tissue_mask(slide))
     w0, h0 = slide.dimensions
-    store_path = RunFolder(work).store
+    staging = RunFolder(work)
+    store_path = staging.store
     seg_done = work / "segment.done"
     seg_stats: dict[str, Any] = {}
 
@@ -564,7 +566,7 @@ def _run(
         )
         (work / "normalized.done").touch()
 
-    parts = RunFolder(work).parts
+    parts = staging.parts
     parts.mkdir(exist_ok=True)
     chunks = sorted(store.written_chunks("nuclei"))
     c = store.chunk
@@ -675,13 +677,14 @@ def _write_cell_types(
 
 
 def _export(work: Path, part_files: list[Path], slide_p: Path, slide: Slide, mpp: float) -> None:
+    staging = RunFolder(work)
     writer = NucleusTableWriter(
         slide_id=slide_p.stem,
         has_mpp=True,
         mpp=mpp,
         offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
-        geojson=RunFolder(work).geojson,
-        parquet=RunFolder(work).cells,
+        geojson=staging.geojson,
+        parquet=staging.cells,
         with_classes=True,
     )
     try:

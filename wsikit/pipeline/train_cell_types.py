@@ -250,8 +250,7 @@ def train_cell_type_classifier(
         arch, method = type(net).ARCH, "supervised context CNN"
         if members > 1:
             method = f"ensemble of {members} supervised context CNNs (seeds {seed}..{seed + members - 1})"
-        state: Any = states[-1]
-        state.seconds = sum(st.seconds for st in states)
+        steps_done, seconds = states[0].step, sum(st.seconds for st in states)
         summary: dict[str, Any] = {
             "loss_last": float(np.mean([r["loss"] for st in states for r in st.history[-100:]]))
         }
@@ -270,14 +269,15 @@ def train_cell_type_classifier(
             crops["unlabelled"], cfg, checkpoint=ckpt, resume=True, progress=progress, labelled=(x, y)
         )
         arch, net, method = ARCH, state.model, "semi-supervised InfoGAN"
+        steps_done, seconds = state.step, state.seconds
         last = state.history[-100:]
         summary = {
             "label_ce_last": float(np.mean([r["label_ce"] for r in last])),
             "wasserstein_last": float(np.mean([r["wasserstein"] for r in last])),
         }
-    meta.update(method=method, train_config=cfg.__dict__, seconds=round(state.seconds, 1))
+    meta.update(method=method, train_config=cfg.__dict__, seconds=round(seconds, 1))
     config = net.config_dict() if isinstance(net, CriticEnsemble) else net.config.to_dict()
     save_checkpoint(out_path, arch=arch, config=config, state=net.state_dict(), meta=meta)
     ckpt.unlink(missing_ok=True)
-    summary = {"steps": state.step, "seconds": round(state.seconds, 1), **summary}
+    summary = {"steps": steps_done, "seconds": round(seconds, 1), **summary}
     return out_path, summary
