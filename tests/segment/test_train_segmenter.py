@@ -85,7 +85,7 @@ def test_augmentations_keep_images_valid(samples: list) -> None:  # type: ignore
     od = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(_hed_jitter(od, np.random.default_rng(0), 0.0), od, atol=1e-5, rtol=1e-5)
     cfg = SegmenterTrainConfig(crop=64, touch_weight=10.0, blur=1.0, hed_jitter=0.5, gray=0.5)
-    x, y, w = _Crops(samples, cfg).batch(np.random.default_rng(0), 8)
+    x, y, w, _ = _Crops(samples, cfg).batch(np.random.default_rng(0), 8)
     assert x.shape == (8, 3, 64, 64) and y.shape == w.shape == (8, 64, 64)
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0 and float(w.min()) >= 1.0
     gray = (x[:, 0] == x[:, 1]).flatten(1).all(1) & (x[:, 1] == x[:, 2]).flatten(1).all(1)
@@ -105,10 +105,10 @@ def test_cnn_stain_crops_come_from_the_restyled_images(samples: list) -> None:  
 
     base = SegmenterTrainConfig(crop=64)
     black = _Crops(samples, replace(base, cnn_stain=1.0), lambda im: np.zeros_like(im))
-    x, _, _ = black.batch(np.random.default_rng(0), 4)
+    x, _, _, _ = black.batch(np.random.default_rng(0), 4)
     # black in optical density is far beyond any tissue: the per-channel jitter keeps it nearly black
     assert float(x.max()) < 0.05
-    x0, _, _ = _Crops(samples, base, lambda im: np.zeros_like(im)).batch(np.random.default_rng(0), 4)
+    x0, _, _, _ = _Crops(samples, base, lambda im: np.zeros_like(im)).batch(np.random.default_rng(0), 4)
     assert float(x0.mean()) > 0.3  # not used at cnn_stain 0
     with pytest.raises(ConfigError, match="restyle"):
         _Crops(samples, replace(base, cnn_stain=0.5))
@@ -151,3 +151,65 @@ def test_train_segmenter_cli_records_the_cnn_stain(data_dir: Path, tmp_path: Pat
     assert meta["train_config"]["cnn_stain"] == 0.5
     assert meta["cnn_stain_normalizer"]["weights"] == "colorizer-tia.pt"
     assert len(meta["cnn_stain_normalizer"]["sha256"]) == 64
+
+
+def test_distance_output_trains_and_seeds_instances(samples: list, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """`--distance-weight` fine-tunes the shipped 3-class U-Net into a 4-output one: its class outputs start
+    as the shipped ones, the distance loss falls, the Segmenter returns 4 channels and the threshold choice
+    tries both seed rules."""
+    from dataclasses import replace
+
+    from wsikit.cli.main import run
+    from wsikit.models.registry import load_checkpoint
+    from wsikit.segment import Segmenter
+    from wsikit.segment.train import ARCH, _init_from
+
+    shipped = Segmenter.from_pretrained("nuclei").model
+    grown = _init_from(shipped, distance=True).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x)[:, :3], shipped(x))
+    assert grown(x).shape == (1, 4, 64, 64)
+
+    state = train_segmenter(samples, replace(_cfg(30), distance_weight=1.0))
+    dist = [r["distance_loss"] for r in state.history]
+    assert np.mean(dist[-5:]) < np.mean(dist[:3])
+
+    out = tmp_path / "unet-distance.pt"
+    args = ["-q", "train", "segmenter", "--data", str(data_dir), "--dataset", "nucls", "--out", str(out)]
+    assert run(args + ["--steps", "2", "--batch-size", "2", "--base", "2", "--distance-weight", "1"]) == 0
+    meta = load_checkpoint(out, arch=ARCH)["meta"]
+    assert meta["outputs"][-1] == "distance" and meta["train_config"]["distance_weight"] == 1.0
+    seg = Segmenter.from_weights(out)
+    probs = seg.probabilities(samples[0].image[:100, :120])
+    assert seg.channels == 4 and probs.shape == (4, 100, 120)
+    assert 0.0 <= probs[3].min() and probs[3].max() <= 1.0
+    np.testing.assert_allclose(probs[:3].sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_distance_seeds_split_touching_nuclei() -> None:
+    """Seeds from the distance map split two touching discs that share one interior blob; 3-channel
+    probabilities with seeds='distance' are refused."""
+    from wsikit.errors import ShapeError
+    from wsikit.segment.targets import InstanceParams, distance_target, instances_from_probabilities
+
+    yy, xx = np.mgrid[:40, :60]
+    lab = np.zeros((40, 60), np.int32)
+    lab[(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 1
+    lab[((yy - 20) ** 2 + (xx - 36) ** 2 <= 100) & (lab == 0)] = 2
+    fg = (lab > 0).astype(np.float32)
+    probs = np.stack([1 - fg, fg, np.zeros_like(fg), distance_target(lab)])  # no boundary predicted
+    merged = instances_from_probabilities(probs, InstanceParams(marker=0.5, seeds="classes", marker_open=0))
+    split = instances_from_probabilities(probs, InstanceParams(marker=0.5, seeds="distance", marker_open=0))
+    assert merged.max() == 1 and split.max() == 2
+    assert np.array_equal(split > 0, lab > 0)
+    with pytest.raises(ShapeError, match="distance"):
+        instances_from_probabilities(probs[:3], InstanceParams(seeds="distance"))
+    # the threshold choice tries both seed rules when the distance channel is there, and picks distance here
+    from wsikit.segment.tune import tune_instance_params
+
+    small = {"foreground": (0.5,), "marker": (0.5,), "marker_open": (0,), "min_size": (10,)}
+    best, table = tune_instance_params([(probs, lab)], small)
+    assert {row["seeds"] for row in table} == {"classes", "distance"} and best.seeds == "distance"
+    _, table3 = tune_instance_params([(probs[:3], lab)], small)
+    assert [row["seeds"] for row in table3] == ["classes"]

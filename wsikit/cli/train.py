@@ -169,6 +169,14 @@ def normalizer(
     "--stain cnn` feeds the U-Net).",
 )
 @click.option(
+    "--distance-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Also train a fourth output, each nucleus' normalized distance map, with this loss weight "
+    "(0 = the paper's 3-class U-Net); its peaks can seed the instances.",
+)
+@click.option(
     "--init",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Fine-tune these weights instead of starting from random ones.",
@@ -192,11 +200,13 @@ def segmenter(
     hed_jitter: float,
     gray: float,
     cnn_stain: float,
+    distance_weight: float,
     init: Path | None,
     seed: int,
     resume: bool,
 ) -> None:
-    """Train the 3-class nuclei U-Net (background / interior / boundary) at 0.25 um/px."""
+    """Train the 3-class nuclei U-Net (background / interior / boundary) at 0.25 um/px, optionally with a
+    distance-map output (``--distance-weight``)."""
     from wsikit.datasets.nuclei import DATASETS
     from wsikit.pipeline.train_segmenter import train_segmenter
     from wsikit.segment.train import SegmenterTrainConfig
@@ -212,6 +222,7 @@ def segmenter(
         hed_jitter=hed_jitter,
         gray=gray,
         cnn_stain=cnn_stain,
+        distance_weight=distance_weight,
         seed=seed,
     )
     quiet = is_quiet(ctx)

@@ -2,7 +2,10 @@
 
 Each stage has two 3x3 convolutions (+ BatchNorm when ``batch_norm``) and ReLU; max-pooling down,
 2x2 transposed convolution up, skip connections by concatenation. Three output classes per pixel:
-background, nucleus interior, nuclear boundary (the boundary class separates touching nuclei).
+background, nucleus interior, nuclear boundary (the boundary class separates touching nuclei). With
+``distance`` (beyond the paper) the head has one more output: the logit of each nucleus pixel's distance to
+its nucleus' border, normalized to 1 at the nucleus' deepest pixel (an instance target, as in DIST / HoVer-Net,
+whose peaks seed one instance per nucleus).
 ``base=32`` is the paper's width (512 channels at 9 x 9); the default ``base=16`` trains on a CPU.
 """
 
@@ -34,11 +37,19 @@ class UNetConfig:
         Output classes (3: background, interior, boundary).
     batch_norm : bool
         BatchNorm after each convolution.
+    distance : bool
+        One more output channel: the normalized distance map's logit (see the module docstring).
     """
 
     base: int = 16
     n_classes: int = 3
     batch_norm: bool = True
+    distance: bool = False
+
+    @property
+    def n_outputs(self) -> int:
+        """Output channels: the classes, plus one with ``distance``."""
+        return self.n_classes + int(self.distance)
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, int) or self.base < 1:
@@ -61,7 +72,7 @@ def _block(cin: int, cout: int, bn: bool) -> nn.Sequential:
 
 
 class UNet(nn.Module, Pretrained):
-    """U-Net mapping (B, 3, H, W) RGB in [0, 1] to (B, n_classes, H, W) logits; H, W multiples of 16.
+    """U-Net mapping (B, 3, H, W) RGB in [0, 1] to (B, n_outputs, H, W) logits; H, W multiples of 16.
 
     Examples
     --------
@@ -97,7 +108,7 @@ class UNet(nn.Module, Pretrained):
             self.up.append(nn.ConvTranspose2d(cin, w, 2, stride=2))
             self.merge.append(_block(2 * w, w, bn))
             cin = w
-        self.head = nn.Conv2d(b, self.config.n_classes, 1)
+        self.head = nn.Conv2d(b, self.config.n_outputs, 1)
 
     def bottleneck_shape(self, size: int) -> tuple[int, int, int]:
         """(channels, height, width) at the bottom for a ``size`` x ``size`` input."""

@@ -73,6 +73,8 @@ def train_segmenter(
     meta = {
         "mpp": WORKING_MPP,
         "classes": ["background", "interior", "boundary"],
+        "outputs": ["background", "interior", "boundary"]
+        + (["distance"] if state.model.config.distance else []),
         "datasets": list(datasets),
         "train_images": len(samples) - len(state.val_names),
         "val_images": state.val_names,

@@ -31,7 +31,8 @@ def pretrained_name(stain: str = "none") -> str:
 
 
 class Segmenter:
-    """A trained 3-class U-Net.
+    """A trained U-Net: 3 classes (background / interior / boundary), and the normalized distance map when
+    trained with one (:attr:`channels` 4).
 
     Images are processed in overlapping windows (``window`` px, ``overlap`` px shared) whose centres are
     kept, so the result does not depend on where a nucleus falls relative to a window.
@@ -74,6 +75,11 @@ class Segmenter:
         self.tta = tta
         self.instance_params = instance_params or InstanceParams.from_dict(self.meta.get("instances"))
 
+    @property
+    def channels(self) -> int:
+        """Channels of :meth:`probabilities`: 3 class probabilities, + the distance map (4)."""
+        return int(self.model.config.n_outputs)
+
     @classmethod
     def from_weights(cls, path: PathLike, **kwargs: Any) -> Segmenter:
         """Load weights written by ``wsikit train segmenter``."""
@@ -100,7 +106,7 @@ class Segmenter:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.tta:
             return self._forward_once(x)
-        acc = torch.zeros(x.shape[0], 3, *x.shape[2:], device=x.device)
+        acc = torch.zeros(x.shape[0], self.channels, *x.shape[2:], device=x.device)
         for k in range(4):
             for flip in (False, True):
                 t = torch.rot90(x, k, dims=(2, 3))
@@ -112,16 +118,19 @@ class Segmenter:
 
     @torch.no_grad()
     def _forward_once(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor
+        logits: torch.Tensor
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = self.model(x).float().softmax(dim=1)
+                logits = self.model(x).float()
         else:
-            out = self.model(x.contiguous(memory_format=torch.channels_last)).softmax(dim=1)
+            logits = self.model(x.contiguous(memory_format=torch.channels_last))
+        out = logits[:, :3].softmax(dim=1)
+        if self.channels > 3:
+            out = torch.cat([out, logits[:, 3:].sigmoid()], dim=1)
         return out.contiguous()
 
     def batch_probabilities(self, images: torch.Tensor, *, micro_batch: int | None = None) -> torch.Tensor:
-        """(B, 3, H, W) probabilities for a (B, 3, H, W) uint8 batch (H, W multiples of 16).
+        """(B, C, H, W) probabilities (:attr:`channels`) for a (B, 3, H, W) uint8 batch (H, W multiples of 16).
 
         ``micro_batch`` runs the network on that many images at a time: on the CPU, 1 gives the same
         throughput with a quarter of the activation memory of 4 (a 640 px tile needs about 200 MB).
@@ -131,10 +140,11 @@ class Segmenter:
             self._forward(images[i : i + step].to(self.device).float().div_(255.0)).cpu()
             for i in range(0, images.shape[0], step)
         ]
-        return torch.cat(parts) if parts else torch.zeros(0, 3, *images.shape[2:])
+        return torch.cat(parts) if parts else torch.zeros(0, self.channels, *images.shape[2:])
 
     def probabilities(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """(3, H, W) probabilities of background / interior / boundary for an (H, W, 3) uint8 image."""
+        """(C, H, W) probabilities of background / interior / boundary (and the normalized distance map when
+        :attr:`channels` is 4) for an (H, W, 3) uint8 image."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
@@ -144,7 +154,7 @@ class Segmenter:
             ph, pw = (-h) % 16, (-w) % 16
             xp = F.pad(x, (0, pw, 0, ph), mode="replicate").to(self.device)
             return self._forward(xp)[0, :, :h, :w].cpu().numpy()
-        out = np.zeros((3, h, w), np.float32)
+        out = np.zeros((self.channels, h, w), np.float32)
         step = win - 2 * ov
         xp = F.pad(x, (ov, ov + win, ov, ov + win), mode="replicate")
         for y in range(0, h, step):

@@ -1,4 +1,5 @@
-"""Three-class training targets from instance labels, and instances back from class probabilities."""
+"""Training targets from instance labels (three classes, normalized distance), and instances back from the
+network's probabilities."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ import numpy.typing as npt
 
 from wsikit.errors import ShapeError
 
-__all__ = ["three_class_target", "instances_from_probabilities", "InstanceParams", "touching_weight_map"]
+__all__ = [
+    "three_class_target",
+    "distance_target",
+    "instances_from_probabilities",
+    "InstanceParams",
+    "touching_weight_map",
+    "SEEDS",
+]
+
+SEEDS = ("classes", "distance")
+"""How :func:`instances_from_probabilities` finds one seed per nucleus (see :class:`InstanceParams`)."""
 
 
 def three_class_target(labels: npt.NDArray[np.integer], *, boundary_px: int = 2) -> npt.NDArray[np.uint8]:
@@ -39,6 +50,40 @@ def three_class_target(labels: npt.NDArray[np.integer], *, boundary_px: int = 2)
     return out
 
 
+def distance_target(labels: npt.NDArray[np.integer]) -> npt.NDArray[np.float32]:
+    """Each nucleus pixel's Euclidean distance to the nearest pixel outside its nucleus (another nucleus or
+    background; the image edge counts as outside), divided by the largest such distance in its nucleus: 1 at
+    the nucleus' deepest pixel(s), small at its border, 0 off nuclei. Touching nuclei get one peak each, with
+    a valley where they meet.
+
+    Examples
+    --------
+    >>> lab = np.zeros((5, 9), int); lab[:, :4] = 1; lab[:, 4:] = 2
+    >>> print(np.round(distance_target(lab)[2], 2))
+    [0.5  1.   1.   0.5  0.33 0.67 1.   0.67 0.33]
+    """
+    from scipy import ndimage as ndi
+
+    if labels.ndim != 2:
+        raise ShapeError(f"labels must be 2-D, got {labels.shape}")
+    lab = labels.astype(np.int64)
+    out = np.zeros(lab.shape, np.float32)
+    padded = np.pad(lab, 1)  # the image edge counts as a border
+    for i, sl in enumerate(ndi.find_objects(padded), start=1):
+        if sl is None:
+            continue
+        win = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+        inside = padded[win] == i
+        dist = ndi.distance_transform_edt(inside)
+        peak = float(dist.max())
+        # back to the unpadded grid
+        y0, x0 = win[0].start - 1, win[1].start - 1
+        ys, xs = np.nonzero(inside)
+        keep = (ys + y0 >= 0) & (xs + x0 >= 0) & (ys + y0 < lab.shape[0]) & (xs + x0 < lab.shape[1])
+        out[ys[keep] + y0, xs[keep] + x0] = dist[ys[keep], xs[keep]] / peak
+    return out
+
+
 @dataclass(frozen=True)
 class InstanceParams:
     """Thresholds that turn class probabilities into instances (tuned per model on its validation images).
@@ -48,20 +93,27 @@ class InstanceParams:
     foreground : float
         A pixel is nucleus when P(interior) + P(boundary) exceeds this.
     marker : float
-        Seeds are where P(interior) - P(boundary) exceeds this (touching nuclei are split along their
-        predicted boundary even where the interior probability stays high).
+        With ``seeds="classes"``, seeds are where P(interior) - P(boundary) exceeds this (touching nuclei are
+        split along their predicted boundary even where the interior probability stays high); with
+        ``seeds="distance"``, where the predicted normalized distance to the nucleus border exceeds it.
     marker_open : int
         Radius (px) of a morphological opening of the seeds, which cuts thin bridges between them.
     min_size : int
         Instances smaller than this many pixels are dropped.
+    seeds : str
+        ``classes`` (the 3-class map alone, the paper's model) or ``distance`` (the distance output of a
+        U-Net trained with one; seeds grow by watershed on the distance instead of the interior probability).
     """
 
     foreground: float = 0.5
     marker: float = 0.5
     marker_open: int = 1
     min_size: int = 10
+    seeds: str = "classes"
 
     def __post_init__(self) -> None:
+        if self.seeds not in SEEDS:
+            raise ShapeError(f"seeds must be one of {SEEDS}, got {self.seeds!r}")
         if not (0.0 < self.foreground < 1.0 and -1.0 < self.marker < 1.0):
             raise ShapeError(f"foreground must be in (0, 1) and marker in (-1, 1), got {self}")
         if self.marker_open < 0 or self.min_size < 0:
@@ -77,29 +129,39 @@ class InstanceParams:
 def instances_from_probabilities(
     probs: npt.NDArray[np.floating], params: InstanceParams | None = None
 ) -> npt.NDArray[np.uint32]:
-    """Boundary-aware watershed: nucleus instances from (3, H, W) class probabilities.
+    """Marker-controlled watershed: nucleus instances from the U-Net's (3, H, W) class probabilities, or
+    (4, H, W) when it also predicts the normalized distance map (channel 3).
 
-    Seeds are connected regions where the interior clearly beats the boundary (see :class:`InstanceParams`);
-    each seed grows over the foreground by watershed on the interior probability, so touching nuclei stay
-    apart along their predicted boundary. Small instances are dropped. Ids are 1..N in raster order of
-    their seeds.
+    Seeds are connected regions where the interior clearly beats the boundary, or where the predicted
+    distance is high (``params.seeds``, see :class:`InstanceParams`); each seed grows over the foreground by
+    watershed on the interior probability (or the distance), so touching nuclei stay apart along their
+    predicted boundary. Small instances are dropped. Ids are 1..N in raster order of their seeds.
     """
     from scipy import ndimage as ndi
     from skimage.morphology import disk
     from skimage.segmentation import watershed
 
     p = params or InstanceParams()
-    if probs.ndim != 3 or probs.shape[0] != 3:
-        raise ShapeError(f"probs must be (3, H, W), got {probs.shape}")
+    if probs.ndim != 3 or probs.shape[0] not in (3, 4):
+        raise ShapeError(f"probs must be (3, H, W) or (4, H, W), got {probs.shape}")
+    if p.seeds == "distance" and probs.shape[0] != 4:
+        raise ShapeError(
+            "seeds='distance' needs the distance channel: probabilities of a U-Net trained with one"
+        )
     interior, boundary = probs[1], probs[2]
     foreground = (interior + boundary) > p.foreground
-    markers = ((interior - boundary) > p.marker) & foreground
+    if p.seeds == "distance":
+        relief = probs[3]
+        markers = (relief > p.marker) & foreground
+    else:
+        relief = interior
+        markers = ((interior - boundary) > p.marker) & foreground
     if p.marker_open:
         markers = ndi.binary_opening(markers, disk(p.marker_open))  # type: ignore[no-untyped-call]
     seeds, _ = ndi.label(markers)
     if seeds.max() == 0:
         return np.zeros(interior.shape, np.uint32)
-    grown = watershed(-interior, markers=seeds, mask=foreground)  # type: ignore[no-untyped-call]
+    grown = watershed(-relief, markers=seeds, mask=foreground)  # type: ignore[no-untyped-call]
     sizes = np.bincount(grown.ravel())
     small = sizes < p.min_size
     small[0] = False

@@ -8,7 +8,9 @@ batch). With ``cnn_stain`` a share of the crops is cut from the image as a stain
 (``restyle``, e.g. the shipped CNN: what ``wsikit run --stain cnn`` feeds the U-Net). Loss:
 cross-entropy with a doubled weight on the boundary class, optionally times a U-Net weight map that stresses
 the gaps between touching nuclei (``touch_weight``, ``touch_sigma``), plus a soft Dice loss on the nucleus
-(interior + boundary) foreground. Adam, lr 1e-4 (the method's), constant or cosine-decayed to 1%. A
+(interior + boundary) foreground, plus, with ``distance_weight`` > 0, that weight times a binary cross-entropy
+of a fourth output against each nucleus' normalized distance map (:func:`~wsikit.segment.targets.distance_target`;
+fine-tuning a 3-class network adds the output, its class outputs kept). Adam, lr 1e-4 (the method's), constant or cosine-decayed to 1%. A
 5% validation split (by image, fixed by the seed) is scored with pixel Dice every ``eval_every`` steps.
 Checkpoints every ``checkpoint_every`` steps; ``resume`` continues bit-for-bit.
 """
@@ -31,7 +33,7 @@ from wsikit.datasets.nuclei import Sample
 from wsikit.errors import ConfigError
 from wsikit.models.training_state import load_training_state, save_training_state
 from wsikit.models.unet import UNet, UNetConfig
-from wsikit.segment.targets import three_class_target, touching_weight_map
+from wsikit.segment.targets import distance_target, three_class_target, touching_weight_map
 
 __all__ = ["SegmenterTrainConfig", "SegmenterState", "train_segmenter", "ARCH"]
 
@@ -55,6 +57,7 @@ class SegmenterTrainConfig:
     hed_jitter: float = 0.0
     gray: float = 0.0
     cnn_stain: float = 0.0
+    distance_weight: float = 0.0
     val_fraction: float = 0.05
     seed: int = 0
     checkpoint_every: int = 100
@@ -73,6 +76,8 @@ class SegmenterTrainConfig:
             raise ConfigError("blur and gray must be in [0, 1], hed_jitter in [0, 1)")
         if not 0.0 <= self.cnn_stain <= 1.0:
             raise ConfigError(f"cnn_stain must be in [0, 1], got {self.cnn_stain}")
+        if self.distance_weight < 0:
+            raise ConfigError(f"distance_weight must be >= 0, got {self.distance_weight}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
 
@@ -98,7 +103,8 @@ def _pad_to(img: npt.NDArray[Any], size: int, value: int) -> npt.NDArray[Any]:
 
 
 class _Crops:
-    """Random augmented training crops: images, 3-class targets and per-pixel loss weights."""
+    """Random augmented training crops: images, 3-class targets, per-pixel loss weights and (with
+    ``distance_weight``) normalized distance maps."""
 
     def __init__(
         self,
@@ -125,6 +131,11 @@ class _Crops:
             else None
             for s in samples
         ]
+        self.distances = (
+            [_pad_to(distance_target(s.labels), crop, 0) for s in samples]
+            if cfg.distance_weight > 0
+            else None
+        )
         areas = np.array([t.size for t in self.targets], float)
         self.p = areas / areas.sum()
         self.crop = crop
@@ -132,9 +143,12 @@ class _Crops:
         self.hed_jitter = cfg.hed_jitter
         self.gray = cfg.gray
 
-    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(
+        self, rng: np.random.Generator, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Images (n, 3, c, c) in [0, 1], class targets, loss weights and distance targets (or None)."""
         c = self.crop
-        xs, ys, ws = [], [], []
+        xs, ys, ws, ds = [], [], [], []
         for i in rng.choice(len(self.images), size=n, p=self.p):
             img, tgt, wmap = self.images[i], self.targets[i], self.weights[i]
             if self.restyled is not None and rng.random() < self.cnn_stain:
@@ -143,13 +157,15 @@ class _Crops:
             x = int(rng.integers(0, img.shape[1] - c + 1))
             a, b = img[y : y + c, x : x + c], tgt[y : y + c, x : x + c]
             w = wmap[y : y + c, x : x + c] if wmap is not None else np.ones((c, c), np.float32)
+            d = self.distances[i][y : y + c, x : x + c] if self.distances is not None else w
             k = int(rng.integers(0, 4))
-            a, b, w = np.rot90(a, k), np.rot90(b, k), np.rot90(w, k)
+            a, b, w, d = np.rot90(a, k), np.rot90(b, k), np.rot90(w, k), np.rot90(d, k)
             if rng.random() < 0.5:
-                a, b, w = a[:, ::-1], b[:, ::-1], w[:, ::-1]
+                a, b, w, d = a[:, ::-1], b[:, ::-1], w[:, ::-1], d[:, ::-1]
             xs.append(np.ascontiguousarray(a))
             ys.append(np.ascontiguousarray(b))
             ws.append(np.ascontiguousarray(w))
+            ds.append(np.ascontiguousarray(d))
         images = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float()
         # stain augmentation in optical density: per-channel scale and shift
         od = -torch.log((images + 1.0) / 256.0)
@@ -165,7 +181,8 @@ class _Crops:
             images = torch.where(to_gray.view(n, 1, 1, 1), luma.expand_as(images), images)
         if self.blur > 0:
             images = _random_blur(images, rng, self.blur)
-        return images, torch.from_numpy(np.stack(ys)).long(), torch.from_numpy(np.stack(ws))
+        dist = torch.from_numpy(np.stack(ds)) if self.distances is not None else None
+        return images, torch.from_numpy(np.stack(ys)).long(), torch.from_numpy(np.stack(ws)), dist
 
 
 # Ruifrok & Johnston stain vectors (rows: hematoxylin, eosin, residual) in optical density
@@ -201,6 +218,29 @@ def _random_blur(images: torch.Tensor, rng: np.random.Generator, p: float) -> to
     return out
 
 
+def _init_from(init: UNet, *, distance: bool) -> UNet:
+    """A copy of ``init`` for fine-tuning; with ``distance`` and a 3-class ``init``, the head gains the
+    distance output (its class outputs copied, the new one freshly initialized)."""
+    from dataclasses import replace
+
+    model = UNet(replace(init.config, distance=distance))
+    state = init.state_dict()
+    if distance and not init.config.distance:
+        head = model.head
+        n = init.config.n_outputs
+        with torch.no_grad():
+            head.weight[:n] = state.pop("head.weight")
+            head.bias[:n] = state.pop("head.bias")  # type: ignore[index]
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != {"head.weight", "head.bias"}:
+            raise ConfigError(
+                f"init weights do not fit the U-Net: missing {missing}, unexpected {unexpected}"
+            )
+    else:
+        model.load_state_dict(state)
+    return model
+
+
 def _dice(pred_fg: torch.Tensor, true_fg: torch.Tensor) -> float:
     inter = float((pred_fg & true_fg).sum())
     total = float(pred_fg.sum() + true_fg.sum())
@@ -216,7 +256,7 @@ def _validate(model: UNet, samples: Sequence[Sample]) -> float:
         ph, pw = (-h) % 16, (-w) % 16
         x = torch.from_numpy(np.array(s.image)).permute(2, 0, 1)[None].float() / 255.0
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        pred = model(x).argmax(dim=1)[0, :h, :w]
+        pred = model(x)[:, :3].argmax(dim=1)[0, :h, :w]
         scores.append(_dice(pred > 0, torch.from_numpy(s.labels.astype(np.int64)) > 0))
     model.train()
     return float(np.mean(scores)) if scores else math.nan
@@ -235,7 +275,8 @@ def train_segmenter(
     """Train the U-Net on ``samples`` (at the working resolution). See the module docstring.
 
     ``init`` starts from a trained network (fine-tuning) instead of random weights; its width wins over
-    ``config.base``. ``restyle`` maps an (H, W, 3) image to its stain-normalized version; it is applied once
+    ``config.base``; a 3-class ``init`` gains the distance output (new weights) when ``config.distance_weight``
+    > 0. ``restyle`` maps an (H, W, 3) image to its stain-normalized version; it is applied once
     per training image and needed when ``config.cnn_stain > 0``.
     """
     cfg = config or SegmenterTrainConfig()
@@ -246,10 +287,10 @@ def train_segmenter(
     train = [samples[i] for i in order[n_val:]]
     crops = _Crops(train, cfg, restyle)
     torch.manual_seed(cfg.seed)
-    model = UNet(UNetConfig(base=cfg.base))
+    want_distance = cfg.distance_weight > 0
+    model = UNet(UNetConfig(base=cfg.base, distance=want_distance))
     if init is not None:
-        model = UNet(init.config)
-        model.load_state_dict(init.state_dict())
+        model = _init_from(init, distance=want_distance or init.config.distance)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     weights = torch.tensor([1.0, 1.0, cfg.boundary_weight])
     step = 0
@@ -266,8 +307,9 @@ def train_segmenter(
         if cfg.lr_schedule == "cosine":
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
-        x, y, wmap = crops.batch(rng, cfg.batch_size)
-        logits = model(x)
+        x, y, wmap, dist = crops.batch(rng, cfg.batch_size)
+        out = model(x)
+        logits = out[:, :3]
         ce_px = F.cross_entropy(logits, y, reduction="none") * weights[y] * wmap
         ce = ce_px.sum() / (weights[y] * wmap).sum()
         probs = logits.softmax(dim=1)
@@ -275,6 +317,10 @@ def train_segmenter(
         fg_true = (y > 0).float()
         soft_dice = 1 - (2 * (fg_pred * fg_true).sum() + 1) / (fg_pred.sum() + fg_true.sum() + 1)
         loss = ce + soft_dice
+        dist_loss = torch.zeros(())
+        if dist is not None:
+            dist_loss = F.binary_cross_entropy_with_logits(out[:, 3], dist)
+            loss = loss + cfg.distance_weight * dist_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -284,6 +330,7 @@ def train_segmenter(
             "loss": float(loss.detach()),
             "ce": float(ce.detach()),
             "dice_loss": float(soft_dice.detach()),
+            **({"distance_loss": float(dist_loss.detach())} if dist is not None else {}),
         }
         history.append(row)
         if val and (step % cfg.eval_every == 0 or step == cfg.steps):

@@ -25,11 +25,12 @@ DEFAULT_GRID: dict[str, tuple[float, ...]] = {
 
 def tune_instance_params(
     images: Sequence[tuple[npt.NDArray[np.floating], npt.NDArray[np.integer]]],
-    grid: dict[str, tuple[float, ...]] | None = None,
+    grid: dict[str, tuple[Any, ...]] | None = None,
 ) -> tuple[InstanceParams, list[dict[str, Any]]]:
-    """Grid-search :class:`InstanceParams` on (probabilities (3, H, W), instance labels) pairs.
+    """Grid-search :class:`InstanceParams` on (probabilities (C, H, W), instance labels) pairs.
 
-    The score is the mean over images of pixel Dice + AJI (both matter: Dice for the nuclear area, AJI for
+    With the distance channel (C = 4) the grid also tries both seed rules (``seeds``: ``classes`` and
+    ``distance``), so validation decides whether the distance map's seeds are used. The score is the mean over images of pixel Dice + AJI (both matter: Dice for the nuclear area, AJI for
     splitting touching nuclei). Ties keep the first setting of the grid order.
 
     Returns
@@ -49,7 +50,12 @@ def tune_instance_params(
     """
     if not images:
         raise ConfigError("no validation images to tune on")
-    axes = {**DEFAULT_GRID, **(grid or {})}
+    has_distance = all(probs.shape[0] == 4 for probs, _ in images)
+    axes: dict[str, tuple[Any, ...]] = {
+        **DEFAULT_GRID,
+        "seeds": ("classes", "distance") if has_distance else ("classes",),
+        **(grid or {}),
+    }
     names = list(axes)
     table: list[dict[str, Any]] = []
     for values in itertools.product(*(axes[n] for n in names)):
@@ -57,7 +63,7 @@ def tune_instance_params(
         for key in ("marker_open", "min_size"):
             if key in setting:
                 setting[key] = int(setting[key])
-        params = InstanceParams(**setting)  # type: ignore[arg-type]
+        params = InstanceParams(**setting)
         dice, aji = [], []
         for probs, labels in images:
             pred = instances_from_probabilities(probs, params)
