@@ -55,7 +55,7 @@ def train(variant: str) -> None:
     cmd = [
         *WSIKIT, "train", "segmenter", "--data", str(DATA),
         *[x for d in VARIANTS[variant] for x in ("--dataset", d)],
-        *[x for b in BREAST for x in ("--exclude", b)],
+        *[x for b in BREAST if "monuseg_extra" in VARIANTS[variant] for x in ("--exclude", b)],
         "--init", str(ROOT / "wsikit" / "models" / "weights" / "unet-nuclei-cnn.pt"),
         "--steps", "2000", "--touch-weight", "10", "--blur", "0.2", "--hed-jitter", "0.4", "--gray", "0.1",
         "--lr-schedule", "cosine", "--cnn-stain", "0.5", "--distance-weight", "1", "--seed", "0",
