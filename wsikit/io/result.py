@@ -96,6 +96,31 @@ class RunFolder:
         """Per-chunk tables of the classify stage (in the staging folder)."""
         return self.root / "parts"
 
+    # resume state of an unfinished run (in the staging folder)
+    @property
+    def key(self) -> Path:
+        """The hash of the inputs, models and options the staged work was made with."""
+        return self.root / "KEY"
+
+    @property
+    def damage_log(self) -> Path:
+        """Unreadable tiles met so far (kept across a resume)."""
+        return self.root / "damaged.jsonl"
+
+    @property
+    def segment_journal(self) -> Path:
+        """Pending nuclei and tiles done of an unfinished segment stage."""
+        return self.root / "segment.journal.npz"
+
+    @property
+    def segment_stats(self) -> Path:
+        """The segment stage's counts (written when it finishes)."""
+        return self.root / "segment.json"
+
+    def stage_done(self, stage: str) -> Path:
+        """The marker a finished stage leaves (``segment``, ``normalized``)."""
+        return self.root / f"{stage}.done"
+
     def density_map(self, cell_type: str) -> Path:
         return self.root / f"density_{cell_type}.png"
 

@@ -424,19 +424,20 @@ def run_slide(
                 )
             if overwrite or done is not None:
                 _clear(out_p)
-            work = RunFolder(out_p).work.root
-            key_file = work / "KEY"
-            if work.exists() and (not key_file.exists() or key_file.read_text().strip() != key):
+            staging = RunFolder(out_p).work
+            work = staging.root
+            if work.exists() and (not staging.key.exists() or staging.key.read_text().strip() != key):
                 log.warning("%s: discarding unfinished work made with other inputs or options", work)
                 shutil.rmtree(work)
             work.mkdir(exist_ok=True)
-            key_file.write_text(key)
+            staging.key.write_text(key)
             # corrupt tiles are read as glass and recorded (kept in the work folder across a resume)
-            slide.skip_damaged(DamageLog(work / "damaged.jsonl"))
-            summary = _run(slide, slide_p, out_p, work, cfg, models, float(mpp), fp, timings, progress)
+            slide.skip_damaged(DamageLog(staging.damage_log))
+            job = _RunJob(slide, slide_p, staging, cfg, models, float(mpp), timings, progress)
+            summary = _run(job)
             timings["total"] = round(time.perf_counter() - t0, 2)
             summary["seconds"] = timings
-            RunFolder(work).summary.write_text(json.dumps(summary, indent=2) + "\n")
+            staging.summary.write_text(json.dumps(summary, indent=2) + "\n")
             _finish(work, out_p)
             write_done(out_p, fp)
     return {**summary, "out": str(out_p)}
@@ -465,154 +466,164 @@ def _finish(work: Path, out: Path) -> None:
     shutil.rmtree(work)
 
 
-def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
-    t = time.perf_counter()
-    result = fn()
-    timings[name] = round(time.perf_counter() - t, 2)
-    log.info("stage %s: %.1f s", name, timings[name])
-    return result
+@dataclass(frozen=True)
+class _RunJob:
+    """One slide's run in its staging folder: what every stage reads."""
+
+    slide: Slide
+    slide_path: Path
+    staging: RunFolder
+    cfg: RunConfig
+    models: _Models
+    mpp: float
+    timings: dict[str, float]
+    progress: Progress | None
+
+    def tick(self, stage: str) -> Callable[[int, int], None]:
+        """A progress callback ``(done, total)`` for ``stage``."""
+        report = self.progress
+        return (lambda d, t: report(stage, d, t)) if report is not None else (lambda d, t: None)
+
+    def stage(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` as the stage ``name``, timing it."""
+        t = time.perf_counter()
+        result = fn()
+        self.timings[name] = round(time.perf_counter() - t, 2)
+        log.info("stage %s: %.1f s", name, self.timings[name])
+        return result
 
 
-def _run(
-    slide: Slide,
-    slide_p: Path,
-    out: Path,
-    work: Path,
-    cfg: RunConfig,
-    models: _Models,
-    mpp: float,
-    fp: dict[str, Any],
-    timings: dict[str, float],
-    progress: Progress | None,
-) -> dict[str, Any]:
+def _run(job: _RunJob) -> dict[str, Any]:
+    """The stages of one slide, each skipped or continued when a previous attempt finished or began it."""
     from wsikit.pipeline.report import read_part_columns, write_report, write_summary
 
-    def tick(stage: str) -> Callable[[int, int], None]:
-        return (lambda d, t: progress(stage, d, t)) if progress is not None else (lambda d, t: None)
-
-    tissue = _stage("tissue", timings, lambda: tissue_mask(slide))
-    w0, h0 = slide.dimensions
-    staging = RunFolder(work)
-    store_path = staging.store
-    seg_done = work / "segment.done"
-    seg_stats: dict[str, Any] = {}
-
-    def segment() -> OmeZarrStore:
-        journal = work / "segment.journal.npz"
-        if seg_done.exists():
-            return OmeZarrStore.open(store_path, mode="r+")
-        if store_path.exists() and journal.exists():
-            store = OmeZarrStore.open(store_path, mode="r+")
-        else:
-            journal.unlink(missing_ok=True)
-            store = OmeZarrStore.create(
-                store_path,
-                height=h0,
-                width=w0,
-                chunk=cfg.chunk,
-                mpp=(mpp, mpp),
-                image_downsample=1 if cfg.save_normalized else OVERVIEW_DOWNSAMPLE,
-                overwrite=True,
-                name=f"{slide_p.name} wsikit result",
-            )
-            store.create_label("nuclei", dtype=np.uint32)
-            store.set_source(
-                NucleusSource(
-                    slide=slide_p.resolve(),
-                    slide_id=slide_p.stem,
-                    bounds_offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
-                    slide_mpp=mpp,
-                )
-            )
-        plan = plan_segmentation(
-            slide, tissue, working_mpp=models.segmenter.mpp, slide_mpp=mpp, min_tissue=cfg.min_tissue
-        )
-        stats = segment_into_store(
-            slide,
-            store,
-            plan,
-            models.segmenter,
-            normalize=models.normalize,
-            batch_size=cfg.batch_size,
-            workers=cfg.workers,
-            journal=journal,
-            progress=tick("segment"),
-            micro_batch=_micro_batch(cfg),
-            area_um2=(cfg.min_nucleus_um2, cfg.max_nucleus_um2),
-            colour_rule=ColourRule() if cfg.colour_filter else None,
-        )
-        store.build_pyramid("nuclei", workers=cfg.workers)
-        store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})
-        if not cfg.save_normalized:  # the slide's overview, so that viewers show the labels on the tissue
-            write_slide_overview(slide, store, workers=cfg.workers)
-        (work / "segment.json").write_text(json.dumps(stats))
-        seg_done.touch()
-        return store
-
-    store = _stage("segment", timings, segment)
+    slide, cfg, staging = job.slide, job.cfg, job.staging
+    tissue = job.stage("tissue", lambda: tissue_mask(slide))
+    store = job.stage("segment", lambda: _segment(job, tissue))
     _check_damage(slide, tissue, cfg)
-    if (work / "segment.json").exists():
-        seg_stats = json.loads((work / "segment.json").read_text())
-    if cfg.save_normalized and models.normalize is not None and not (work / "normalized.done").exists():
-        from wsikit.pipeline.normalize import normalize_into_store
-
-        norm_fn = models.normalize
-        _stage(
-            "normalized",
-            timings,
-            lambda: normalize_into_store(
-                slide, store, norm_fn, batch_size=cfg.batch_size, progress=tick("normalized")
-            ),
-        )
-        (work / "normalized.done").touch()
-
-    parts = staging.parts
-    parts.mkdir(exist_ok=True)
+    seg_stats = json.loads(staging.segment_stats.read_text()) if staging.segment_stats.exists() else {}
+    if cfg.save_normalized and job.models.normalize is not None:
+        _save_normalized(job, store)
+    staging.parts.mkdir(exist_ok=True)
     chunks = sorted(store.written_chunks("nuclei"))
-    c = store.chunk
-
-    def classify() -> None:
-        overview, _ = slide.read_overview(2048)
-        source = fit_stain_source(overview)
-        on_window = _classify_window(models.classifier, source, mpp)
-        todo = [(r * c, q * c) for r, q in chunks if not _part_path(parts, r * c, q * c).exists()]
-        # context crops reach context_radius_um (+ half the nucleus) from a nucleus's centre: the halo holds them
-        halo = max(32.0, models.classifier.context_radius_um + 8.0)
-        vectorize = store_chunk_vectorizer(store, slide, on_window=on_window, halo_um=halo)
-
-        def one(origin: tuple[int, int]) -> None:
-            _write_part(_part_path(parts, *origin), vectorize(*origin))
-
-        done = len(chunks) - len(todo)
-        with ThreadPoolExecutor(cfg.workers) as pool:
-            for _ in pool.map(one, todo):
-                done += 1
-                tick("classify")(done, len(chunks))
-
-    _stage("classify", timings, classify)
-    part_files = [_part_path(parts, r * c, q * c) for r, q in chunks]
-    if models.classifier.neighbourhood is not None:
-        _stage("neighbourhood", timings, lambda: _refine_parts(part_files, models.classifier, mpp))
-    _stage("labels", timings, lambda: _write_cell_types(store, chunks, part_files, cfg.workers))
-    _stage("export", timings, lambda: _export(work, part_files, slide_p, slide, mpp))
+    job.stage("classify", lambda: _classify(job, store, chunks))
+    part_files = [_part_path(staging.parts, r * store.chunk, q * store.chunk) for r, q in chunks]
+    if job.models.classifier.neighbourhood is not None:
+        job.stage("neighbourhood", lambda: _refine_parts(part_files, job.models.classifier, job.mpp))
+    job.stage("labels", lambda: _write_cell_types(store, chunks, part_files, cfg.workers))
+    job.stage("export", lambda: _export(staging.root, part_files, job.slide_path, slide, job.mpp))
     damage = _check_damage(slide, tissue, cfg)
     cols = read_part_columns(part_files)
     summary = write_summary(
-        work,
+        staging.root,
         cols,
-        slide_p=slide_p,
+        slide_p=job.slide_path,
         slide=slide,
-        mpp=mpp,
+        mpp=job.mpp,
         tissue=tissue,
-        models=models.info,
+        models=job.models.info,
         options=cfg.result_options(),
         segmentation={k: v for k, v in seg_stats.items() if k != "performance"},
         performance={"segment": seg_stats.get("performance", {})},
         damaged=damage,
     )
-    summary["seconds"] = timings
-    _stage("report", timings, lambda: write_report(work, cols, slide=slide, store=store, summary=summary))
+    summary["seconds"] = job.timings
+    job.stage("report", lambda: write_report(staging.root, cols, slide=slide, store=store, summary=summary))
     return summary
+
+
+def _segment(job: _RunJob, tissue: Any) -> OmeZarrStore:
+    """The nucleus labels in the staging store: continued from the journal after a crash, skipped when done."""
+    slide, cfg, staging, mpp = job.slide, job.cfg, job.staging, job.mpp
+    store_path, journal, done = staging.store, staging.segment_journal, staging.stage_done("segment")
+    if done.exists():
+        return OmeZarrStore.open(store_path, mode="r+")
+    if store_path.exists() and journal.exists():
+        store = OmeZarrStore.open(store_path, mode="r+")
+    else:
+        journal.unlink(missing_ok=True)
+        w0, h0 = slide.dimensions
+        store = OmeZarrStore.create(
+            store_path,
+            height=h0,
+            width=w0,
+            chunk=cfg.chunk,
+            mpp=(mpp, mpp),
+            image_downsample=1 if cfg.save_normalized else OVERVIEW_DOWNSAMPLE,
+            overwrite=True,
+            name=f"{job.slide_path.name} wsikit result",
+        )
+        store.create_label("nuclei", dtype=np.uint32)
+        store.set_source(
+            NucleusSource(
+                slide=job.slide_path.resolve(),
+                slide_id=job.slide_path.stem,
+                bounds_offset=(float(slide.bounds_offset[0]), float(slide.bounds_offset[1])),
+                slide_mpp=mpp,
+            )
+        )
+    segmenter = job.models.segmenter
+    plan = plan_segmentation(
+        slide, tissue, working_mpp=segmenter.mpp, slide_mpp=mpp, min_tissue=cfg.min_tissue
+    )
+    stats = segment_into_store(
+        slide,
+        store,
+        plan,
+        segmenter,
+        normalize=job.models.normalize,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        journal=journal,
+        progress=job.tick("segment"),
+        micro_batch=_micro_batch(cfg),
+        area_um2=(cfg.min_nucleus_um2, cfg.max_nucleus_um2),
+        colour_rule=ColourRule() if cfg.colour_filter else None,
+    )
+    store.build_pyramid("nuclei", workers=cfg.workers)
+    store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})
+    if not cfg.save_normalized:  # the slide's overview, so that viewers show the labels on the tissue
+        write_slide_overview(slide, store, workers=cfg.workers)
+    staging.segment_stats.write_text(json.dumps(stats))
+    done.touch()
+    return store
+
+
+def _save_normalized(job: _RunJob, store: OmeZarrStore) -> None:
+    """The stain-normalized slide at full resolution into the store (``save_normalized``), once."""
+    from wsikit.pipeline.normalize import normalize_into_store
+
+    done, norm_fn = job.staging.stage_done("normalized"), job.models.normalize
+    if done.exists() or norm_fn is None:
+        return
+    job.stage(
+        "normalized",
+        lambda: normalize_into_store(
+            job.slide, store, norm_fn, batch_size=job.cfg.batch_size, progress=job.tick("normalized")
+        ),
+    )
+    done.touch()
+
+
+def _classify(job: _RunJob, store: OmeZarrStore, chunks: list[tuple[int, int]]) -> None:
+    """One Parquet part per label chunk (vectorized nuclei, measurements, network probabilities); parts
+    written by an earlier attempt are kept."""
+    parts, c, classifier = job.staging.parts, store.chunk, job.models.classifier
+    overview, _ = job.slide.read_overview(2048)
+    on_window = _classify_window(classifier, fit_stain_source(overview), job.mpp)
+    todo = [(r * c, q * c) for r, q in chunks if not _part_path(parts, r * c, q * c).exists()]
+    # context crops reach context_radius_um (+ half the nucleus) from a nucleus's centre: the halo holds them
+    halo = max(32.0, classifier.context_radius_um + 8.0)
+    vectorize = store_chunk_vectorizer(store, job.slide, on_window=on_window, halo_um=halo)
+
+    def one(origin: tuple[int, int]) -> None:
+        _write_part(_part_path(parts, *origin), vectorize(*origin))
+
+    done, tick = len(chunks) - len(todo), job.tick("classify")
+    with ThreadPoolExecutor(job.cfg.workers) as pool:
+        for _ in pool.map(one, todo):
+            done += 1
+            tick(done, len(chunks))
 
 
 def _check_damage(slide: Slide, tissue: Any, cfg: RunConfig) -> dict[str, Any]:
