@@ -25,6 +25,8 @@ Usage::
     OMP_NUM_THREADS=1 python research/study_segmenter_distance.py train distance        # both at once:
     OMP_NUM_THREADS=1 python research/study_segmenter_distance.py train distance-extra  # ~40 min each
     python research/study_segmenter_distance.py score   # writes research/results_study_segmenter_distance.json
+    python research/study_segmenter_distance.py draw    # docs/img/segmenter_distance.png: the densest 400 px
+                                                        # of each held-out breast image, outlines per model
 """
 
 from __future__ import annotations
@@ -101,9 +103,54 @@ def score() -> None:
     (HERE / "results_study_segmenter_distance.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
+def draw() -> None:
+    """Per held-out breast image, its densest 400 x 400 px (most annotated nuclei): annotation, shipped and
+    each variant's instances (``wsikit run``'s path, before the colour and area rules), outlined on the
+    image."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from skimage.segmentation import find_boundaries
+
+    from wsikit.datasets.nuclei import folder_mpp, resample
+    from wsikit.segment import Segmenter
+    from wsikit.segment.evaluate import load_labelled_folder
+    from wsikit.stain.factory import make_normalizer
+
+    folder = _sources()[2]
+    norm = make_normalizer("cnn")
+    models = {"shipped": Segmenter.load(stain="cnn")}
+    models.update({v: Segmenter.from_weights(weights(v)) for v in VARIANTS if weights(v).exists()})
+    size, rows = 400, []
+    for name, raw, labels in load_labelled_folder(folder):
+        factor = folder_mpp(folder, default=0.25) / 0.25
+        raw_w, truth = resample(raw, labels, factor)
+        styled = np.asarray(norm.transform(raw_w))
+        counts = np.zeros(((truth.shape[0] - size) // 50 + 1, (truth.shape[1] - size) // 50 + 1))
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
+                counts[i, j] = len(np.unique(truth[i * 50 : i * 50 + size, j * 50 : j * 50 + size]))
+        i, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
+        win = (slice(i * 50, i * 50 + size), slice(j * 50, j * 50 + size))
+        panels = {"annotation": truth[win]}
+        panels.update({k: m.instances(styled)[win] for k, m in models.items()})
+        row = []
+        for title, lab in panels.items():
+            img = raw_w[win].copy()
+            img[find_boundaries(lab, mode="inner")] = (0, 255, 0) if title == "annotation" else (255, 255, 0)
+            tile = Image.fromarray(img)
+            ImageDraw.Draw(tile).text(
+                (6, 4), f"{name[:12]} {title}: {len(np.unique(lab)) - 1}", fill=(0, 0, 0)
+            )
+            row.append(np.asarray(tile))
+        rows.append(np.concatenate(row, axis=1))
+    out = ROOT / "docs" / "img" / "segmenter_distance.png"
+    Image.fromarray(np.concatenate(rows, axis=0)).save(out)
+    print("wrote", out)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=["train", "score"])
+    ap.add_argument("step", choices=["train", "score", "draw"])
     ap.add_argument("variant", nargs="?", choices=list(VARIANTS))
     a = ap.parse_args()
     if a.step == "train":
@@ -111,4 +158,4 @@ if __name__ == "__main__":
             ap.error("train needs a variant")
         train(a.variant)
     else:
-        score()
+        {"score": score, "draw": draw}[a.step]()

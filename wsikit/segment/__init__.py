@@ -1,4 +1,4 @@
-"""Nuclei segmentation: 3-class targets, training, inference, instance extraction, threshold tuning, metrics.
+"""Nuclei segmentation: 3-class and distance-map targets, training, inference, instance extraction, threshold tuning, metrics.
 
 The U-Net itself is in :mod:`wsikit.models.unet`; whole-slide stitched inference in :mod:`wsikit.pipeline.segment`.
 """
@@ -6,7 +6,12 @@ The U-Net itself is in :mod:`wsikit.models.unet`; whole-slide stitched inference
 from __future__ import annotations
 
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
-from wsikit.segment.targets import InstanceParams, instances_from_probabilities, three_class_target
+from wsikit.segment.targets import (
+    InstanceParams,
+    distance_target,
+    instances_from_probabilities,
+    three_class_target,
+)
 
 __all__ = [
     "Segmenter",
@@ -17,6 +22,7 @@ __all__ = [
     "InstanceParams",
     "instances_from_probabilities",
     "three_class_target",
+    "distance_target",
 ]
 
 
