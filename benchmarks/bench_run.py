@@ -7,7 +7,10 @@ spent waiting on slide reads.
 Usage::
 
     python benchmarks/bench_run.py [--sizes 4096 8192] [--stain cnn] [--device cpu] [--json out.json]
-        [--classifier-weights W.pt]
+        [--classifier-weights W.pt] [--precision auto fp32 bf16]
+
+With several ``--precision`` values each slide is run with each, one after the other (side by side in one
+run), and the rows carry the resolved precision.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ _CHILD = """
 import json, sys, time
 from wsikit.pipeline.run import RunConfig, run_slide
 cfg = RunConfig(stain=sys.argv[3], device=sys.argv[4], batch_size=int(sys.argv[5]), workers=2,
-                classifier_weights=sys.argv[6] or None)
+                classifier_weights=sys.argv[6] or None, precision=sys.argv[7])
 start = time.perf_counter()
 s = run_slide(sys.argv[1], sys.argv[2], config=cfg)
 s["wall_s"] = time.perf_counter() - start
@@ -52,12 +55,17 @@ def main() -> None:
     parser.add_argument(
         "--classifier-weights", default="", help="cell-type weights (default: the shipped ones)"
     )
+    parser.add_argument(
+        "--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+        help="inference arithmetic of the stain CNN and U-Net; several: each slide with each",
+    )  # fmt: skip
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from make_slide import build
 
     rows = []
-    for size in args.sizes:
+    runs = [(size, precision) for size in args.sizes for precision in args.precision]
+    for size, precision in runs:
         slide = HERE / "_work" / f"mosaic_{size}.tiff"
         if not slide.exists():
             build(slide, size, HERE.parents[1] / "shared" / "data")
@@ -73,6 +81,7 @@ def main() -> None:
                     args.device,
                     str(args.batch_size),
                     args.classifier_weights,
+                    precision,
                 ],
                 capture_output=True,
                 text=True,
@@ -85,6 +94,7 @@ def main() -> None:
             "slide_px": size,
             "stain": args.stain,
             "device": args.device,
+            "precision": s["options"]["precision"],
             "tissue_megapixels": round(tissue_mp, 1),
             "nuclei": s["nuclei"],
             "wall_s": round(s["wall_s"], 1),

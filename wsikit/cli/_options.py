@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["min_ssim_option", "weights_out_option", "reject_unused"]
+__all__ = ["min_ssim_option", "weights_out_option", "precision_option", "reject_unused"]
 
 weights_out_option = click.option(
     "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Weights file to write."
@@ -21,6 +21,17 @@ min_ssim_option = click.option(
     help="Structure bound of the bounded lightness: luminance SSIM against the source stays >= this.",
 )
 """``--min-ssim``: the structure bound of the CNN's bounded lightness (normalize, eval normalizer)."""
+
+
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Arithmetic of the stain CNN and the U-Net: auto is bf16 on CUDA and on CPUs with native bf16 "
+    "(AVX512-BF16 / AMX: about 2x faster there), float32 elsewhere.",
+)
+"""``--precision``: inference arithmetic of the networks (:mod:`wsikit.models.precision`)."""
 
 
 def reject_unused(ctx: click.Context, used: bool, *params: str, why: str) -> None:

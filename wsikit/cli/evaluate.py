@@ -9,7 +9,7 @@ from typing import Literal, cast
 
 import click
 
-from wsikit.cli._options import min_ssim_option, reject_unused
+from wsikit.cli._options import min_ssim_option, precision_option, reject_unused
 
 __all__ = ["evaluate"]
 
@@ -137,6 +137,7 @@ def normalizer(
     show_default=True,
     help="Drop objects whose raw colour no nucleus has (pen ink, eosin fragments), as `wsikit run` does.",
 )
+@precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def segmenter(
     folders: tuple[Path, ...],
@@ -148,6 +149,7 @@ def segmenter(
     min_nucleus_area: float,
     max_nucleus_area: float,
     colour_filter: bool,
+    precision: str,
     as_json: bool,
 ) -> None:
     """Score nuclei segmentation on FOLDERS (each NAME.png + NAME.labels.tif; one folder per source):
@@ -165,6 +167,7 @@ def segmenter(
         tta=tta,
         area_um2=(min_nucleus_area, max_nucleus_area),
         colour_rule=ColourRule() if colour_filter else None,
+        precision=precision,  # type: ignore[arg-type]
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from wsikit.cli._options import precision_option
 from wsikit.cli._progress import is_quiet, resolve_device, stage_progress
 
 __all__ = ["run_cmd", "stats"]
@@ -140,6 +141,7 @@ def _table(results: list[dict[str, Any]]) -> None:
     help="The CNN normalizer predicts chroma at 1/N resolution (lightness stays full): 2 is as accurate "
     "as 1 for segmentation at a quarter of the normalizer network's cost (docs/segmentation.md).",
 )
+@precision_option
 @click.option(
     "--max-damaged",
     type=click.FloatRange(0, 100),
@@ -180,6 +182,7 @@ def run_cmd(
     tta: bool,
     colour_filter: bool,
     chroma_downsample: str,
+    precision: str,
     max_damaged: float,
     overwrite: bool,
     scheduler: str | None,
@@ -210,6 +213,7 @@ def run_cmd(
         max_damaged=max_damaged / 100.0,
         colour_filter=colour_filter,
         chroma_downsample=int(chroma_downsample),
+        precision=precision,
     )
     quiet = is_quiet(ctx)
     if len(items) == 1 and scheduler is None:

@@ -45,6 +45,7 @@ from wsikit.io.damage import DamageLog
 from wsikit.io.omezarr import OVERVIEW_DOWNSAMPLE, NucleusSource, OmeZarrStore
 from wsikit.io.result import ResultStore, RunFolder
 from wsikit.io.slide import Slide
+from wsikit.models.precision import resolve_precision
 from wsikit.pipeline._run_state import (
     RunLock,
     fingerprint_file,
@@ -101,6 +102,9 @@ class RunConfig:
     chroma_downsample: int = 2
     """The CNN normalizer predicts chroma at 1/this resolution (lightness stays full): a quarter of its network
     cost at 2, with segmentation as accurate (docs/segmentation.md)."""
+    precision: str = "auto"
+    """Arithmetic of the stain CNN and the U-Net (:mod:`wsikit.models.precision`): ``auto`` is bf16 on CUDA
+    and on CPUs with native bf16, float32 elsewhere; the result's fingerprint holds the resolved one."""
 
     def __post_init__(self) -> None:
         if self.stain not in STAIN_METHODS:
@@ -117,6 +121,7 @@ class RunConfig:
             )
         if self.chunk <= 0 or self.chunk % 16:
             raise ConfigError(f"chunk must be a positive multiple of 16, got {self.chunk}")
+        resolve_precision(self.precision, "cpu")  # checks the name
         if not 0 <= self.max_damaged <= 1:
             raise ConfigError(f"max_damaged must be a share between 0 and 1, got {self.max_damaged}")
 
@@ -136,6 +141,7 @@ class RunConfig:
         ):
             d.pop(k)
         d["device_type"] = "cuda" if self.device.startswith("cuda") else "cpu"
+        d["precision"] = resolve_precision(self.precision, d["device_type"])
         return d
 
 
@@ -195,7 +201,9 @@ def _weights_info(meta: dict[str, Any]) -> dict[str, str]:
 
 
 def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
-    seg = Segmenter.load(cfg.segmenter_weights, stain=cfg.stain, device=cfg.device, tta=cfg.tta)
+    seg = Segmenter.load(
+        cfg.segmenter_weights, stain=cfg.stain, device=cfg.device, tta=cfg.tta, precision=cfg.precision
+    )
     clf = CellClassifier.load(cfg.classifier_weights, device=cfg.device)
     info: dict[str, Any] = {
         "segmenter": _weights_info(seg.meta),
@@ -215,6 +223,7 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
                 weights=cfg.normalizer_weights,
                 device=cfg.device,
                 chroma_downsample=cfg.chroma_downsample,
+                precision=cfg.precision,  # type: ignore[arg-type]  # checked in RunConfig
             )
             info["normalizer"].update(_weights_info(cast(CnnNormalizer, norm).meta))
 

@@ -13,6 +13,7 @@ from wsikit._atomic import staged_directory
 from wsikit._typing import PathLike
 from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, load_dataset, resample
 from wsikit.errors import ConfigError
+from wsikit.models.precision import Precision
 from wsikit.segment.artefacts import ColourRule
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
@@ -148,6 +149,7 @@ def _settings(
         "area_um2": list(area_um2) if area_um2 is not None else None,
         "colour_rule": asdict(colour_rule) if colour_rule is not None else None,
         "instance_params": asdict(seg.instance_params),
+        "precision": seg.precision,
         "weights": seg.meta.get("weights"),
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -179,6 +181,7 @@ def evaluate_segmenter_sources(
     area_um2: tuple[float, float] | None = RUN_AREA_UM2,
     colour_rule: ColourRule | None = ColourRule(),  # noqa: B008 - frozen dataclass
     normalizer: Any | None = None,
+    precision: Precision = "auto",
 ) -> dict[str, Any]:
     """Score several labelled folders (one per source) with one protocol; the mean is over sources.
 
@@ -186,7 +189,8 @@ def evaluate_segmenter_sources(
     source with many images does not outweigh the others, and a default chosen on it is chosen on all.
     A folder's ``manifest.json`` ``mpp`` overrides ``mpp``. Defaults are ``wsikit run``'s: CNN normalizer,
     its U-Net, its nuclear area range and its colour rule. ``normalizer`` replaces the one ``stain`` names
-    (e.g. a :class:`~wsikit.stain.CnnNormalizer` with other options).
+    (e.g. a :class:`~wsikit.stain.CnnNormalizer` with other options). ``precision``: the networks'
+    arithmetic (:mod:`wsikit.models.precision`), as ``wsikit run --precision``.
 
     Returns
     -------
@@ -198,10 +202,10 @@ def evaluate_segmenter_sources(
 
     if not folders:
         raise ConfigError("give at least one labelled folder")
-    seg = Segmenter.load(weights, stain=stain, tta=tta)
+    seg = Segmenter.load(weights, stain=stain, tta=tta, precision=precision)
     norm = normalizer
     if norm is None and stain != "none":
-        norm = make_normalizer(stain, target=stain_target)
+        norm = make_normalizer(stain, target=stain_target, precision=precision)
     start = time.perf_counter()
     sources = []
     for folder in folders:

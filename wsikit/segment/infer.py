@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from wsikit._typing import PathLike
 from wsikit.errors import ShapeError
+from wsikit.models.precision import Precision, autocast, resolve_precision
 from wsikit.models.registry import weights_path
 from wsikit.models.unet import UNet
 from wsikit.segment.targets import InstanceParams, instances_from_probabilities
@@ -44,7 +45,10 @@ class Segmenter:
     mpp : float
         Microns per pixel the network works at.
     device : str
-        ``cpu`` or ``cuda`` (bf16 autocast there).
+        ``cpu`` or ``cuda``.
+    precision : {"fp32", "bf16", "auto"}
+        Arithmetic of the network (:mod:`wsikit.models.precision`): ``auto`` is bf16 autocast on CUDA and on
+        CPUs with native bf16 (about 2x faster there), float32 elsewhere.
     tta : bool
         Test-time augmentation: average the probabilities over the 8 rotations / flips of each input
         (8x the compute; slightly better Dice and AJI).
@@ -64,11 +68,13 @@ class Segmenter:
         meta: dict[str, Any] | None = None,
         instance_params: InstanceParams | None = None,
         tta: bool = False,
+        precision: Precision = "auto",
     ) -> None:
         # channels_last: oneDNN's convolutions run about 1.25x faster on the CPU too (and on CUDA)
         self.model = model.eval().to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.mpp = mpp
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.window = window
         self.overlap = overlap
         self.meta = meta or {}
@@ -118,12 +124,9 @@ class Segmenter:
 
     @torch.no_grad()
     def _forward_once(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = self.model(x).float()
-        else:
-            logits = self.model(x.contiguous(memory_format=torch.channels_last))
+        with autocast(self.device, self.precision):
+            logits: torch.Tensor = self.model(x.contiguous(memory_format=torch.channels_last))
+        logits = logits.float()
         out = logits[:, :3].softmax(dim=1)
         if self.channels > 3:
             out = torch.cat([out, logits[:, 3:].sigmoid()], dim=1)

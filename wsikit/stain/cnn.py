@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
 from wsikit.models.colorizer import AB_SCALE, ColorizerNet
+from wsikit.models.precision import Precision, autocast, resolve_precision
 from wsikit.models.registry import weights_path
 from wsikit.stain._batch import from_batch, to_batch
 from wsikit.stain.base import StainNormalizer, tissue_weight
@@ -152,7 +153,10 @@ class CnnNormalizer(StainNormalizer[None]):
     min_ssim : float
         The structure bound of ``bounded`` (default 0.99).
     device : torch device
-        Where inference runs; on CUDA it uses autocast (bf16) and channels_last.
+        Where inference runs; on CUDA in channels_last.
+    precision : {"fp32", "bf16", "auto"}
+        Arithmetic of the network (:mod:`wsikit.models.precision`): ``auto`` is bf16 autocast on CUDA and on
+        CPUs with native bf16, float32 elsewhere.
     batch_size : int
         Images per forward pass.
 
@@ -177,8 +181,10 @@ class CnnNormalizer(StainNormalizer[None]):
         lightness: Literal["keep", "match", "bounded"] = "keep",
         min_ssim: float = 0.99,
         chroma_downsample: int = 1,
+        precision: Precision = "auto",
     ) -> None:
         super().__init__(device=device)
+        self.precision = resolve_precision(precision, self.device)
         if chroma_downsample not in (1, 2, 4):
             raise ConfigError(f"chroma_downsample must be 1, 2 or 4, got {chroma_downsample}")
         self.chroma_downsample = chroma_downsample
@@ -327,12 +333,9 @@ class CnnNormalizer(StainNormalizer[None]):
             x = light[i : i + self.batch_size]
             if self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    ab, _ = self.model(x)
-                ab = ab.float()
-            else:
+            with autocast(self.device, self.precision):
                 ab, _ = self.model(x)
-            outs.append(ab)
+            outs.append(ab.float())
         ab = torch.cat(outs)
         if k > 1:
             ab = F.interpolate(ab.float(), scale_factor=k, mode="bilinear", align_corners=False)

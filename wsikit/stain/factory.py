@@ -10,6 +10,7 @@ import numpy.typing as npt
 from wsikit._typing import PathLike
 from wsikit.errors import ConfigError
 from wsikit.io import open_slide
+from wsikit.models.precision import Precision
 from wsikit.stain.base import StainNormalizer
 from wsikit.stain.cnn import CnnNormalizer
 from wsikit.stain.macenko import MacenkoNormalizer
@@ -29,12 +30,13 @@ def make_normalizer(
     lightness: Literal["keep", "match", "bounded"] = "keep",
     min_ssim: float = 0.99,
     chroma_downsample: int = 1,
+    precision: Precision = "auto",
 ) -> StainNormalizer[Any]:
     """Build a fitted normalizer: the CNN from ``weights`` (default: shipped style; ``lightness`` and
     ``min_ssim`` as in :class:`~wsikit.stain.cnn.CnnNormalizer`), or Macenko/Reinhard fitted on the
     ``target`` image (an (H, W, 3) uint8 array, or a path to an image or slide: read whole, or its 4,096 px
     overview when larger). ``chroma_downsample`` (CNN only): chroma predicted at that fraction of the
-    resolution.
+    resolution; ``precision`` (CNN only): see :mod:`wsikit.models.precision`.
 
     Examples
     --------
@@ -54,10 +56,15 @@ def make_normalizer(
                 lightness=lightness,
                 min_ssim=min_ssim,
                 chroma_downsample=chroma_downsample,
+                precision=precision,
             )
             if weights
             else CnnNormalizer.from_pretrained(
-                device=device, lightness=lightness, min_ssim=min_ssim, chroma_downsample=chroma_downsample
+                device=device,
+                lightness=lightness,
+                min_ssim=min_ssim,
+                chroma_downsample=chroma_downsample,
+                precision=precision,
             )
         )
     if lightness != "keep":
