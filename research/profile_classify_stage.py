@@ -47,19 +47,19 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=40)
     args = ap.parse_args()
     profile = cProfile.Profile()
-    stage = run_module._stage
+    stage = run_module._RunJob.stage
 
-    def profiled(name: str, timings: dict[str, float], fn: Any) -> Any:
+    def profiled(job: Any, name: str, fn: Any) -> Any:
         if name != "classify":
-            return stage(name, timings, fn)
+            return stage(job, name, fn)
         run_module.ThreadPoolExecutor = _Serial  # type: ignore[assignment,misc]
         profile.enable()
         try:
-            return stage(name, timings, fn)
+            return stage(job, name, fn)
         finally:
             profile.disable()
 
-    run_module._stage = profiled  # type: ignore[assignment]
+    run_module._RunJob.stage = profiled  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_slide(args.slide, Path(tmp) / "out", config=RunConfig(workers=1))
     print("stage seconds:", summary["seconds"])
