@@ -91,7 +91,11 @@ def evaluate_segmenter(
         seg, norm = _models
     else:
         seg = Segmenter.load(weights, stain=stain, tta=tta)
-        norm = make_normalizer(stain, target=stain_target) if stain != "none" else None
+        norm = (
+            make_normalizer(stain, target=stain_target, chroma_downsample=2 if stain == "cnn" else 1)
+            if stain != "none"
+            else None
+        )
     rows = []
     start = time.perf_counter()
     for name, raw, labels in load_labelled_folder(folder):
@@ -130,12 +134,13 @@ def evaluate_segmenter(
         "mean": mean,
         "images": rows,
         "mpp": mpp,
-        **_settings(seg, stain, tta, area_um2, colour_rule, start),
+        **_settings(seg, norm, stain, tta, area_um2, colour_rule, start),
     }
 
 
 def _settings(
     seg: Segmenter,
+    norm: Any,
     stain: str,
     tta: bool,
     area_um2: tuple[float, float] | None,
@@ -150,6 +155,7 @@ def _settings(
         "colour_rule": asdict(colour_rule) if colour_rule is not None else None,
         "instance_params": asdict(seg.instance_params),
         "precision": seg.precision,
+        "chroma_downsample": getattr(norm, "chroma_downsample", None),
         "weights": seg.meta.get("weights"),
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -182,6 +188,7 @@ def evaluate_segmenter_sources(
     colour_rule: ColourRule | None = ColourRule(),  # noqa: B008 - frozen dataclass
     normalizer: Any | None = None,
     precision: Precision = "auto",
+    chroma_downsample: int = 2,
 ) -> dict[str, Any]:
     """Score several labelled folders (one per source) with one protocol; the mean is over sources.
 
@@ -190,7 +197,8 @@ def evaluate_segmenter_sources(
     A folder's ``manifest.json`` ``mpp`` overrides ``mpp``. Defaults are ``wsikit run``'s: CNN normalizer,
     its U-Net, its nuclear area range and its colour rule. ``normalizer`` replaces the one ``stain`` names
     (e.g. a :class:`~wsikit.stain.CnnNormalizer` with other options). ``precision``: the networks'
-    arithmetic (:mod:`wsikit.models.precision`), as ``wsikit run --precision``.
+    arithmetic (:mod:`wsikit.models.precision`), ``chroma_downsample``: the CNN's chroma resolution, both as
+    ``wsikit run``'s options (until 2026-11-30 evening the CNN ran here at full chroma resolution, 1).
 
     Returns
     -------
@@ -205,7 +213,12 @@ def evaluate_segmenter_sources(
     seg = Segmenter.load(weights, stain=stain, tta=tta, precision=precision)
     norm = normalizer
     if norm is None and stain != "none":
-        norm = make_normalizer(stain, target=stain_target, precision=precision)
+        norm = make_normalizer(
+            stain,
+            target=stain_target,
+            precision=precision,
+            chroma_downsample=chroma_downsample if stain == "cnn" else 1,
+        )
     start = time.perf_counter()
     sources = []
     for folder in folders:
@@ -223,5 +236,5 @@ def evaluate_segmenter_sources(
         "mean": {k: float(np.mean([s["mean"][k] for s in sources])) for k in METRICS},
         "sources": sources,
         "images": [{"source": s["source"], **r} for s in sources for r in s["images"]],
-        **_settings(seg, stain, tta, area_um2, colour_rule, start),
+        **_settings(seg, norm, stain, tta, area_um2, colour_rule, start),
     }
