@@ -381,7 +381,7 @@ figure{{display:inline-block;margin:0 1em 1em 0}}.warn{{background:#fff3cd;paddi
 <h2>Density</h2>{dens}
 <h2>Most confident examples (24 &micro;m)</h2>{artefacts}{ex}
 <h2>Run</h2><p>wsikit {html.escape(str(s["wsikit_version"]))}; stain {html.escape(str(s["options"].get("stain")))};
-segmenter {html.escape(str(s["models"]["segmenter"]["weights"]))}; classifier
+precision {html.escape(str(s["options"].get("precision", "fp32")))}; segmenter {html.escape(str(s["models"]["segmenter"]["weights"]))}; classifier
 {html.escape(str(s["models"]["classifier"]["weights"]))}. {html.escape(timing)}</p>
 </body></html>
 """
