@@ -206,7 +206,7 @@ def segmenter(
     resume: bool,
 ) -> None:
     """Train the 3-class nuclei U-Net (background / interior / boundary) at 0.25 um/px, optionally with a
-    distance-map output (``--distance-weight``)."""
+    distance-map output (--distance-weight)."""
     from wsikit.datasets.nuclei import DATASETS
     from wsikit.pipeline.train_segmenter import train_segmenter
     from wsikit.segment.train import SegmenterTrainConfig
