@@ -11,7 +11,23 @@ from torch import nn
 
 from wsikit.errors import ConfigError
 
-__all__ = ["save_training_state", "load_training_state"]
+__all__ = ["save_training_state", "load_training_state", "training_provenance"]
+
+
+def training_provenance(config: Any, summary: dict[str, Any], command: str | None) -> dict[str, Any]:
+    """What every trainer writes into its weights' metadata: its config, its summary, the wsikit version,
+    the date and the command line."""
+    import datetime as dt
+
+    from wsikit._version import __version__
+
+    return {
+        "train_config": dict(vars(config)),
+        "summary": summary,
+        "wsikit_version": __version__,
+        "date": dt.date.today().isoformat(),
+        "command": command or "",
+    }
 
 
 def save_training_state(

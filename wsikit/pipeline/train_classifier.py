@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wsikit import __version__
 from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
 from wsikit.classify.crops import CROP_MPP, nucleus_crops, standardize_stain
@@ -21,6 +19,7 @@ from wsikit.classify.train import train_classifier as _train
 from wsikit.datasets.nuclei import WORKING_MPP, load_dataset
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.registry import save_checkpoint
+from wsikit.models.training_state import training_provenance
 from wsikit.vectorize.measure import measure_nuclei
 
 __all__ = [
@@ -195,11 +194,7 @@ def train_classifier(
         "cluster_names": names,
         "clusters": morph,
         "sources": sorted({str(s).split("/")[0] for s in crops.get("source", np.array([]))}),
-        "train_config": cfg.__dict__,
-        "summary": summary,
-        "wsikit_version": __version__,
-        "date": dt.date.today().isoformat(),
-        "command": command or "",
+        **training_provenance(cfg, summary, command),
     }
     save_checkpoint(
         out_path, arch=ARCH, config=state.model.config.to_dict(), state=state.model.state_dict(), meta=meta

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
@@ -12,12 +11,13 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from wsikit import __version__
 from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
 from wsikit.datasets.nuclei import DATASETS, WORKING_MPP, Sample, training_samples
 from wsikit.errors import ConfigError
 from wsikit.models.registry import save_checkpoint
+from wsikit.models.training_state import training_provenance
+from wsikit.models.unet import CLASSES
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.train import ARCH, SegmenterTrainConfig
 from wsikit.segment.train import train_segmenter as _train
@@ -72,18 +72,13 @@ def train_segmenter(
     }
     meta = {
         "mpp": WORKING_MPP,
-        "classes": ["background", "interior", "boundary"],
-        "outputs": ["background", "interior", "boundary"]
-        + (["distance"] if state.model.config.distance else []),
+        "classes": list(CLASSES),
+        "outputs": [*CLASSES, *(["distance"] if state.model.config.distance else [])],
         "datasets": list(datasets),
         "train_images": len(samples) - len(state.val_names),
         "val_images": state.val_names,
         "validation": state.validation,
-        "train_config": cfg.__dict__,
-        "summary": summary,
-        "wsikit_version": __version__,
-        "date": dt.date.today().isoformat(),
-        "command": command or "",
+        **training_provenance(cfg, summary, command),
     }
     if init_meta is not None:
         meta["init"] = init_meta

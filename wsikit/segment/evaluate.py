@@ -85,17 +85,7 @@ def evaluate_segmenter(
     whose raw colour no nucleus has, as ``wsikit run`` does (:mod:`wsikit.segment.artefacts`). Returns the per-image and mean
     pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ, and the instance thresholds used.
     """
-    from wsikit.stain.factory import make_normalizer
-
-    if _models is not None:
-        seg, norm = _models
-    else:
-        seg = Segmenter.load(weights, stain=stain, tta=tta)
-        norm = (
-            make_normalizer(stain, target=stain_target, chroma_downsample=2 if stain == "cnn" else 1)
-            if stain != "none"
-            else None
-        )
+    seg, norm = _models if _models is not None else _load_models(stain, weights, stain_target, tta)
     rows = []
     start = time.perf_counter()
     for name, raw, labels in load_labelled_folder(folder):
@@ -136,6 +126,32 @@ def evaluate_segmenter(
         "mpp": mpp,
         **_settings(seg, norm, stain, tta, area_um2, colour_rule, start),
     }
+
+
+def _load_models(
+    stain: str,
+    weights: PathLike | None,
+    stain_target: PathLike | None,
+    tta: bool,
+    precision: Precision = "auto",
+    chroma_downsample: int = 2,
+    *,
+    build_normalizer: bool = True,
+) -> tuple[Segmenter, Any]:
+    """The segmenter and stain normalizer ``wsikit run`` would use with these options (no normalizer for
+    ``none``, or when ``build_normalizer`` is off)."""
+    from wsikit.stain.factory import make_normalizer
+
+    seg = Segmenter.load(weights, stain=stain, tta=tta, precision=precision)
+    if stain == "none" or not build_normalizer:
+        return seg, None
+    norm = make_normalizer(
+        stain,  # type: ignore[arg-type]
+        target=stain_target,
+        precision=precision,
+        chroma_downsample=chroma_downsample if stain == "cnn" else 1,
+    )
+    return seg, norm
 
 
 def _settings(
@@ -206,19 +222,12 @@ def evaluate_segmenter_sources(
         ``sources`` (one :func:`evaluate_segmenter` result per folder, with its ``source`` name), ``mean``
         (over sources), ``images`` (every image, tagged with its source) and the settings.
     """
-    from wsikit.stain.factory import make_normalizer
-
     if not folders:
         raise ConfigError("give at least one labelled folder")
-    seg = Segmenter.load(weights, stain=stain, tta=tta, precision=precision)
-    norm = normalizer
-    if norm is None and stain != "none":
-        norm = make_normalizer(
-            stain,
-            target=stain_target,
-            precision=precision,
-            chroma_downsample=chroma_downsample if stain == "cnn" else 1,
-        )
+    seg, norm = _load_models(
+        stain, weights, stain_target, tta, precision, chroma_downsample, build_normalizer=normalizer is None
+    )
+    norm = normalizer if normalizer is not None else norm
     start = time.perf_counter()
     sources = []
     for folder in folders:

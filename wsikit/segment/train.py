@@ -148,7 +148,10 @@ class _Crops:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Images (n, 3, c, c) in [0, 1], class targets, loss weights and distance targets (or None)."""
         c = self.crop
-        xs, ys, ws, ds = [], [], [], []
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        ws: list[np.ndarray] = []
+        ds: list[np.ndarray] = []
         for i in rng.choice(len(self.images), size=n, p=self.p):
             img, tgt, wmap = self.images[i], self.targets[i], self.weights[i]
             if self.restyled is not None and rng.random() < self.cnn_stain:
@@ -157,15 +160,15 @@ class _Crops:
             x = int(rng.integers(0, img.shape[1] - c + 1))
             a, b = img[y : y + c, x : x + c], tgt[y : y + c, x : x + c]
             w = wmap[y : y + c, x : x + c] if wmap is not None else np.ones((c, c), np.float32)
-            d = self.distances[i][y : y + c, x : x + c] if self.distances is not None else w
+            views = [a, b, w]
+            if self.distances is not None:
+                views.append(self.distances[i][y : y + c, x : x + c])
             k = int(rng.integers(0, 4))
-            a, b, w, d = np.rot90(a, k), np.rot90(b, k), np.rot90(w, k), np.rot90(d, k)
+            views = [np.rot90(v, k) for v in views]
             if rng.random() < 0.5:
-                a, b, w, d = a[:, ::-1], b[:, ::-1], w[:, ::-1], d[:, ::-1]
-            xs.append(np.ascontiguousarray(a))
-            ys.append(np.ascontiguousarray(b))
-            ws.append(np.ascontiguousarray(w))
-            ds.append(np.ascontiguousarray(d))
+                views = [v[:, ::-1] for v in views]
+            for out, v in zip((xs, ys, ws, ds), views, strict=False):
+                out.append(np.ascontiguousarray(v))
         images = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float()
         # stain augmentation in optical density: per-channel scale and shift
         od = -torch.log((images + 1.0) / 256.0)

@@ -338,7 +338,7 @@ class CnnNormalizer(StainNormalizer[None]):
             outs.append(ab.float())
         ab = torch.cat(outs)
         if k > 1:
-            ab = F.interpolate(ab.float(), scale_factor=k, mode="bilinear", align_corners=False)
+            ab = F.interpolate(ab, scale_factor=k, mode="bilinear", align_corners=False)
         ab = ab[..., :h, :w] * AB_SCALE
         # Glass keeps its own color, as with the other normalizers: blend by the tissue weight.
         if self.lightness == "match":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,10 +11,10 @@ import numpy as np
 
 from wsikit._atomic import check_output_parent
 from wsikit._typing import PathLike
-from wsikit._version import __version__
 from wsikit.errors import ConfigError, SlideOpenError
 from wsikit.io import open_slide
 from wsikit.models.registry import save_checkpoint
+from wsikit.models.training_state import training_provenance
 from wsikit.stain.cnn import style_statistics
 from wsikit.stain.train import ARCH, ColorizerTrainConfig, TrainState, train_colorizer, training_summary
 from wsikit.tiling import TileGrid, select_tiles, tissue_mask
@@ -126,11 +125,7 @@ def train_normalizer(
         "pool_images": len(images),
         "classes": 0 if labels is None else max(labels) + 1,
         "class_by": class_by,
-        "train_config": cfg.__dict__,
-        "summary": summary,
-        "wsikit_version": __version__,
-        "date": dt.date.today().isoformat(),
-        "command": command or "",
+        **training_provenance(cfg, summary, command),
     }
     save_checkpoint(
         out_path, arch=ARCH, config=state.model.config.to_dict(), state=state.model.state_dict(), meta=meta
