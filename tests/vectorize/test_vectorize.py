@@ -196,3 +196,29 @@ def test_measure_rejects_mismatched_shapes():
     with pytest.raises(ShapeError, match="not present"):
         label_polygons(np.zeros((4, 4), np.int32), np.array([3]))
     assert shapely.is_empty(mask_polygon(np.zeros((3, 3), bool)))
+
+
+def test_solidity_equals_regionprops_on_ragged_shapes():
+    """The all-at-once convex hulls must count the same pixels as regionprops' per-region hull, also for
+    shapes with holes, several pieces, single pixels, single rows and columns, and shapes on the border."""
+    from skimage.measure import regionprops_table
+
+    rng = np.random.default_rng(3)
+    size = 300
+    lab = np.zeros((size, size), np.int32)
+    yy, xx = np.ogrid[:size, :size]
+    for nid in range(1, 181):
+        y, x = rng.integers(0, size, 2)
+        ry, rx = rng.integers(0, 16, 2)
+        inside = ((yy - y) / (ry + 0.5)) ** 2 + ((xx - x) / (rx + 0.5)) ** 2 <= 1
+        lab[inside & (rng.random((size, size)) > 0.2 * (nid % 3))] = nid  # ragged: holes and pieces
+    ids = np.unique(lab)[1:]
+    assert len(ids) > 150
+    ref = regionprops_table(lab, properties=("label", "solidity"))
+    image = np.full((size, size, 3), 128, np.uint8)
+    np.testing.assert_allclose(measure_nuclei(image, lab)["solidity"], ref["solidity"], atol=1e-12)
+    some = ids[::4][::-1]
+    expected = dict(zip(ref["label"].tolist(), ref["solidity"], strict=True))
+    np.testing.assert_allclose(
+        measure_nuclei(image, lab, ids=some)["solidity"], [expected[int(i)] for i in some], atol=1e-12
+    )
