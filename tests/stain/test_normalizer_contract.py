@@ -327,3 +327,17 @@ def test_selection_quantile_equals_torch_quantile(dtype: torch.dtype) -> None:
             assert torch.equal(quantile(x, q, dim=1), torch.quantile(x, q, dim=1))
         qs = torch.tensor([0.01, 0.99], dtype=dtype)
         assert torch.equal(quantile(x[0], qs), torch.quantile(x[0], qs))
+
+
+def test_cnn_lightness_quantiles_equal_torch_quantile() -> None:
+    """The CNN's per-tile lightness quantiles come from numpy's sort: the same numbers as torch.quantile."""
+    from wsikit.stain.cnn import _Q, _quantiles_of_lightness, _sorted_quantiles
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 7, 1000, 409_600):
+        x = torch.rand(n, generator=g) * 100
+        assert torch.equal(_sorted_quantiles(x, _Q), torch.quantile(x, _Q))
+        ties = (x / 10).round() * 10  # few distinct values: many ties
+        assert torch.equal(_sorted_quantiles(ties, _Q), torch.quantile(ties, _Q))
+    light = torch.rand(1, 1, 640, 640, generator=g) * 100
+    assert torch.equal(_quantiles_of_lightness(light), torch.quantile(light.reshape(-1), _Q))
