@@ -7,7 +7,7 @@ totals (19.9 s of work before session 9's speed-ups, 12.4 s outside the network 
 
 Usage::
 
-    python research/profile_classify_stage.py [--slide benchmarks/_work/mosaic_4096.tiff] [--top 40]
+    python research/profile_classify_stage.py [--slide benchmarks/_work/mosaic_4096.tiff] [--top 40] [--stage report]
 """
 
 from __future__ import annotations
@@ -45,12 +45,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--slide", type=Path, default=HERE.parent / "benchmarks" / "_work" / "mosaic_4096.tiff")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--stage", default="classify", help="the stage to profile (classify, report, export ...)")
     args = ap.parse_args()
     profile = cProfile.Profile()
     stage = run_module._RunJob.stage
 
     def profiled(job: Any, name: str, fn: Any) -> Any:
-        if name != "classify":
+        if name != args.stage:
             return stage(job, name, fn)
         run_module.ThreadPoolExecutor = _Serial  # type: ignore[assignment,misc]
         profile.enable()

@@ -164,11 +164,11 @@ def write_summary(
     return summary
 
 
-def _png(image: npt.NDArray[np.uint8], *, optimize: bool = True) -> bytes:
+def _png(image: npt.NDArray[np.uint8], *, optimize: bool = True, compress_level: int = 6) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", optimize=optimize)
+    Image.fromarray(image).save(buf, format="PNG", optimize=optimize, compress_level=compress_level)
     return buf.getvalue()
 
 
@@ -215,9 +215,8 @@ def write_report(
     mask = types > 0
     colored[mask] = (0.25 * big[mask] + 0.75 * lut[types[mask]]).astype(np.uint8)
     del types, mask
-    (work / RunFolder.CELL_TYPE_MAP).write_bytes(
-        _png(colored, optimize=False)
-    )  # up to 4,096 px: zlib's default
+    # up to 4,096 px: zlib level 1 (a 4,096^2 map: 1.0 s and 23.0 MB vs 3.3 s and 21.7 MB at the default 6)
+    (work / RunFolder.CELL_TYPE_MAP).write_bytes(_png(colored, optimize=False, compress_level=1))
     # the pictures the report shows, at 2x their displayed size (BOX keeps small nuclei's colour)
     scale = min(1.0, 2 * SHOWN_PX / max(bw, 1))
     shown = (max(1, round(bw * scale)), max(1, round(bh * scale)))
