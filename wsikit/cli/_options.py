@@ -28,8 +28,8 @@ precision_option = click.option(
     type=click.Choice(["auto", "fp32", "bf16"]),
     default="auto",
     show_default=True,
-    help="Arithmetic of the stain CNN and the U-Net: auto is bf16 on CUDA and on CPUs with native bf16 "
-    "(AVX512-BF16 / AMX; the segment stage about 1.4x faster there, as accurate), float32 elsewhere.",
+    help="Arithmetic of the networks (stain CNN, U-Net, cell-type classifier): auto is bf16 on CUDA and on "
+    "CPUs with native bf16 (AVX512-BF16 / AMX: faster there, as accurate on validation), float32 elsewhere.",
 )
 """``--precision``: inference arithmetic of the networks (:mod:`wsikit.models.precision`)."""
 

@@ -231,6 +231,7 @@ def export_dataset_cmd(name: str, data: Path, split: str, out: Path, overwrite: 
     show_default=True,
     help="Segmentation path for folders without NAME.labels.tif (cnn: `wsikit run`'s default).",
 )
+@precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def classifier(
     folder: Path,
@@ -239,6 +240,7 @@ def classifier(
     infogan_weights: Path | None,
     methods: tuple[str, ...],
     stain: str,
+    precision: str,
     as_json: bool,
 ) -> None:
     """Score nucleus classification on FOLDER (NAME.png + NAME.points.csv [+ NAME.labels.tif]): the labelled
@@ -253,6 +255,7 @@ def classifier(
         infogan_weights=infogan_weights,
         methods=methods or METHODS,
         stain=cast(Literal["cnn", "none"], stain),
+        precision=precision,  # type: ignore[arg-type]
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -32,6 +32,7 @@ from wsikit.classify.naming import CELL_TYPES, name_clusters
 from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, resample
 from wsikit.errors import ConfigError
 from wsikit.io.annotations import read_points_csv
+from wsikit.models.precision import Precision
 from wsikit.pipeline.labelled_nuclei import CLASS_ALIASES, LabelledNuclei, NucleusMatcher, nucleus_centres_um
 
 __all__ = [
@@ -253,6 +254,7 @@ def evaluate_classifier(
     methods: tuple[str, ...] = METHODS,
     stain: Literal["cnn", "none"] = "cnn",
     seed: int = 0,
+    precision: Precision = "auto",
 ) -> dict[str, Any]:
     """Score the labelled classifier, the unsupervised InfoGAN and the k-means baselines on one labelled folder.
 
@@ -268,6 +270,8 @@ def evaluate_classifier(
         The unsupervised InfoGAN to score as ``infogan`` (default: the shipped ``infogan-cells``).
     stain
         Segmentation path for folders without instance labels (``cnn``: ``wsikit run``'s default).
+    precision
+        Arithmetic of the classifier networks, as ``wsikit run``'s ``precision`` (:mod:`wsikit.models.precision`).
 
     Returns
     -------
@@ -285,13 +289,17 @@ def evaluate_classifier(
     if unknown:
         raise ConfigError(f"unknown methods {sorted(unknown)}; valid: {', '.join(METHODS)}")
     _labelled_pngs(Path(folder))  # a bad folder is reported before any model loads
-    clf = CellClassifier.load(weights, input="context") if "classifier" in methods else None
+    clf = (
+        CellClassifier.load(weights, input="context", precision=precision)
+        if "classifier" in methods
+        else None
+    )
     gan = None
     if "infogan" in methods:
         gan = (
-            CellClassifier.from_weights(infogan_weights, input="nucleus")
+            CellClassifier.from_weights(infogan_weights, input="nucleus", precision=precision)
             if infogan_weights
-            else CellClassifier.from_pretrained("infogan-cells", input="nucleus")
+            else CellClassifier.from_pretrained("infogan-cells", input="nucleus", precision=precision)
         )
     data = load_labelled_nuclei(
         folder,

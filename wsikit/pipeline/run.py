@@ -204,7 +204,7 @@ def _load_models(cfg: RunConfig, slide: Slide) -> _Models:
     seg = Segmenter.load(
         cfg.segmenter_weights, stain=cfg.stain, device=cfg.device, tta=cfg.tta, precision=cfg.precision
     )
-    clf = CellClassifier.load(cfg.classifier_weights, device=cfg.device)
+    clf = CellClassifier.load(cfg.classifier_weights, device=cfg.device, precision=cfg.precision)
     info: dict[str, Any] = {
         "segmenter": _weights_info(seg.meta),
         "classifier": {**_weights_info(clf.meta), "cluster_names": clf.cluster_names},

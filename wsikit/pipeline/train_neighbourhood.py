@@ -181,7 +181,10 @@ def train_neighbourhood_stage(
         cfg = SupervisedTrainConfig(steps=steps, scanner=scanner, seed=seed)
         # as many members per fold as the weights hold (an ensemble's stage learns from ensemble predictions)
         net, _ = train_context_cnns(fields["crops"][fit], label[fit], cfg, members=members)
-        clf = CellClassifier(net, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform")
+        # float32: the shipped stages were fitted on float32 out-of-fold predictions (reproducible as documented)
+        clf = CellClassifier(
+            net, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform", precision="fp32"
+        )
         prob[fold == k] = clf.probabilities(fields["crops"][fold == k], with_prior=False)
         if progress is not None:
             progress(k + 1, folds)

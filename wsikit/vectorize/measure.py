@@ -135,7 +135,10 @@ def _convex_areas(lab: npt.NDArray[np.intp], want: npt.NDArray[np.intp]) -> npt.
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     left, right = np.minimum.reduceat(cross, first), np.maximum.reduceat(cross, first)
     count = np.maximum(np.floor(right + 1e-9) - np.ceil(left - 1e-9) + 1, 0)
-    return np.bincount(owner_of[first], weights=count, minlength=len(want))
+    areas: npt.NDArray[np.float64] = np.bincount(owner_of[first], weights=count, minlength=len(want)).astype(
+        np.float64
+    )
+    return areas
 
 
 def measure_nuclei(
