@@ -32,6 +32,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--tag", default="", help="Suffix of the result files (e.g. a candidate's name).")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="the classifier networks' arithmetic",
+    )
     args = parser.parse_args()
     from wsikit.pipeline.eval_classifier import evaluate_classifier, export_classification_dataset
 
@@ -41,7 +47,7 @@ def main() -> None:
         name, split = SETS[key]
         folder = work / f"classes_{key}"
         export_classification_dataset(name, args.data, folder, split=split, overwrite=True)
-        res = evaluate_classifier(folder, weights=args.weights)
+        res = evaluate_classifier(folder, weights=args.weights, precision=args.precision)
         res = {"set": key, **stamp(), **res}
         out = HERE / f"results_eval_classifier_{key}{args.tag}.json"
         out.write_text(json.dumps(res, indent=2) + "\n")

@@ -356,6 +356,7 @@ def evaluate_classifier(
         "segmentation": "instance labels of the folder"
         if any(Path(folder).glob("*.labels.tif"))
         else f"stain={stain}",
+        "classifier_precision": next((c.precision for c in (clf, gan) if c is not None), None),
         "points": data.points,
         "nuclei": int(len(data.truth)),
         "per_class": {c: int(n) for c, n in zip(CELL_TYPES, counts, strict=True)},
