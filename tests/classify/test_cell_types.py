@@ -140,8 +140,12 @@ def test_ensemble_of_context_cnns_is_the_mean_of_its_members_and_round_trips(tmp
 
     def softmax(model: torch.nn.Module) -> np.ndarray:
         clf = CellClassifier(
-            model, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform"
-        )
+            model,
+            cluster_names=list(CELL_TYPES),
+            meta={"input": "context"},
+            prior="uniform",
+            precision="fp32",
+        )  # float32: an exact identity (bf16 rounds the members' logits and the ensemble's differently)
         return clf.probabilities(crops)
 
     mean = (softmax(states[0].model) + softmax(states[1].model)) / 2

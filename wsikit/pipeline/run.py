@@ -103,8 +103,9 @@ class RunConfig:
     """The CNN normalizer predicts chroma at 1/this resolution (lightness stays full): a quarter of its network
     cost at 2, with segmentation as accurate (docs/segmentation.md)."""
     precision: str = "auto"
-    """Arithmetic of the stain CNN and the U-Net (:mod:`wsikit.models.precision`): ``auto`` is bf16 on CUDA
-    and on CPUs with native bf16, float32 elsewhere; the result's fingerprint holds the resolved one."""
+    """Arithmetic of the stain CNN, the U-Net and the cell-type networks (:mod:`wsikit.models.precision`):
+    ``auto`` is bf16 on CUDA and on CPUs with native bf16, float32 elsewhere; the result's fingerprint holds the
+    resolved one."""
 
     def __post_init__(self) -> None:
         if self.stain not in STAIN_METHODS:
