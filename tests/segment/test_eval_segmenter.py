@@ -200,3 +200,43 @@ def test_shipped_segmenter_matches_the_stain(data_dir: Path) -> None:
         for k, s in (("cnn", cnn_seg), ("raw", raw_seg))
     }
     assert dice["cnn"] > dice["raw"] + 0.03, dice
+
+
+def test_validation_split_is_per_dataset() -> None:
+    """Each dataset gives its share of validation images (at least one if it has two), so thresholds are not
+    chosen on the most numerous dataset alone; one dataset splits as before (the first of the permutation)."""
+    from wsikit.segment.train import _validation_split
+
+    names = (
+        [f"dsb2018/{i}" for i in range(100)] + [f"monuseg/{i}" for i in range(10)] + ["nucls/a", "nucls/b"]
+    )
+    order = np.random.default_rng(0).permutation(len(names))
+    held = _validation_split(names, 0.05, order)
+    chosen = [n for n, h in zip(names, held, strict=True) if h]
+    assert [sum(n.startswith(d) for n in chosen) for d in ("dsb2018", "monuseg", "nucls")] == [5, 1, 1]
+    one = [f"nucls/{i}" for i in range(20)]
+    order = np.random.default_rng(1).permutation(20)
+    held = _validation_split(one, 0.25, order)
+    assert {i for i, h in enumerate(held) if h} == set(order[:5].tolist())
+    assert not any(_validation_split(["a/1"], 0.5, np.array([0]))) and not any(
+        _validation_split(one, 0.0, order)
+    )
+
+
+def test_thresholds_of_a_cnn_stain_network_are_chosen_on_the_runs_stain_path(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from wsikit.models.registry import load_checkpoint
+    from wsikit.pipeline.train_segmenter import train_segmenter as train_pipeline
+
+    cfg = SegmenterTrainConfig(
+        steps=2, batch_size=2, crop=64, base=2, val_fraction=0.2, lr=3e-3, cnn_stain=0.5
+    )
+    weights = tmp_path / "unet-cnn.pt"
+    train_pipeline(data_dir, weights, datasets=("nucls",), config=cfg)
+    meta = load_checkpoint(weights, arch=ARCH)["meta"]
+    assert meta["cnn_stain_normalizer"]["weights"] and meta["instances_tuning"]["stain"].startswith("cnn")
+    out = tmp_path / "retuned.pt"
+    assert run(["train", "thresholds", str(weights), "--data", str(data_dir), "--out", str(out)]) == 0
+    again = load_checkpoint(out, arch=ARCH)["meta"]
+    assert again["instances_tuning"]["stain"].startswith("cnn") and again["instances"] == meta["instances"]

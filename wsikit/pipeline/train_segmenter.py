@@ -85,7 +85,8 @@ def train_segmenter(
     if restyle_meta is not None:
         meta["cnn_stain_normalizer"] = restyle_meta
     if val_samples:
-        meta.update(_tuned_instances(Segmenter(state.model), val_samples))
+        run_stain = _run_stain() if restyle is not None else None
+        meta.update(_tuned_instances(Segmenter(state.model), val_samples, run_stain))
     save_checkpoint(
         out_path, arch=ARCH, config=state.model.config.to_dict(), state=state.model.state_dict(), meta=meta
     )
@@ -112,14 +113,46 @@ def _restyle(
     return restyle, {"weights": path.name, "sha256": fingerprint_file(path)}
 
 
-def _tuned_instances(segmenter: Segmenter, samples: list[Sample]) -> dict[str, Any]:
-    """Metadata entries with the instance thresholds chosen on ``samples`` (the validation images)."""
-    pairs = [(segmenter.probabilities(s.image), s.labels) for s in samples]
+def _run_stain() -> Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]]:
+    """The CNN normalizer exactly as ``wsikit run --stain cnn`` applies it by default (chroma resolution and
+    precision included): what a network trained for that path sees when its thresholds are used."""
+    from wsikit.pipeline.run import RunConfig
+    from wsikit.stain.factory import make_normalizer
+
+    defaults = RunConfig()
+    norm = make_normalizer(
+        "cnn",
+        chroma_downsample=defaults.chroma_downsample,
+        precision=defaults.precision,  # type: ignore[arg-type]  # a valid name: RunConfig checks it
+    )
+
+    def restyle(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        return np.asarray(norm.transform(image), np.uint8)
+
+    return restyle
+
+
+def _tuned_instances(
+    segmenter: Segmenter,
+    samples: list[Sample],
+    stain: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None = None,
+) -> dict[str, Any]:
+    """Metadata entries with the instance thresholds chosen on ``samples`` (the validation images), seen
+    through ``stain`` (the run's CNN normalizer for networks trained for it; until 2026-11-30 they were
+    scored un-normalized, unlike any image they would segment)."""
+    pairs = [
+        (segmenter.probabilities(s.image if stain is None else stain(s.image)), s.labels) for s in samples
+    ]
     best, table = tune_instance_params(pairs)
     log.info("instance thresholds %s: validation Dice %.3f AJI %.3f", best, table[0]["dice"], table[0]["aji"])
     return {
         "instances": asdict(best),
-        "instances_tuning": {"images": [s.name for s in samples], "top": table[:5], "settings": len(table)},
+        "instances_tuning": {
+            "images": [s.name for s in samples],
+            "stain": "none" if stain is None else "cnn (wsikit run's default path)",
+            "top": table[:5],
+            "settings": len(table),
+        },
     }
 
 
@@ -147,7 +180,8 @@ def tune_segmenter(
     if len(samples) != len(names):
         missing = sorted(names - {s.name for s in samples})
         raise ConfigError(f"{data}: validation images of {src} not found: {', '.join(missing[:3])}")
-    entries = _tuned_instances(Segmenter.from_weights(src), samples)
+    stain = _run_stain() if meta.get("cnn_stain_normalizer") else None
+    entries = _tuned_instances(Segmenter.from_weights(src), samples, stain)
     meta.update(entries)
     if command:
         meta["tune_command"] = command
