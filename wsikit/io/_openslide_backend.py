@@ -35,6 +35,49 @@ def _float_or_none(value: str | None) -> float | None:
     return out if np.isfinite(out) and out > 0 else None
 
 
+def _aperio_jpeg_reader(slide: OpenSlideSlide) -> Any:
+    """A :class:`~wsikit.io._tiff_backend.TiffSlide` on the same Aperio file when tifffile decodes its tiles
+    exactly as OpenSlide does, else None.
+
+    OpenSlide decodes one tile at a time and composites it into ARGB; tifffile decodes the JPEG tiles of a
+    region concurrently (CMU-1's whole level 0 in 0.03 s vs 0.15-0.22 s, pixel-identical). Used only when
+    every level is a tiled JPEG page of tifffile's pyramid with OpenSlide's dimensions, no tile is missing
+    (OpenSlide draws missing tiles transparent, tifffile black) and the first tile of every level decodes to
+    the same pixels with both; JPEG 2000 (Aperio 33003 / 33005) and anything else stays with OpenSlide.
+    """
+    from wsikit.io._tiff_backend import TiffSlide
+
+    try:
+        fast = TiffSlide(slide.path)
+    except Exception:  # noqa: BLE001 - any doubt: OpenSlide alone
+        return None
+    try:
+        assert fast._tif is not None
+        levels = fast._tif.series[0].levels
+        ok = fast.level_dimensions == slide.level_dimensions and len(levels) == len(slide.level_dimensions)
+        for i, lvl in enumerate(levels if ok else []):
+            page: Any = lvl.pages[0]
+            if (
+                page is None
+                or not page.is_tiled
+                or int(page.compression) != 7
+                or min(page.databytecounts) == 0
+            ):
+                ok = False
+                break
+            tw, th = fast._tile_size(i)
+            w, h = min(tw, slide.level_dimensions[i][0]), min(th, slide.level_dimensions[i][1])
+            if not np.array_equal(fast._read_direct(i, 0, 0, w, h), slide._read_isolated(i, 0, 0, w, h)):
+                ok = False
+                break
+    except Exception:  # noqa: BLE001
+        ok = False
+    if not ok:
+        fast.close()
+        return None
+    return fast
+
+
 class OpenSlideSlide(Slide):
     """A slide read through OpenSlide.
 
@@ -42,11 +85,15 @@ class OpenSlideSlide(Slide):
     ----------
     path : pathlib.Path
         A file OpenSlide recognises.
+    tifffile_tiles : bool
+        Let tifffile decode the tiles of Aperio JPEG files when it gives OpenSlide's pixels (checked at open;
+        see :func:`_aperio_jpeg_reader`); ``properties["wsikit.tile-decoder"]`` is then ``"tifffile"``.
+        ``open_slide(path, backend="openslide")`` turns it off.
     """
 
     backend = "openslide"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, tifffile_tiles: bool = True) -> None:
         import openslide
 
         self.path = path
@@ -70,6 +117,12 @@ class OpenSlideSlide(Slide):
             int(props.get("openslide.bounds-x", 0) or 0),
             int(props.get("openslide.bounds-y", 0) or 0),
         )
+        # Aperio JPEG levels: tiles decoded by tifffile (5x faster on whole levels), OpenSlide for the rest
+        self._tiles_by_tifffile = (
+            _aperio_jpeg_reader(self) if tifffile_tiles and self.vendor == "aperio" else None
+        )
+        if self._tiles_by_tifffile is not None:
+            self.properties["wsikit.tile-decoder"] = "tifffile"
         bg = props.get("openslide.background-color")
         self._background = (
             np.array([int(bg[i : i + 2], 16) for i in (0, 2, 4)], dtype=np.float32)
@@ -87,6 +140,9 @@ class OpenSlideSlide(Slide):
         osr = self._osr
         if osr is None:
             raise SlideReadError(f"{self.path}: slide is closed")
+        if self._tiles_by_tifffile is not None:
+            fast: RGBImage = self._tiles_by_tifffile._read(level, x, y, w, h)
+            return fast  # (on a decoding error, reading around damage uses OpenSlide: _read_isolated)
         try:
             return self._read_with(osr, level, x, y, w, h)
         except Exception:
@@ -129,7 +185,11 @@ class OpenSlideSlide(Slide):
         return [] if self._osr is None else list(self._osr.associated_images)
 
     def close(self) -> None:
-        """Close the OpenSlide handle."""
+        """Close the OpenSlide handle (and tifffile's, if it decodes the tiles)."""
+        fast = getattr(self, "_tiles_by_tifffile", None)
+        if fast is not None:
+            fast.close()
+            self._tiles_by_tifffile = None
         osr = getattr(self, "_osr", None)
         if osr is not None:
             osr.close()
