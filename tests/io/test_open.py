@@ -255,3 +255,30 @@ def test_aperio_damaged_tile_is_read_around_like_openslide(tmp_path: Path, sampl
             [(r.x, r.y) for r in d_fast.regions] == [(r.x, r.y) for r in d_slow.regions] == [(4 * tw, 3 * tw)]
         )
         np.testing.assert_array_equal(p_fast, p_slow)
+
+
+def test_aperio_jpeg2000_tiles_decoded_by_tifffile_equal_openslide_at_level_0(data_dir: Path) -> None:
+    """A TCGA Aperio JPEG 2000 (RGB) slide: tifffile decodes its tiles and level 0 equals OpenSlide's reads;
+    level 1 (downsample 2.00045) gives that level's own pixels at the requested level coordinates, where
+    OpenSlide resamples at a fraction of a pixel from them (equal at the origin)."""
+    import tifffile
+
+    path = data_dir / "slides" / "tcga-cr-7395-01a-01-ts1.svs"
+    with open_slide(path) as fast, open_slide(path, backend="openslide") as slow:
+        assert fast.properties["wsikit.tile-decoder"] == "tifffile"
+        rng = np.random.default_rng(1)
+        w0, h0 = fast.dimensions
+        for _ in range(10):
+            x, y = int(rng.integers(0, w0 - 300)), int(rng.integers(0, h0 - 300))
+            np.testing.assert_array_equal(
+                fast.read_region((x, y), 0, (300, 200)), slow.read_region((x, y), 0, (300, 200))
+            )
+        np.testing.assert_array_equal(
+            fast.read_region((0, 0), 1, (256, 256)), slow.read_region((0, 0), 1, (256, 256))
+        )
+        with tifffile.TiffFile(path) as tif:
+            level1 = tif.series[0].levels[1].asarray()
+        ds = fast.level_downsamples[1]  # level coordinates are floor(level-0 / downsample)
+        lx, ly = int(4000 // ds), int(2000 // ds)
+        window = level1[ly : ly + 48, lx : lx + 64]
+        np.testing.assert_array_equal(fast.read_region((4000, 2000), 1, (64, 48)), window)

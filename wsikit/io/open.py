@@ -49,7 +49,8 @@ def open_slide(path: PathLike, *, backend: Backend = "auto") -> Slide:
     1. DICOM WSI (a ``.dcm`` instance or a folder of them) - pydicom.
     2. Generic TIFFs, tiled or flat, including OME-TIFF pyramids - tifffile (OpenSlide if tifffile cannot).
     3. Vendor formats OpenSlide recognises (svs, ndpi, mrxs, scn, vms, bif, ...); the tiles of Aperio JPEG
-       files are decoded by tifffile when it gives OpenSlide's pixels (checked at open; several times faster).
+       and JPEG 2000 (RGB) files are decoded by tifffile when it gives OpenSlide's pixels (checked at open;
+       several times faster).
     4. Plain images (png, jpg, bmp, ...) as one-level slides - Pillow.
 
     TIFF-based files are checked for truncation before use, so a partial copy
