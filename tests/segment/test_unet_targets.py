@@ -47,3 +47,36 @@ def test_perfect_probabilities_give_back_the_instances(data_dir: Path) -> None:
     inst = instances_from_probabilities(probs)
     assert aggregated_jaccard_index(labels, inst) > 0.9
     assert panoptic_quality(labels, inst)["dq"] > 0.95
+
+
+def test_merge_below_joins_a_nucleus_split_by_two_seeds_but_not_touching_nuclei() -> None:
+    """A vesicular nucleus (pale centre: two interior peaks, no predicted boundary between them) gets two
+    seeds; merge_below makes it one. Two touching nuclei with a predicted boundary between them stay two."""
+    from skimage.draw import disk as draw_disk
+
+    from wsikit.segment.targets import InstanceParams
+
+    h, w = 60, 120
+    interior, boundary = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    # nucleus A (x 10-50): interior high on two lobes, lower (but no boundary) in its pale centre
+    rr, cc = draw_disk((30, 30), 20, shape=(h, w))
+    interior[rr, cc] = 0.9
+    interior[10:50, 28:33] = 0.55  # pale centre: interior - boundary = 0.25, under the marker threshold 0.3
+    boundary[10:50, 28:33] = 0.3
+    # nuclei B and C (x 62-118): touching, with a predicted boundary line between them
+    for cx in (76, 104):
+        rr, cc = draw_disk((30, cx), 14, shape=(h, w))
+        interior[rr, cc] = 0.9
+    boundary[16:45, 89:91] = 0.9
+    interior[16:45, 89:91] = 0.1
+    background = np.clip(1 - interior - boundary, 0, 1)
+    probs = np.stack([background, interior, boundary])
+    base = dict(foreground=0.5, marker=0.3, marker_open=0, min_size=10)
+    split = instances_from_probabilities(probs, InstanceParams(**base))
+    merged = instances_from_probabilities(probs, InstanceParams(**base, merge_below=0.5))
+    assert len(np.unique(split[:, :55])) - 1 == 2  # A cut in two by its seeds
+    assert len(np.unique(merged[:, :55])) - 1 == 1  # one nucleus again
+    assert len(np.unique(split[:, 60:])) - 1 == len(np.unique(merged[:, 60:])) - 1 == 2  # B and C stay apart
+    assert merged.max() == 3 and set(np.unique(merged)) == {0, 1, 2, 3}  # ids consecutive
+    with pytest.raises(Exception, match="merge_below"):
+        InstanceParams(merge_below=1.0)
