@@ -29,8 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from study_segmenter_distance import _sources_all  # noqa: E402
-from study_segmenter_extra import BREAST, _sources  # noqa: E402
+from study_segmenter_distance import tuning_pairs  # noqa: E402
+from study_segmenter_extra import _sources  # noqa: E402
 
 WORK = HERE / "_work" / "instance_merge"
 TUNED = WORK / "unet-nuclei-cnn-merge.pt"
@@ -46,29 +46,13 @@ GRID = {
 def tune() -> None:
     from dataclasses import asdict
 
-    import numpy as np
-
-    from wsikit.datasets.nuclei import folder_mpp, resample
     from wsikit.models.registry import load_checkpoint, save_checkpoint, weights_path
-    from wsikit.segment import Segmenter
-    from wsikit.segment.evaluate import load_labelled_folder
     from wsikit.segment.train import ARCH
     from wsikit.segment.tune import tune_instance_params
-    from wsikit.stain.factory import make_normalizer
 
     WORK.mkdir(parents=True, exist_ok=True)
-    extra_train = _sources_all()[2]
     src = weights_path("unet-nuclei-cnn", arch=ARCH)
-    seg = Segmenter.from_weights(src)
-    norm = make_normalizer("cnn", chroma_downsample=2)
-    pairs, names = [], []
-    for name, raw, labels in load_labelled_folder(extra_train):
-        if name.startswith(BREAST):
-            continue
-        factor = folder_mpp(extra_train, default=0.25) / seg.mpp
-        img, lab = resample(np.asarray(norm.transform(raw)), labels, factor)
-        pairs.append((seg.probabilities(img), lab))
-        names.append(name)
+    pairs, names = tuning_pairs(src)
     best, table = tune_instance_params(pairs, GRID)
     for row in table:
         print(

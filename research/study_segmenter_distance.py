@@ -47,6 +47,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -79,22 +80,17 @@ RETUNE_GRID = {
 }
 
 
-def retune(label: str) -> None:
-    """Thresholds (and seed rule) of ``label``'s weights re-chosen on MoNuSeg 2018 extra train less breast."""
-    from dataclasses import asdict
-
+def tuning_pairs(src: Path) -> tuple[list[Any], list[str]]:
+    """(probabilities, labels) of the 24 non-breast MoNuSeg 2018 extra-train images for the weights ``src``, on
+    ``wsikit run``'s path (CNN normalizer at chroma 1/2, auto precision), and their names."""
     import numpy as np
 
     from wsikit.datasets.nuclei import folder_mpp, resample
-    from wsikit.models.registry import load_checkpoint, save_checkpoint, weights_path
     from wsikit.segment import Segmenter
     from wsikit.segment.evaluate import load_labelled_folder
-    from wsikit.segment.train import ARCH
-    from wsikit.segment.tune import tune_instance_params
     from wsikit.stain.factory import make_normalizer
 
     extra_train = _sources_all()[2]
-    src = weights_path("unet-nuclei-cnn", arch=ARCH) if label == "shipped" else weights(label)
     seg = Segmenter.from_weights(src)
     norm = make_normalizer("cnn", chroma_downsample=2)
     pairs, names = [], []
@@ -105,6 +101,19 @@ def retune(label: str) -> None:
         img, lab = resample(np.asarray(norm.transform(raw)), labels, factor)
         pairs.append((seg.probabilities(img), lab))
         names.append(name)
+    return pairs, names
+
+
+def retune(label: str) -> None:
+    """Thresholds (and seed rule) of ``label``'s weights re-chosen on MoNuSeg 2018 extra train less breast."""
+    from dataclasses import asdict
+
+    from wsikit.models.registry import load_checkpoint, save_checkpoint, weights_path
+    from wsikit.segment.train import ARCH
+    from wsikit.segment.tune import tune_instance_params
+
+    src = weights_path("unet-nuclei-cnn", arch=ARCH) if label == "shipped" else weights(label)
+    pairs, names = tuning_pairs(src)
     best, table = tune_instance_params(pairs, RETUNE_GRID)
     print(label, best, {k: round(table[0][k], 4) for k in ("dice", "aji")}, len(pairs), "images")
     data = load_checkpoint(src, arch=ARCH)
