@@ -221,9 +221,9 @@ _BATCH = 128  # crops gathered and resized at once: bounded memory (128 fields o
 def _resize_batch(patches: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
     """(N, S, S[, 3]) uint8 -> (N, size, size[, 3]): bilinear with antialiasing, torch's uint8 kernel.
 
-    The same filter as PIL's ``Image.resize(BILINEAR)`` (torch's uint8 path follows PIL's): identical for a
-    factor of 2, at most 1 apart on a few percent of pixels for other factors. Crops already ``size`` are
-    returned as they are.
+    The same filter as PIL's ``Image.resize(BILINEAR)``, which the crops were made with until session 12
+    (torch's uint8 path follows PIL's): identical for a factor of 2, at most 2 apart on under 1% of values for
+    other factors. Crops already ``size`` are returned as they are.
     """
     if patches.shape[1] == size and patches.shape[2] == size:
         return patches

@@ -94,48 +94,47 @@ def train_segmenter(
     return out_path, summary
 
 
-def _restyle(
-    cfg: SegmenterTrainConfig,
-) -> tuple[Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None, dict[str, str] | None]:
-    """The shipped CNN normalizer as ``wsikit run --stain cnn`` applies it, when ``cfg.cnn_stain > 0``."""
-    if cfg.cnn_stain <= 0:
-        return None, None
-    from wsikit.io.fingerprint import fingerprint_file
+Restyle = Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]]
+
+
+def _cnn_restyle(**options: Any) -> tuple[Restyle, Path]:
+    """The shipped CNN normalizer with ``options`` as an (H, W, 3) uint8 -> uint8 function, and its weights."""
     from wsikit.stain.cnn import CnnNormalizer
     from wsikit.stain.factory import make_normalizer
 
-    norm = cast(CnnNormalizer, make_normalizer("cnn"))  # built as `wsikit run --stain cnn` builds it
+    norm = cast(CnnNormalizer, make_normalizer("cnn", **options))
 
     def restyle(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         return np.asarray(norm.transform(image), np.uint8)
 
-    path = Path(norm.meta["weights"])
+    return restyle, Path(norm.meta["weights"])
+
+
+def _restyle(cfg: SegmenterTrainConfig) -> tuple[Restyle | None, dict[str, str] | None]:
+    """The shipped CNN normalizer that restyles training images when ``cfg.cnn_stain > 0``: at full chroma
+    resolution, as the shipped ``unet-nuclei-cnn`` was trained (before ``wsikit run`` predicted chroma at 1/2)."""
+    if cfg.cnn_stain <= 0:
+        return None, None
+    from wsikit.io.fingerprint import fingerprint_file
+
+    restyle, path = _cnn_restyle()
     return restyle, {"weights": path.name, "sha256": fingerprint_file(path)}
 
 
-def _run_stain() -> Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]]:
+def _run_stain() -> Restyle:
     """The CNN normalizer exactly as ``wsikit run --stain cnn`` applies it by default (chroma resolution and
     precision included): what a network trained for that path sees when its thresholds are used."""
     from wsikit.pipeline.run import RunConfig
-    from wsikit.stain.factory import make_normalizer
 
     defaults = RunConfig()
-    norm = make_normalizer(
-        "cnn",
-        chroma_downsample=defaults.chroma_downsample,
-        precision=defaults.precision,  # type: ignore[arg-type]  # a valid name: RunConfig checks it
-    )
-
-    def restyle(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-        return np.asarray(norm.transform(image), np.uint8)
-
+    restyle, _ = _cnn_restyle(chroma_downsample=defaults.chroma_downsample, precision=defaults.precision)
     return restyle
 
 
 def _tuned_instances(
     segmenter: Segmenter,
     samples: list[Sample],
-    stain: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None = None,
+    stain: Restyle | None = None,
 ) -> dict[str, Any]:
     """Metadata entries with the instance thresholds chosen on ``samples`` (the validation images), seen
     through ``stain`` (the run's CNN normalizer for networks trained for it; until 2026-11-30 they were
