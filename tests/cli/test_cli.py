@@ -45,7 +45,7 @@ def test_info_text_and_json(sample_slide: Path, capsys: pytest.CaptureFixture[st
     code, out, _ = _run(["info", str(sample_slide)], capsys)
     assert code == 0
     assert (
-        "openslide / aperio" in out
+        "openslide (tiles decoded by tifffile) / aperio" in out
         and "2220 x 2967 px" in out
         and "0.499, 0.499 um/px" in out
         and "20x" in out
@@ -53,6 +53,7 @@ def test_info_text_and_json(sample_slide: Path, capsys: pytest.CaptureFixture[st
     code, out, _ = _run(["info", str(sample_slide), "--json"], capsys)
     data = json.loads(out)
     assert data["level_count"] == 1 and data["vendor"] == "aperio" and data["objective_power"] == 20.0
+    assert data["backend"] == "openslide" and data["tile_decoder"] == "tifffile"
     assert 0.25 < data["tissue_fraction"] < 0.45 and data["tissue_area_mm2"] > 0.3
 
 

@@ -33,7 +33,12 @@ def info(slide: Path, as_json: bool, thumbnail: Path | None, thumbnail_size: int
     mpp = data["mpp"]
     rows = [
         ("file", data["path"]),
-        ("backend / vendor", f"{data['backend']} / {data['vendor'] or '-'}"),
+        (
+            "backend / vendor",
+            f"{data['backend']}"
+            + (f" (tiles decoded by {data['tile_decoder']})" if data.get("tile_decoder") else "")
+            + f" / {data['vendor'] or '-'}",
+        ),
         ("size (level 0)", "{} x {} px".format(*data["level_dimensions"][0])),
         ("mpp (x, y)", "unknown" if mpp is None else f"{mpp[0]:.4g}, {mpp[1]:.4g} um/px"),
         ("objective", "-" if data["objective_power"] is None else f"{data['objective_power']:g}x"),

@@ -41,6 +41,9 @@ class SlideInfo:
     mpp: tuple[float, float] | None
     objective_power: float | None
     bounds_offset: IntPair
+    tile_decoder: str | None = None
+    """Who decodes the tiles when not the backend itself (``tifffile`` for large Aperio JPEG / JPEG 2000 slides
+    opened with OpenSlide), else None."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as plain Python types (for JSON)."""
@@ -54,6 +57,7 @@ class SlideInfo:
             "mpp": list(self.mpp) if self.mpp is not None else None,
             "objective_power": self.objective_power,
             "bounds_offset": list(self.bounds_offset),
+            "tile_decoder": self.tile_decoder,
         }
 
 
@@ -178,6 +182,7 @@ class Slide(ABC):
             mpp=self.mpp,
             objective_power=self.objective_power,
             bounds_offset=self.bounds_offset,
+            tile_decoder=getattr(self, "properties", {}).get("wsikit.tile-decoder"),
         )
 
     # ------------------------------------------------------------------- pixels
