@@ -143,6 +143,7 @@ def write_summary(
         "slide_id": slide_p.stem,
         "slide": str(slide_p),
         "dimensions": list(slide.dimensions),
+        "reader": {"backend": slide.backend, "tile_decoder": slide.info().tile_decoder},
         "mpp": mpp,
         "tissue_area_mm2": round(area_mm2, 4),
         "nuclei": n,
