@@ -19,6 +19,11 @@ Usage::
 
     for k in 0 1 2 3 full; do python research/study_self_training_ensemble.py fold $k --seed 0; done  # and --seed 1
     python research/study_self_training_ensemble.py score
+    # only if the rule passed: the train + val refit with pseudo-labels, then its stage into the shipped weights
+    python research/study_self_training_ensemble.py pseudo ctx-pseudo.npz
+    wsikit train cell-types --crops ctx-train.npz --crops ctx-val.npz --crops ctx-pseudo.npz --model cnn \
+        --members 2 --seed 0 --out cells-context-cnn-st.pt
+    python research/study_self_training_ensemble.py weights cells-context-cnn-st.pt
 """
 
 from __future__ import annotations
@@ -132,11 +137,107 @@ def score() -> None:
     )
 
 
+def pseudo(out: Path) -> None:
+    """Pseudo-labels for the train + val refit: the shipped refit ensemble (``cells-context-cnn``, trained on
+    train + val labels) labels the unlabelled nuclei of train's and val's images at softmax >= 0.9; written as a
+    context-crops file that ``wsikit train cell-types --crops`` pools with the labelled ones."""
+    from wsikit.models.registry import weights_path
+
+    tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
+    unl = np.concatenate([tr["crops"][tr["truth"] < 0], va["crops"][va["truth"] < 0]])
+    p = _teacher([Path(weights_path("cells-context-cnn"))], unl)
+    sure = p.max(axis=1) >= CONFIDENCE
+    label = p.argmax(axis=1)[sure]
+    np.savez(
+        out,
+        crops=unl[sure],
+        label=label,
+        patient=np.array(["pseudo"] * int(sure.sum())),
+        unlabelled=np.zeros((0, *unl.shape[1:]), np.uint8),
+        context_mpp=np.array([1.6]),
+        split=np.array("pseudo"),
+        stain=np.array("cnn"),
+    )
+    print(
+        "pseudo-labelled",
+        int(sure.sum()),
+        "of",
+        len(unl),
+        np.bincount(label, minlength=3).tolist(),
+        "->",
+        out,
+    )
+
+
+def weights(refit: Path) -> None:
+    """Stages into the weights, as research/study_neighbour_context.py ``weights-ensemble`` does for the CNNs:
+    the train-only students + a stage on their out-of-fold predictions (what the val figure is of), and
+    ``refit`` (the students trained on train + val + pseudo-labels) + a stage on all 82 patients' out-of-fold
+    student predictions (val's from the train-only students), written as the shipped ``cells-context-cnn``."""
+    import shlex
+
+    from study_neighbour_context import saved_probabilities
+
+    from wsikit.classify.neighbourhood import fit_neighbourhood_stage
+    from wsikit.models.infogan import CriticEnsemble
+    from wsikit.models.registry import load_checkpoint, save_checkpoint
+
+    tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
+    prob_tr, prob_va = saved_probabilities(("_st_seed0", "_st_seed1"))
+    both = fit_neighbourhood_stage(
+        np.concatenate([prob_tr, prob_va]),
+        np.concatenate([tr["xy"], va["xy"]]),
+        np.concatenate([tr["truth"], va["truth"]]),
+        group=np.concatenate([tr["image"], va["image"] + tr["image"].max() + 1]),
+    )
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    # (a) the train-only students + a stage on train's out-of-fold student predictions (`wsikit eval classifier`)
+    from wsikit.classify.supervised import SupervisedTrainConfig
+    from wsikit.models.infogan import Critic
+
+    members = []
+    for seed in (0, 1):
+        net = Critic(SupervisedTrainConfig().model_config(7))
+        net.load_state_dict(torch.load(WORK / f"foldfull_st_seed{seed}.state.pt", weights_only=True))
+        members.append(net)
+    ens = CriticEnsemble.of(members)
+    base = load_checkpoint(
+        WORK / "cells-context-cnn-ensemble-trainonly-neighbourhood.pt", arch=(CriticEnsemble.ARCH,)
+    )
+    train_only = fit_neighbourhood_stage(prob_tr, tr["xy"], tr["truth"], group=tr["image"])
+    meta_a = {
+        **base["meta"],
+        "method": "ensemble of 2 self-trained supervised context CNNs (seeds 0..1)",
+        "training_data": base["meta"]["training_data"] + " + pseudo-labelled unlabelled nuclei of its images",
+        "neighbourhood": {**train_only.to_meta(), "training_data": "out-of-fold self-trained ensemble predictions "
+                          "of BRCA-M2C train (72 patients, 4 folds by patient)", "command": command},
+    }  # fmt: skip
+    dst = WORK / "cells-context-cnn-st-ensemble-trainonly-neighbourhood.pt"
+    save_checkpoint(
+        dst, arch=CriticEnsemble.ARCH, config=ens.config_dict(), state=ens.state_dict(), meta=meta_a
+    )
+    print("wrote", dst)
+    if not refit.is_file():
+        return
+    # (b) the refit
+    c = load_checkpoint(refit, arch=(CriticEnsemble.ARCH,))
+    data = ("out-of-fold predictions of self-trained ensembles on BRCA-M2C train + val (82 patients; train in 4 "
+            "folds by patient, 2 students per fold taught by that fold's CNN pair; val from the train-only students)")  # fmt: skip
+    meta = {**c["meta"], "neighbourhood": {**both.to_meta(), "training_data": data, "command": command}}
+    shipped = HERE.parent / "wsikit" / "models" / "weights" / "cells-context-cnn.pt"
+    save_checkpoint(shipped, arch=c["arch"], config=c["config"], state=c["state_dict"], meta=meta)
+    print("wrote", shipped)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["fold"] and len(args) == 4 and args[2] == "--seed":
         fold(args[1], int(args[3]))
     elif args == ["score"]:
         score()
+    elif args[:1] == ["pseudo"] and len(args) == 2:
+        pseudo(Path(args[1]))
+    elif args[:1] == ["weights"] and len(args) == 2:
+        weights(Path(args[1]))
     else:
         sys.exit(__doc__)
