@@ -146,12 +146,7 @@ def fit() -> None:
     feats = np.concatenate([r["features"] for r in rows])
     label = np.concatenate([r["nucleus"] for r in rows])
     flt = fit_object_filter(feats, label)
-    table = {"none": _metrics(rows, None)}
-    for t in THRESHOLDS:
-        table[str(t)] = _metrics(rows, flt.with_threshold(t))
-    for k, m in table.items():
-        print(k, {a: round(b, 4) for a, b in m.items()})
-    best = max(THRESHOLDS, key=lambda t: table[str(t)]["aji"] + table[str(t)]["pq"])
+    table, best = threshold_table(rows, flt)
     chosen = flt.with_threshold(best)
     print("chosen threshold", best, "coef", np.round(chosen.coef, 3).tolist())
     (WORK / "filter.json").write_text(json.dumps(chosen.to_meta()))
@@ -169,13 +164,24 @@ def fit() -> None:
     )
 
 
-def score() -> None:
-    from wsikit.segment.object_filter import ObjectFilter
+def threshold_table(rows: list[dict[str, Any]], flt: Any) -> tuple[dict[str, dict[str, float]], float]:
+    """The tuning images' metrics without the filter and at each of :data:`THRESHOLDS`, and the threshold
+    with the best mean AJI + PQ (the registered choice)."""
+    table = {"none": _metrics(rows, None)}
+    for t in THRESHOLDS:
+        table[str(t)] = _metrics(rows, flt.with_threshold(t))
+    for k, m in table.items():
+        print(k, {a: round(b, 4) for a, b in m.items()})
+    best = max(THRESHOLDS, key=lambda t: table[str(t)]["aji"] + table[str(t)]["pq"])
+    return table, best
 
-    flt = ObjectFilter.from_meta(json.loads((WORK / "filter.json").read_text()))
+
+def score_sources(flt: Any, load: Any, out: Path, extra: dict[str, Any]) -> None:
+    """The three sources (``load(name)`` gives their cached rows) without and with ``flt``, the registered rule,
+    and the JSON ``out`` (with ``extra`` entries)."""
     rows: dict[str, Any] = {"without": {}, "with": {}}
     for f in _sources():
-        data = _load(f.name)
+        data = load(f.name)
         rows["without"][f.name] = _metrics(data, None)
         rows["with"][f.name] = _metrics(data, flt)
     mean = {
@@ -193,19 +199,26 @@ def score() -> None:
         and new["dice"] >= old["dice"] - 0.005
     )
     print("rule passed:", passed)
-    (HERE / "results_study_object_filter.json").write_text(
+    out.write_text(
         json.dumps(
             {
                 "rule": "mean over 3 sources: AJI and PQ >= without + 0.01, Dice >= without - 0.005",
                 "sources": rows,
                 "mean": mean,
                 "passed": passed,
-                "filter": flt.to_meta(),
+                **extra,
             },
             indent=1,
         )
-        + "\n"  # fmt: skip
+        + "\n"
     )
+
+
+def score() -> None:
+    from wsikit.segment.object_filter import ObjectFilter
+
+    flt = ObjectFilter.from_meta(json.loads((WORK / "filter.json").read_text()))
+    score_sources(flt, _load, HERE / "results_study_object_filter.json", {"filter": flt.to_meta()})
 
 
 if __name__ == "__main__":

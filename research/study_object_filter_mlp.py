@@ -29,7 +29,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from study_object_filter import THRESHOLDS, WORK, _load, _metrics  # noqa: E402
+from study_object_filter import WORK, _load, score_sources, threshold_table  # noqa: E402
 from study_segmenter_distance import _sources_all  # noqa: E402
 from study_segmenter_extra import BREAST, _sources  # noqa: E402
 
@@ -135,11 +135,7 @@ def fit() -> _MLP:
         loss.backward()
         opt.step()
     flt = _MLP(net.eval(), mean, scale, 0.5)
-    table = {str(t): _metrics(rows, flt.with_threshold(t)) for t in THRESHOLDS}
-    table["none"] = _metrics(rows, None)
-    for k, m in table.items():
-        print(k, {a: round(b, 4) for a, b in m.items()})
-    best = max(THRESHOLDS, key=lambda t: table[str(t)]["aji"] + table[str(t)]["pq"])
+    table, best = threshold_table(rows, flt)
     print("chosen threshold", best)
     (HERE / "results_study_object_filter_mlp_fit.json").write_text(
         json.dumps({"table": table, "chosen": best}, indent=1) + "\n"
@@ -149,38 +145,8 @@ def fit() -> _MLP:
 
 def score() -> None:
     flt = fit()
-    rows: dict[str, Any] = {"without": {}, "with": {}}
-    for f in _sources():
-        data = _with_extra(f.name)
-        rows["without"][f.name] = _metrics(data, None)
-        rows["with"][f.name] = _metrics(data, flt)
-    mean = {
-        k: {m: float(np.mean([v[m] for v in rows[k].values()])) for m in ("dice", "aji", "pq", "objects")}
-        for k in rows
-    }
-    for k in rows:
-        print(k, {m: round(v, 4) for m, v in mean[k].items()})
-        for s, v in rows[k].items():
-            print("   ", s, {m: round(x, 4) for m, x in v.items()})
-    old, new = mean["without"], mean["with"]
-    passed = (
-        new["aji"] >= old["aji"] + 0.01
-        and new["pq"] >= old["pq"] + 0.01
-        and new["dice"] >= old["dice"] - 0.005
-    )
-    print("rule passed:", passed)
-    (HERE / "results_study_object_filter_mlp.json").write_text(
-        json.dumps(
-            {
-                "rule": "mean over 3 sources: AJI and PQ >= without + 0.01, Dice >= without - 0.005",
-                "sources": rows,
-                "mean": mean,
-                "passed": passed,
-                "threshold": flt.threshold,
-            },
-            indent=1,
-        )
-        + "\n"  # fmt: skip
+    score_sources(
+        flt, _with_extra, HERE / "results_study_object_filter_mlp.json", {"threshold": flt.threshold}
     )
 
 

@@ -38,7 +38,8 @@ CONFIDENCE = 0.9
 def main() -> None:
     import argparse
 
-    from wsikit.classify.infer import CellClassifier
+    from study_self_training_ensemble import softmax, teacher_softmax
+
     from wsikit.classify.metrics import classification_report
     from wsikit.classify.naming import CELL_TYPES
     from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnn
@@ -54,13 +55,7 @@ def main() -> None:
     labelled = tr["truth"] >= 0
     teachers = [WORK / "cells-context-cnn-trainonly.pt", WORK / "cells-context-cnn-trainonly_seed1.pt"]
     unl = tr["crops"][~labelled]
-    p = np.mean(
-        [
-            CellClassifier.from_weights(w, precision="fp32").probabilities(unl, with_prior=False)
-            for w in teachers
-        ],
-        axis=0,
-    )
+    p = teacher_softmax(teachers, unl)
     sure = p.max(axis=1) >= CONFIDENCE
     pseudo = p.argmax(axis=1)[sure]
     print(
@@ -74,14 +69,7 @@ def main() -> None:
     crops = np.concatenate([tr["crops"][labelled], unl[sure]])
     y = np.concatenate([tr["truth"][labelled], pseudo])
     state = train_context_cnn(crops, y, SupervisedTrainConfig(steps=4000, scanner=True, seed=seed))
-    student = CellClassifier(
-        state.model,
-        cluster_names=list(CELL_TYPES),
-        meta={"input": "context"},
-        prior="uniform",
-        precision="fp32",
-    )
-    p_student = student.probabilities(va["crops"], with_prior=False)
+    p_student = softmax(state.model, va["crops"])
     p_teacher = np.load(WORK / f"prob_val{tag}.npy")
     prior = (
         np.bincount(tr["truth"][labelled], minlength=3) / labelled.sum()

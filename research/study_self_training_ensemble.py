@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,34 +43,37 @@ from study_neighbour_context import FOLDS, WORK, _score_with_stage  # noqa: E402
 CONFIDENCE = 0.9
 
 
-def _teacher(files: list[Path], crops: np.ndarray) -> np.ndarray:
-    """Mean softmax of the CNNs in ``files`` (fold state dicts, or weights files)."""
+def softmax(net: Any, crops: np.ndarray) -> np.ndarray:
+    """The network's softmax for context ``crops`` (float32, no class prior, no stage)."""
     from wsikit.classify.infer import CellClassifier
     from wsikit.classify.naming import CELL_TYPES
+
+    clf = CellClassifier(
+        net, cluster_names=list(CELL_TYPES), meta={"input": "context"}, prior="uniform", precision="fp32"
+    )
+    return clf.probabilities(crops, with_prior=False)
+
+
+def teacher_softmax(files: list[Path], crops: np.ndarray) -> np.ndarray:
+    """Mean softmax of the CNNs in ``files`` (fold state dicts, or weights files)."""
+    from wsikit.classify.infer import CellClassifier
     from wsikit.classify.supervised import SupervisedTrainConfig
     from wsikit.models.infogan import Critic
 
     probs = []
     for f in files:
-        if f.suffix == ".pt" and f.name.endswith(".state.pt"):
+        if f.name.endswith(".state.pt"):
             net = Critic(SupervisedTrainConfig().model_config(crops.shape[-1]))
             net.load_state_dict(torch.load(f, weights_only=True))
-            clf = CellClassifier(
-                net,
-                cluster_names=list(CELL_TYPES),
-                meta={"input": "context"},
-                prior="uniform",
-                precision="fp32",
-            )
+            probs.append(softmax(net, crops))
         else:
-            clf = CellClassifier.from_weights(f, precision="fp32")
-        probs.append(clf.probabilities(crops, with_prior=False))
+            probs.append(
+                CellClassifier.from_weights(f, precision="fp32").probabilities(crops, with_prior=False)
+            )
     return np.mean(probs, axis=0)
 
 
 def fold(which: str, seed: int) -> None:
-    from wsikit.classify.infer import CellClassifier
-    from wsikit.classify.naming import CELL_TYPES
     from wsikit.classify.supervised import SupervisedTrainConfig, train_context_cnn
 
     torch.set_num_threads(1)
@@ -90,20 +94,13 @@ def fold(which: str, seed: int) -> None:
         teachers = [WORK / f"fold{k}.state.pt", WORK / f"fold{k}_seed1.state.pt"]
         target = tr["crops"][out_fold]
     unl = fits & ~labelled
-    p = _teacher(teachers, tr["crops"][unl])
+    p = teacher_softmax(teachers, tr["crops"][unl])
     sure = p.max(axis=1) >= CONFIDENCE
     crops = np.concatenate([tr["crops"][fits & labelled], tr["crops"][unl][sure]])
     y = np.concatenate([tr["truth"][fits & labelled], p.argmax(axis=1)[sure]])
     state = train_context_cnn(crops, y, SupervisedTrainConfig(steps=4000, scanner=True, seed=seed))
     torch.save(state.model.state_dict(), WORK / f"fold{which}{tag}.state.pt")
-    clf = CellClassifier(
-        state.model,
-        cluster_names=list(CELL_TYPES),
-        meta={"input": "context"},
-        prior="uniform",
-        precision="fp32",
-    )
-    prob = clf.probabilities(target, with_prior=False)
+    prob = softmax(state.model, target)
     np.save(WORK / (f"prob_val{tag}.npy" if which == "full" else f"prob_train_fold{which}{tag}.npy"), prob)
     print(which, seed, "pseudo-labelled", int(sure.sum()), "of", int(unl.sum()), round(state.seconds, 1), "s")
 
@@ -145,7 +142,7 @@ def pseudo(out: Path) -> None:
 
     tr, va = np.load(WORK / "train.npz"), np.load(WORK / "val.npz")
     unl = np.concatenate([tr["crops"][tr["truth"] < 0], va["crops"][va["truth"] < 0]])
-    p = _teacher([Path(weights_path("cells-context-cnn"))], unl)
+    p = teacher_softmax([Path(weights_path("cells-context-cnn"))], unl)
     sure = p.max(axis=1) >= CONFIDENCE
     label = p.argmax(axis=1)[sure]
     np.savez(

@@ -60,15 +60,16 @@ def _channel_stats(values: npt.NDArray[np.floating], labels: npt.NDArray[np.intp
 
 
 def _second_moments(
-    lab: npt.NDArray[np.intp], n: int
+    lab: npt.NDArray[np.intp], n: int, pixels: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None
 ) -> tuple[
     npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
 ]:
     """Per label 1..n: centroid (row, col) and the eigenvalues (major, minor) of regionprops' inertia tensor.
 
-    Two passes (means, then central moments about them), so large coordinates lose no precision.
+    Two passes (means, then central moments about them), so large coordinates lose no precision. ``pixels``:
+    ``np.nonzero(lab)``, when the caller has it.
     """
-    rr, cc = np.nonzero(lab)
+    rr, cc = np.nonzero(lab) if pixels is None else pixels
     sel = lab[rr, cc]
     count = np.bincount(sel, minlength=n + 1).astype(np.float64)
     count[count == 0] = np.nan
@@ -96,17 +97,24 @@ def _line_extremes(
     return label[first], line[first], along[first], along[last]
 
 
-def _convex_areas(lab: npt.NDArray[np.intp], want: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
+def _convex_areas(
+    lab: npt.NDArray[np.intp],
+    want: npt.NDArray[np.intp],
+    pixels: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]] | None = None,
+) -> npt.NDArray[np.float64]:
     """Pixels in each label's convex hull, exactly as regionprops' ``area_convex`` (for every label at once).
 
     regionprops takes the hull of every pixel's edge midpoints ((r +- 0.5, c), (r, c +- 0.5)) and counts the
     pixel centres inside or on it. The same hull is that of the midpoints on the first and last pixel of each
-    row and column (:func:`_line_extremes`); GEOS builds all hulls in one call (of a line through the points: no point objects), and the centres on each integer
-    row are counted between the hull's crossings of that row. 3x faster than regionprops' per-region loop.
+    row and column (:func:`_line_extremes`); GEOS builds all hulls in one call (of a line through the points:
+    no point objects), and the centres on each integer row are counted between the hull's crossings of that
+    row. 3x faster than regionprops' per-region loop. ``pixels``: ``np.nonzero(lab)``, when the caller has it.
     """
     import shapely
 
-    rr, cc = np.nonzero(lab)  # row-major: columns ascend within a row, rows within a column
+    rr, cc = (
+        np.nonzero(lab) if pixels is None else pixels
+    )  # row-major: columns ascend in a row, rows in a column
     label = lab[rr, cc]
     rows = _line_extremes(label, rr, cc, lab.shape[0])
     cols = _line_extremes(label, cc, rr, lab.shape[1])
@@ -214,7 +222,9 @@ def measure_nuclei(
     area_px = props["area"][rows].astype(np.float64)
     perim_px = props["perimeter"][rows].astype(np.float64)
     n = int(lab.max())
-    cy, cx, major, minor = (v[want] for v in _second_moments(lab, n))
+    rr, cc = np.nonzero(lab)  # labelled pixels, row-major: shared by the moments and the hulls
+    pixels = (rr, cc)
+    cy, cx, major, minor = (v[want] for v in _second_moments(lab, n, pixels))
     out["label"] = want.astype(np.float64)
     # pixel-edge convention, as the polygons: pixel (0, 0) covers [0, 1], so its centre is 0.5
     out["centroid_x"] = cx + 0.5
@@ -225,7 +235,7 @@ def measure_nuclei(
     out["minor_axis"] = 4 * np.sqrt(minor) * scale
     with np.errstate(invalid="ignore", divide="ignore"):
         out["eccentricity"] = np.where(major > 0, np.sqrt(np.clip(1 - minor / major, 0, 1)), 0.0)
-    out["solidity"] = area_px / _convex_areas(lab, want)
+    out["solidity"] = area_px / _convex_areas(lab, want, pixels)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["circularity"] = np.clip(np.where(perim_px > 0, 4 * np.pi * area_px / perim_px**2, np.nan), 0, 1)
     # intensities: bincount over the (few) labelled pixels only
