@@ -245,6 +245,51 @@ def test_fused_reinhard_kernel_equals_the_formula(data_dir: Path, target: np.nda
     assert np.array_equal(both[0], fast) and np.array_equal(both[1], norm.transform(other))
 
 
+def test_reinhard_compiled_kernel_matches_the_torch_kernel_and_any_thread_count(
+    data_dir: Path, target: np.ndarray
+) -> None:
+    """The CPU's compiled loop and the torch ops (the path on GPUs) agree to a grey level on a few pixels, with
+    each image's own statistics and with a slide's; a glass tile comes back unchanged; the bytes do not
+    depend on the number of threads."""
+    import wsikit.stain.reinhard as rh
+
+    norm = ReinhardNormalizer().fit(target)
+    tiles = [_rgb(data_dir / "monuseg" / "test" / name)[:224, :224] for name in
+             ("TCGA-2Z-A9J9-01A-01-TS1.tif", "TCGA-69-7764-01A-01-TS1.tif", "TCGA-HC-7209-01A-01-TS1.tif")]  # fmt: skip
+    batch = torch.from_numpy(np.stack([*tiles, np.full_like(tiles[0], 250)])).permute(0, 3, 1, 2).contiguous()
+    assert norm.target is not None
+    source = norm.fit_source(tiles[0])
+    for stats in (None, source):
+        compiled, fitted = rh.reinhard_kernel(batch, norm.target, stats)
+        eager, eager_fitted = rh._torch_kernel(batch, norm.target, stats)
+        diff = (compiled.int() - eager.int()).abs()
+        assert fitted == eager_fitted and diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
+        if stats is None:
+            assert fitted == [True, True, True, False] and torch.equal(compiled[3], batch[3])
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            one_thread, _ = rh.reinhard_kernel(batch, norm.target, stats)
+        finally:
+            torch.set_num_threads(threads)
+        assert torch.equal(one_thread, compiled)
+
+
+def test_reinhard_compiled_roots_are_float_exact() -> None:
+    """The compiled loop's cube root (bits / 3, two Halley steps) and sRGB curve (sqrt(sqrt(cbrt)) ** 5)
+    against float64 numpy, over the range they see."""
+    from wsikit.stain import _reinhard_cpu as cpu
+
+    x = np.geomspace(1e-4, 4.0, 4001).astype(np.float32)
+    cbrt = np.array([cpu._cbrt(v) for v in x], dtype=np.float64)
+    assert np.max(np.abs(cbrt / np.cbrt(x.astype(np.float64)) - 1)) < 5e-7
+    lin = np.concatenate([np.linspace(-0.1, 0.01, 1001), np.geomspace(0.01, 1.2, 3001)]).astype(np.float32)
+    got = np.array([cpu._srgb(v) for v in lin], dtype=np.float64)
+    c = np.clip(lin.astype(np.float64), 0.0, None)
+    want = np.clip(np.where(c > 0.0031308, 1.055 * c ** (1 / 2.4) - 0.055, 12.92 * c) * 255, 0, 255)
+    assert np.max(np.abs(got - want)) < 1e-3  # grey levels
+
+
 def test_reinhard_colour_table_equals_the_kernel(data_dir: Path, target: np.ndarray, monkeypatch) -> None:
     """With one slide's statistics, pixels past TABLE_AFTER_PIXELS are looked up in the map of every colour:
     the same bytes as the kernel, on tissue and on random colours; a new source starts the count again;
@@ -341,3 +386,16 @@ def test_cnn_lightness_quantiles_equal_torch_quantile() -> None:
         assert torch.equal(_sorted_quantiles(ties, _Q), torch.quantile(ties, _Q))
     light = torch.rand(1, 1, 640, 640, generator=g) * 100
     assert torch.equal(_quantiles_of_lightness(light), torch.quantile(light.reshape(-1), _Q))
+
+
+def test_reinhard_compiled_kernel_runs_in_a_forked_child(target: np.ndarray) -> None:
+    """The kernel's thread pool does not survive fork(): a child (a DataLoader or multiprocessing worker)
+    starts its own instead of waiting on the parent's dead threads."""
+    import multiprocessing
+
+    norm = ReinhardNormalizer().fit(target)
+    image = np.ascontiguousarray(np.tile(target[:128, :128], (4, 4, 1)))  # 512 px: split among threads
+    expected = norm.transform(image)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(norm.transform, (image,)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
