@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +43,6 @@ CHUNK_PIXELS = 1 << 17
 small enough that the temporaries are reused from the allocator's cache instead of fresh pages."""
 FIT_PIXELS = 1 << 18
 """Images up to this size are fitted on all their pixels; larger ones on a regular grid of this many."""
-TABLE_AFTER_PIXELS = 1 << 23
-"""With fixed source statistics (one slide) Reinhard's map is a function of a pixel's colour alone: after this
-many pixels with the same statistics, :class:`ReinhardNormalizer` computes it once for all 2^24 colours (about
-as long as 17 MP through the kernel; 64 MB) and looks every later pixel up instead."""
 
 
 @dataclass(frozen=True)
@@ -272,32 +267,11 @@ def _torch_kernel(
     return out.reshape(x.shape), done.tolist()
 
 
-def colour_table(target: LabStats, source: LabStats, device: torch.device) -> torch.Tensor:
-    """:func:`reinhard_kernel`'s output for every sRGB colour: (2^24,) int32 whose 4 bytes are the output's
-    r, g, b and 0, at index ``r << 16 | g << 8 | b`` of the input (the kernel is per pixel once the statistics
-    are fixed)."""
-    v = torch.arange(256, dtype=torch.uint8, device=device)
-    rgb = torch.stack([v.repeat_interleave(65536), v.repeat_interleave(256).repeat(256), v.repeat(65536)])
-    out, _ = reinhard_kernel(rgb.reshape(1, 3, 4096, 4096), target, source)
-    rgba = torch.cat([out.reshape(3, -1), torch.zeros(1, 1 << 24, dtype=torch.uint8, device=device)])
-    return rgba.T.contiguous().view(torch.int32).reshape(-1)
-
-
-def _look_up(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 through a :func:`colour_table` (a gather of 4-byte entries, read back as bytes)."""
-    xi = x.int()
-    index = xi[:, 0].mul(65536).add_(xi[:, 1], alpha=256).add_(xi[:, 2])
-    packed = table.index_select(0, index.reshape(-1))
-    rgba = packed.view(torch.uint8).reshape(x.shape[0], x.shape[2], x.shape[3], 4)
-    return rgba[..., :3].permute(0, 3, 1, 2).contiguous()
-
-
 class ReinhardNormalizer(StainNormalizer[LabStats]):
     """Reinhard normalization on (B, 3, H, W) batches; statistics from tissue pixels only.
 
-    With source statistics given (``transform(images, source=stats)``: one slide's), the first
-    :data:`TABLE_AFTER_PIXELS` pixels go through :func:`reinhard_kernel`; then the map of every colour is
-    computed once (:func:`colour_table`) and later pixels are looked up: the same output, several times faster.
+    With source statistics given (``transform(images, source=stats)``: one slide's) every image is mapped
+    with them; without, each image is fitted on its own tissue pixels.
 
     Examples
     --------
@@ -311,21 +285,6 @@ class ReinhardNormalizer(StainNormalizer[LabStats]):
 
     name = "reinhard"
 
-    def __init__(self, *, device: torch.device | str = "cpu") -> None:
-        super().__init__(device=device)
-        self._table: tuple[Any, int, torch.Tensor | None] = (None, 0, None)
-        self._table_lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:  # pickled for Dask workers: no lock, no 64 MB table
-        state = self.__dict__.copy()
-        state["_table"] = (None, 0, None)
-        del state["_table_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._table_lock = threading.Lock()
-
     def _fit_stats(self, rgb: torch.Tensor) -> LabStats | None:
         x = rgb.round().clamp(0, 255).to(torch.uint8)
         return _lab_stats(x.permute(1, 0, 2, 3).reshape(1, 3, -1))[0]
@@ -334,18 +293,7 @@ class ReinhardNormalizer(StainNormalizer[LabStats]):
         """See :meth:`StainNormalizer.transform`; the whole batch goes through :func:`reinhard_kernel`."""
         if self.target is None:
             return super().transform(images, source=source)  # raises: not fitted
-        batch = to_batch(images, device=self.device)
-        if source is None:
-            out, _ = reinhard_kernel(batch, self.target, None)
-            return from_batch(out, images)
-        key = (tuple(self.target.mean.tolist() + self.target.std.tolist()),
-               tuple(source.mean.tolist() + source.std.tolist()), str(batch.device))  # fmt: skip
-        with self._table_lock:  # one slide's statistics at a time: a new source starts the count again
-            last_key, seen, table = self._table if self._table[0] == key else (key, 0, None)
-            if table is None and seen >= TABLE_AFTER_PIXELS:
-                table = colour_table(self.target, source, batch.device)
-            self._table = (last_key, seen + batch.numel() // 3, table)
-        out = _look_up(batch, table) if table is not None else reinhard_kernel(batch, self.target, source)[0]
+        out, _ = reinhard_kernel(to_batch(images, device=self.device), self.target, source)
         return from_batch(out, images)
 
     __call__ = transform
