@@ -59,6 +59,44 @@ def test_generic_tiff_reads_through_tifffile_with_a_bounded_tile_cache(generated
         assert cached._cache and not direct._cache  # type: ignore[attr-defined]
 
 
+def test_tiles_decoded_directly_equal_tifffiles_zarr_view(generated: dict[str, Path], data_dir: Path) -> None:
+    """TiffSlide decodes the tiles under a region itself (on the shared pool): the same pixels as tifffile's
+    Zarr view of the level, for JPEG, zlib, 16-bit, gray and Aperio JPEG / JPEG 2000 tiles, at tile borders
+    and level edges."""
+    from wsikit.io._tiff_backend import TiffSlide, _to_rgb_uint8
+
+    paths = [generated[k] for k in ("pyramid_jpeg", "ome_pyramid", "odd_one_level", "uint16", "gray")]
+    paths += [
+        data_dir / "slides" / "cmu-1-small-region.svs",
+        data_dir / "slides" / "tcga-cr-7395-01a-01-ts1.svs",
+    ]
+    rng = np.random.default_rng(1)
+    direct_levels = 0
+    for path in paths:
+        slide = TiffSlide(path)
+        try:
+            for level in range(slide.level_count):
+                if slide._pages[level] is None:
+                    continue
+                direct_levels += 1
+                lw, lh = slide.level_dimensions[level]
+                boxes = [(0, 0, lw, lh), (lw - 7, lh - 5, 7, 5)]
+                boxes += [
+                    (int(rng.integers(0, lw - 1)), int(rng.integers(0, lh - 1)), 1, 1) for _ in range(3)
+                ]
+                for _ in range(6):
+                    x, y = int(rng.integers(0, lw - 1)), int(rng.integers(0, lh - 1))
+                    boxes.append((x, y, int(rng.integers(1, lw - x + 1)), int(rng.integers(1, lh - y + 1))))
+                for x, y, w, h in boxes:
+                    zarr_view = np.asarray(slide._levels[level][y : y + h, x : x + w])
+                    np.testing.assert_array_equal(
+                        slide._read_direct(level, x, y, w, h), _to_rgb_uint8(zarr_view)
+                    )
+        finally:
+            slide.close()
+    assert direct_levels >= 10
+
+
 def test_sixteen_bit_and_gray_are_converted(generated: dict[str, Path]) -> None:
     expected = he_texture(256, 384, 2)
     with open_slide(generated["uint16"], backend="tifffile") as s:

@@ -8,18 +8,16 @@ sRGB's ``x ** (1 / 2.4)`` by ``sqrt(sqrt(cbrt(x))) ** 5`` (under 2e-4 of a grey 
 look-ups (linear intensity, optical density) run in a short scalar loop into L1-sized buffers first, because
 a gather inside the arithmetic loop stops it from being vectorized.
 
-Work is cut into items of at most :data:`ITEM_PIXELS` pixels of one image; a few threads (torch's thread
-count, numba's functions release the GIL) each take a fixed share of the items, and the statistics are summed
-per item in float64 and merged in item order, so results do not depend on the number of threads.
+Work is cut into items of at most :data:`ITEM_PIXELS` pixels of one image; as many tasks as torch has
+threads (on :func:`wsikit._threads.worker_pool`; numba's functions release the GIL) each take a fixed share
+of the items, and the statistics are summed per item in float64 and merged in item order, so results do not
+depend on the number of threads.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -28,6 +26,8 @@ from llvmlite import ir
 from numba import njit as _numba_njit
 from numba import types
 from numba.extending import intrinsic as _numba_intrinsic
+
+from wsikit._threads import worker_pool
 
 __all__ = ["lab_moments", "apply_maps"]
 
@@ -188,28 +188,6 @@ def _apply_items(
                 dst[k] = np.uint8(s + b3[k] * (mapped[k] - s) + _HALF)
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(
-                max_workers=max(1, torch.get_num_threads()), thread_name_prefix="reinhard"
-            )
-        return _POOL
-
-
-def _forget_pool() -> None:  # a forked child has none of the parent's threads: it starts its own pool
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
 def _items(b: int, p: int) -> np.ndarray:
     """(image, first pixel, last pixel + 1) of every work item, int64 (n, 3)."""
     starts = np.arange(0, p, ITEM_PIXELS)
@@ -228,7 +206,7 @@ def _run(fn: Any, x: np.ndarray, items: np.ndarray, constants: tuple[Any, ...], 
         return
     shares = np.array_split(np.arange(len(items)), min(threads, len(items)))
     futures = [
-        _pool().submit(fn, x, items[s], *constants, out[s[0] : s[-1] + 1] if out.ndim == 2 else out)  # type: ignore[call-arg]
+        worker_pool().submit(fn, x, items[s], *constants, out[s[0] : s[-1] + 1] if out.ndim == 2 else out)  # type: ignore[call-arg]
         for s in shares
     ]
     for f in futures:

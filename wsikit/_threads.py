@@ -1,0 +1,42 @@
+"""One process-wide thread pool for CPU work that releases the GIL (compiled kernels, tile decoding).
+
+Sized by the CPUs this process may use; callers decide how many tasks to submit. After ``fork()`` the child
+has none of the parent's threads, so it starts a pool of its own on first use instead of queueing work that
+no thread would ever run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["cpu_count", "worker_pool"]
+
+_POOL: ThreadPoolExecutor | None = None
+_LOCK = threading.Lock()
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_pool() -> ThreadPoolExecutor:
+    """The shared pool (created on first use)."""
+    global _POOL
+    with _LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=cpu_count(), thread_name_prefix="wsikit")
+        return _POOL
+
+
+def _forget_pool() -> None:
+    global _POOL, _LOCK
+    _POOL, _LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
