@@ -40,10 +40,11 @@ _TIFFFILE_COMPRESSIONS = (7, 33005)
 YCbCr variant 33003 needs a colour conversion, so it stays with OpenSlide)."""
 
 
-_TIFFFILE_MIN_TILES = 100
+_TIFFFILE_MIN_TILES = 8
 """Smaller slides stay with OpenSlide: there the check at open (up to four tile decodes) costs about what
-tifffile saves, or more (tissue_mask of MoNuSAC crops of 30 and 16 tiles: 0.15 / 0.069 s with tifffile vs
-0.16 / 0.065 s without; of 3 tiles: 0.025 vs 0.016 s)."""
+tifffile saves (open and overview of a 3-tile MoNuSAC crop: 0.017 s with tifffile vs 0.014 s without; of
+16 and 30 tiles: 0.029 / 0.050 s vs 0.058 / 0.089 s, since tiles are decoded without tifffile's Zarr view).
+It was 100 before that."""
 
 
 def _aperio_jpeg_reader(slide: OpenSlideSlide) -> Any:
