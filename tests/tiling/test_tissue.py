@@ -38,6 +38,35 @@ def test_field_full_of_tissue_is_mostly_tissue(data_dir: Path) -> None:
         assert tissue_mask(slide).fraction > 0.8
 
 
+def test_small_high_resolution_images_are_detected_on_about_1um_pixels(
+    data_dir: Path, sample_slide: Path
+) -> None:
+    """A 0.19 µm/px MoNuSAC crop is detected on 5 x 5 block averages (0.97 µm), with the mask of its full
+    resolution to within a few percent of the crop; CMU-1 (0.499 µm/px, 2,967 px) keeps its 2x overview
+    (the 2,048 px bound already gives 1 µm); a slide without mpp is unaffected; pixel_um must be > 0."""
+    from wsikit.errors import ConfigError
+
+    with open_slide(data_dir / "monusac" / "A9K0_1.svs") as slide:
+        coarse = tissue_mask(slide)
+        fine = tissue_mask(slide, pixel_um=0.1)
+        assert coarse.downsample == 5 and fine.downsample == 1
+        ratio = round(coarse.downsample)
+        on_fine_grid = np.repeat(np.repeat(coarse.mask, ratio, 0), ratio, 1)[
+            : fine.mask.shape[0], : fine.mask.shape[1]
+        ]
+        h, w = on_fine_grid.shape
+        assert (on_fine_grid != fine.mask[:h, :w]).mean() < 0.05
+        assert abs(coarse.fraction - fine.fraction) < 0.03
+        with pytest.raises(ConfigError, match="pixel_um must be positive"):
+            slide.read_overview(2048, pixel_um=0)
+    with open_slide(sample_slide) as slide:
+        assert tissue_mask(slide).downsample == 2.0
+    with open_slide(data_dir / "slides" / "tcga-cr-7395-01a-01-ts1.svs") as slide:  # no mpp in the file
+        assert (
+            slide.mpp is None and slide.read_overview(2048, pixel_um=1.0)[1] == slide.read_overview(2048)[1]
+        )
+
+
 def test_pen_marks_are_not_tissue(data_dir: Path) -> None:
     with open_slide(data_dir / "slides" / "small_dicom.dcm") as slide:
         overview, _ = slide.read_overview(1024)
@@ -77,7 +106,9 @@ def test_pen_rule_is_the_hsv_rule_away_from_its_bounds() -> None:
     assert 0.2 < want.mean() < 0.6  # both kinds of pixel are well represented
 
 
-def test_closing_equals_scipy() -> None:
+def test_closing_equals_scipy_and_keeps_the_edges() -> None:
+    """scipy's dilation then erosion with tissue outside the image for the erosion: the closing only adds
+    pixels, so tissue that runs off the edge keeps its edge."""
     from scipy import ndimage as ndi
 
     from wsikit.tiling.tissue import _close3
@@ -85,8 +116,13 @@ def test_closing_equals_scipy() -> None:
     rng = np.random.default_rng(1)
     for shape, p in (((97, 131), 0.5), ((64, 64), 0.8), ((3, 50), 0.6), ((1, 9), 0.7)):
         mask = rng.random(shape) < p
-        want = ndi.binary_closing(mask, structure=np.ones((3, 3), bool))
-        assert np.array_equal(_close3(mask), want), shape
+        square = np.ones((3, 3), bool)
+        want = ndi.binary_erosion(
+            ndi.binary_dilation(mask, structure=square), structure=square, border_value=1
+        )
+        got = _close3(mask)
+        assert np.array_equal(got, want) and not (mask & ~got).any(), shape
+    assert _close3(np.ones((5, 7), bool)).all()
 
 
 def test_box_fraction_and_area() -> None:

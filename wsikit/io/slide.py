@@ -291,7 +291,7 @@ class Slide(ABC):
     def _read(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         """Read an in-bounds box given in ``level`` pixel coordinates."""
 
-    def read_overview(self, max_size: int = 2048) -> tuple[RGBImage, float]:
+    def read_overview(self, max_size: int = 2048, *, pixel_um: float | None = None) -> tuple[RGBImage, float]:
         """Read the whole slide downsampled so its longest side is at most ``max_size``.
 
         The slide is read in horizontal strips from the smallest sufficient
@@ -303,6 +303,10 @@ class Slide(ABC):
         ----------
         max_size : int
             Longest side of the result in pixels.
+        pixel_um : float, optional
+            Also downsample small high-resolution images (crops, tiles) towards pixels of this size: by the
+            largest integer factor whose pixels stay at or below it, when the slide's mpp is known. Only
+            makes the overview coarser than ``max_size`` alone would.
 
         Returns
         -------
@@ -322,12 +326,15 @@ class Slide(ABC):
         """
         if max_size <= 0:
             raise ConfigError(f"max_size must be positive, got {max_size}")
+        if pixel_um is not None and not pixel_um > 0:
+            raise ConfigError(f"pixel_um must be positive, got {pixel_um}")
         w0, h0 = self.dimensions
-        wanted = max(w0, h0) / max_size
-        level = self.best_level_for_downsample(max(wanted, 1.0))
+        by_size = max(w0, h0) / max_size
+        by_pixel = math.floor(pixel_um / self.mpp[0]) if pixel_um and self.mpp else 1
+        level = self.best_level_for_downsample(max(by_size, by_pixel, 1.0))
         lw, lh = self.level_dimensions[level]
         ds_level = self.level_downsamples[level]
-        factor = max(1, math.ceil(max(lw, lh) / max_size))
+        factor = max(1, math.ceil(max(lw, lh) / max_size), math.floor(by_pixel / ds_level))
         out_w, out_h = math.ceil(lw / factor), math.ceil(lh / factor)
         out = np.empty((out_h, out_w, 3), dtype=np.uint8)
         # Strips of about 16 MB keep the peak small whatever the level size.

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from wsikit._typing import BoolMask, RGBImage
 from wsikit.errors import ConfigError, ShapeError
 
-__all__ = ["TissueMask", "detect_tissue", "pen_mask", "tissue_mask"]
+__all__ = ["TissueMask", "detect_tissue", "pen_mask", "tissue_mask", "DETECTION_PIXEL_UM"]
 
 # Threshold clamps, chosen for bright-field H&E (glass: saturation < 0.04, OD < 0.05).
 _SAT_RANGE = (0.07, 0.20)
@@ -117,8 +117,10 @@ def pen_mask(rgb: RGBImage) -> BoolMask:
 
 
 def _close3(mask: BoolMask) -> BoolMask:
-    """Binary closing with a 3 x 3 square, outside the image False (``ndi.binary_closing``'s result, by
-    shifted ORs and ANDs: separable, several times faster)."""
+    """Binary closing with a 3 x 3 square by shifted ORs and ANDs (separable, several times faster than
+    scipy): the dilation sees no tissue outside the image, the erosion no glass, so the closing only adds
+    pixels. (scipy's ``binary_closing`` erodes with glass outside and so cut a pixel off every edge: 6% of a
+    0.2 x 0.5 mm crop at 1 µm per pixel.)"""
     grown = mask.copy()
     grown[1:] |= mask[:-1]
     grown[:-1] |= mask[1:]
@@ -128,11 +130,9 @@ def _close3(mask: BoolMask) -> BoolMask:
     shrunk = wide.copy()
     shrunk[1:] &= wide[:-1]
     shrunk[:-1] &= wide[1:]
-    shrunk[[0, -1]] = False
     out = shrunk.copy()
     out[:, 1:] &= shrunk[:, :-1]
     out[:, :-1] &= shrunk[:, 1:]
-    out[:, [0, -1]] = False
     return out
 
 
@@ -272,8 +272,16 @@ class TissueMask:
         return float(count) / area
 
 
-def tissue_mask(slide: object, *, max_size: int = 2048, remove_pen: bool = True) -> TissueMask:
-    """Detect tissue on a slide's overview (longest side at most ``max_size`` px).
+DETECTION_PIXEL_UM = 1.0
+"""Tissue is detected on pixels of about this size at most (1 µm): finer ones only cost time (a 0.25 µm/px
+crop is detected on 1 µm block averages); whole slides are coarser anyway (``max_size``)."""
+
+
+def tissue_mask(
+    slide: object, *, max_size: int = 2048, pixel_um: float = DETECTION_PIXEL_UM, remove_pen: bool = True
+) -> TissueMask:
+    """Detect tissue on a slide's overview (longest side at most ``max_size`` px, pixels of at most about
+    ``pixel_um`` µm when the slide's mpp is known).
 
     Parameters
     ----------
@@ -281,6 +289,9 @@ def tissue_mask(slide: object, *, max_size: int = 2048, remove_pen: bool = True)
         An open slide.
     max_size : int
         Longest side of the overview used for detection; memory is bounded by it.
+    pixel_um : float
+        Small high-resolution images are block-averaged towards pixels of this size first (see
+        :meth:`wsikit.io.Slide.read_overview`).
     remove_pen : bool
         Exclude marker ink.
 
@@ -302,7 +313,7 @@ def tissue_mask(slide: object, *, max_size: int = 2048, remove_pen: bool = True)
 
     if not isinstance(slide, Slide):
         raise ShapeError(f"slide must be a wsikit Slide, got {type(slide).__name__}")
-    overview, downsample = slide.read_overview(max_size)
+    overview, downsample = slide.read_overview(max_size, pixel_um=pixel_um)
     # Size thresholds scale with the overview: ~0.002% of its area for specks, 0.05% for holes.
     n = overview.shape[0] * overview.shape[1]
     mask = detect_tissue(
