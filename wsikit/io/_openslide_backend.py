@@ -69,6 +69,7 @@ def _aperio_jpeg_reader(slide: OpenSlideSlide) -> Any:
         fast = TiffSlide(slide.path)
     except Exception:  # noqa: BLE001 - any doubt: OpenSlide alone
         return None
+    osr = slide._osr  # the check reads through the slide's own handle (a fresh one costs 5-8 ms)
     try:
         assert fast._tif is not None
         levels = fast._tif.series[0].levels
@@ -95,12 +96,13 @@ def _aperio_jpeg_reader(slide: OpenSlideSlide) -> Any:
             # is not an integer at a fraction of a pixel from that level's grid, except at the origin)
             for x, y in ((0, 0), (lw // 2 // tw * tw, lh // 2 // th * th))[: 2 if i == 0 else 1]:
                 w, h = min(tw, lw - x), min(th, lh - y)
-                if not np.array_equal(fast._read_direct(i, x, y, w, h), slide._read_isolated(i, x, y, w, h)):
+                if not np.array_equal(fast._read_direct(i, x, y, w, h), slide._read_with(osr, i, x, y, w, h)):
                     ok = False
             if not ok:
                 break
     except Exception:  # noqa: BLE001
         ok = False
+        slide._replace_handle(osr)  # a handle that failed a read once is unusable (see OpenSlideSlide._read)
     if not ok:
         fast.close()
         return None

@@ -17,16 +17,15 @@ depend on the number of threads.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import numpy as np
 import torch
 from llvmlite import ir
-from numba import njit as _numba_njit
 from numba import types
 from numba.extending import intrinsic as _numba_intrinsic
 
+from wsikit._numba import jit
 from wsikit._threads import worker_pool
 
 __all__ = ["lab_moments", "apply_maps"]
@@ -42,17 +41,6 @@ _INV_KAPPA = _F(27 * 116 / 24389)
 _DELTA = _F(6 / 29)  # f at _EPS
 _KNEE = _F(0.0031308)  # linear intensity where sRGB's curve turns linear
 _ZERO, _ONE, _HALF, _THIRD = _F(0.0), _F(1.0), _F(0.5), _F(1 / 3)
-_Fn = TypeVar("_Fn", bound=Callable[..., Any])
-
-
-def _jit(inline: bool = False) -> Callable[[_Fn], _Fn]:
-    """numba's njit: no GIL, fast math, no division checks (they stop vectorization), cached on disk (``inline``: into the caller's loop, where it can be vectorized)."""
-    return cast(
-        Callable[[_Fn], _Fn],
-        _numba_njit(
-            nogil=True, fastmath=True, error_model="numpy", cache=True, inline="always" if inline else "never"
-        ),
-    )
 
 
 def _bitcast(to: Any, llvm_type: Any, source: Any) -> Any:
@@ -71,7 +59,7 @@ _as_int = _bitcast(types.int32, ir.IntType(32), types.float32)
 _as_float = _bitcast(types.float32, ir.FloatType(), types.int32)
 
 
-@_jit(inline=True)
+@jit(inline=True)
 def _cbrt(x: Any) -> Any:
     """Cube root of a positive float32: exponent / 3 on the bits (within 4%), two Halley steps."""
     y = _as_float(np.int32(_F(_as_int(x)) * _THIRD) + np.int32(709921077))
@@ -81,19 +69,19 @@ def _cbrt(x: Any) -> Any:
     return y * (y3 + x + x) / (y3 + y3 + x)
 
 
-@_jit(inline=True)
+@jit(inline=True)
 def _f(t: Any) -> Any:
     """CIE's f: cube root above _EPS, its tangent below (one expression, no branch)."""
     return _cbrt(max(t, _EPS)) + min(t - _EPS, _ZERO) * _KAPPA
 
 
-@_jit(inline=True)
+@jit(inline=True)
 def _f_inverse(f: Any) -> Any:
     c = max(f, _DELTA)
     return c * c * c + min(f - _DELTA, _ZERO) * _INV_KAPPA
 
 
-@_jit(inline=True)
+@jit(inline=True)
 def _srgb(lin: Any) -> Any:
     """sRGB 0..255 (float, clamped) of a linear intensity: ``x ** (5 / 12)`` as ``sqrt(sqrt(cbrt(x))) ** 5``."""
     lin = max(lin, _ZERO)
@@ -106,7 +94,7 @@ def _srgb(lin: Any) -> Any:
     return min(max(v, _ZERO), _F(255.0))
 
 
-@_jit()
+@jit()
 def _look_up(x: Any, i: int, p0: int, p1: int, lin: Any, log_t: Any, buf: Any) -> None:
     """Linear intensities and the summed log transmittance of pixels p0..p1 of image i into ``buf``."""
     for p in range(p0, p1):
@@ -118,7 +106,7 @@ def _look_up(x: Any, i: int, p0: int, p1: int, lin: Any, log_t: Any, buf: Any) -
         buf[3, k] = log_t[r] + log_t[g] + log_t[b]
 
 
-@_jit()
+@jit()
 def _moments_items(x: Any, items: Any, lin: Any, log_t: Any, to_xyz: Any, ramp: Any, out: Any) -> None:
     """Per item: tissue pixel count, sums and sums of squares of L, a, b (float64) into ``out`` rows."""
     m00, m01, m02, m10, m11, m12, m20, m21, m22 = to_xyz.ravel()
@@ -150,7 +138,7 @@ def _moments_items(x: Any, items: Any, lin: Any, log_t: Any, to_xyz: Any, ramp: 
         out[row, 4], out[row, 5], out[row, 6] = q0, q1, q2
 
 
-@_jit()
+@jit()
 def _apply_items(
     x: Any, items: Any, lin: Any, log_t: Any, to_xyz: Any, from_xyz: Any, maps: Any, ramp: Any, out: Any
 ) -> None:

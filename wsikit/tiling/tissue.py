@@ -183,15 +183,13 @@ def detect_tissue(
         raise ShapeError(f"rgb must be an (H, W, 3) uint8 array, got {got}")
     if min_object_px < 0 or max_hole_px < 0:
         raise ConfigError("min_object_px and max_hole_px must be >= 0")
-    r, g, b, mx, mn = _channels(rgb)
-    sat = _SAT_LUT[mx, mn]
-    od = (_OD_LUT[rgb[..., 0]] + _OD_LUT[rgb[..., 1]] + _OD_LUT[rgb[..., 2]]) / np.float32(3.0)
-    ink = _ink(r, g, b, mx, mn) if remove_pen else np.zeros(sat.shape, bool)
-    clean = ~ink
-    # saturation takes one of 256^2 values (a function of max and min): its histogram from their counts
-    pairs = np.bincount(mx[clean].astype(np.int32) * 256 + mn[clean], minlength=256 * 256)
+    from wsikit.tiling._tissue_kernel import pixel_features  # numba, imported on first use
+
+    # saturation, optical density and the ink rule of _ink in one compiled pass; saturation takes one of
+    # 256^2 values (a function of max and min): its histogram from their counts
+    sat, od, clean, pairs, od_clean = pixel_features(rgb, _OD_LUT, _SAT_LUT, remove_pen)
     t_sat = _otsu_of_table(_SAT_LUT.ravel(), pairs, *_SAT_RANGE)
-    t_od = _otsu(od[clean], *_OD_RANGE)
+    t_od = _otsu(od_clean, *_OD_RANGE)
     tissue = ((sat > t_sat) | (od > t_od)) & clean
     tissue = _close3(tissue) & clean
     if min_object_px:
