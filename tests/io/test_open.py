@@ -97,6 +97,26 @@ def test_tiles_decoded_directly_equal_tifffiles_zarr_view(generated: dict[str, P
     assert direct_levels >= 10
 
 
+def test_openslide_reads_of_several_tile_columns_in_parallel_bands_give_the_same_pixels(
+    data_dir: Path,
+) -> None:
+    """Large OpenSlide reads are cut at tile borders into bands read concurrently through one handle: the
+    same pixels as one read, over whole images and boxes that start and end inside tiles."""
+    from wsikit.io import _openslide_backend as osb
+
+    rng = np.random.default_rng(2)
+    for path in (data_dir / "monusac" / "A9K0_1.svs", data_dir / "slides" / "cmu-1-small-region.svs"):
+        with open_slide(path, backend="openslide") as slide:
+            assert isinstance(slide, osb.OpenSlideSlide)
+            lw, lh = slide.level_dimensions[0]
+            boxes = [(0, 0, lw, lh)] + [(int(rng.integers(0, lw // 2)), int(rng.integers(0, lh // 2)),
+                                         int(rng.integers(300, lw // 2)), int(rng.integers(220, lh // 2))) for _ in range(4)]  # fmt: skip
+            for x, y, w, h in boxes:
+                assert w * h >= osb._SPLIT_READ_PIXELS
+                whole = slide._read_with(slide._osr, 0, x, y, w, h)
+                np.testing.assert_array_equal(slide._read_in_columns(slide._osr, 0, x, y, w, h), whole)
+
+
 def test_sixteen_bit_and_gray_are_converted(generated: dict[str, Path]) -> None:
     expected = he_texture(256, 384, 2)
     with open_slide(generated["uint16"], backend="tifffile") as s:
