@@ -236,6 +236,21 @@ def test_truncated_tile_data(tmp_path: Path) -> None:
     _assert_one_line(info.value, cut, "truncated")
 
 
+def test_a_slide_cut_short_after_a_good_open_fails_on_the_next_open(tmp_path: Path) -> None:
+    """The truncation check remembers files that passed only while their size and modification time stay
+    the same: the same path cut short later (a copy overwritten by a failed one) fails when opened again."""
+    src = write_pyramid_tiff(tmp_path / "full.tiff", he_texture(512, 512), levels=1, compression="zlib")
+    path = tmp_path / "slide.tiff"
+    whole = src.read_bytes()
+    path.write_bytes(whole)
+    open_slide(path).close()
+    open_slide(path).close()  # the remembered check
+    path.write_bytes(whole[: len(whole) - 100])
+    with pytest.raises(SlideOpenError) as info:
+        open_slide(path)
+    _assert_one_line(info.value, path, "truncated")
+
+
 def test_truncated_dicom(tmp_path: Path, data_dir: Path) -> None:
     path = tmp_path / "cut.dcm"
     path.write_bytes((data_dir / "slides" / "small_dicom.dcm").read_bytes()[:1_000_000])
