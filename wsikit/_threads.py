@@ -1,6 +1,8 @@
 """One process-wide thread pool for CPU work that releases the GIL (compiled kernels, tile decoding).
 
-Sized by the CPUs this process may use; callers decide how many tasks to submit. After ``fork()`` the child
+Twice as many threads as the CPUs this process may use (so that a split into more parts than cores, such
+as three tile columns on two cores, finishes in 1.5 parts' time instead of 2); callers decide how many tasks
+to submit, most as many as there are cores. After ``fork()`` the child
 has none of the parent's threads, so it starts a pool of its own on first use instead of queueing work that
 no thread would ever run.
 """
@@ -30,7 +32,7 @@ def worker_pool() -> ThreadPoolExecutor:
     global _POOL
     with _LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=cpu_count(), thread_name_prefix="wsikit")
+            _POOL = ThreadPoolExecutor(max_workers=2 * cpu_count(), thread_name_prefix="wsikit")
         return _POOL
 
 

@@ -191,13 +191,14 @@ class OpenSlideSlide(Slide):
 
     def _read_in_columns(self, osr: Any, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         """One read, or for a region of at least :data:`_SPLIT_READ_PIXELS` over several tile columns of a
-        level with an integer downsample, reads of column bands cut at tile borders on the shared pool:
+        level with an integer downsample, reads of column bands (up to two per core) cut at tile borders on
+        the shared pool:
         OpenSlide decodes tiles one at a time per call, and its calls release the GIL and may share a handle
         (the same pixels: every band starts on the level's grid)."""
         tw = self._tile_size(level)[0]
         first, last = x // tw, (x + w - 1) // tw
         ds = self.level_downsamples[level]
-        parts = min(cpu_count(), last - first + 1)
+        parts = min(2 * cpu_count(), last - first + 1)  # more bands than cores: the last ones balance
         if parts < 2 or w * h < _SPLIT_READ_PIXELS or ds != round(ds):
             return self._read_with(osr, level, x, y, w, h)
         inner = {round((x + k * w / parts) / tw) * tw for k in range(1, parts)}  # tile borders nearest to
