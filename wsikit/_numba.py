@@ -1,6 +1,7 @@
 """numba's ``njit`` as this package compiles its per-pixel loops: no GIL (they run on a thread pool), no
 division-by-zero checks (a branch in the loop stops LLVM from vectorizing it), cached on disk beside the
-module (compiled once per machine and numba version, about 1-3 s each)."""
+module or in the user's cache folder (compiled once per machine and numba version, about 1-3 s each); where
+neither can be written (a read-only install and home), compiled once per process instead."""
 
 from __future__ import annotations
 
@@ -20,13 +21,17 @@ def jit(*, inline: bool = False, fastmath: bool = True) -> Callable[[_Fn], _Fn]:
     """
     from numba import njit
 
-    return cast(
-        Callable[[_Fn], _Fn],
-        njit(
-            nogil=True,
-            fastmath=fastmath,
-            error_model="numpy",
-            cache=True,
-            inline="always" if inline else "never",
-        ),
-    )
+    options: dict[str, Any] = {
+        "nogil": True,
+        "fastmath": fastmath,
+        "error_model": "numpy",
+        "inline": "always" if inline else "never",
+    }
+
+    def decorate(fn: _Fn) -> _Fn:
+        try:
+            return cast(_Fn, njit(cache=True, **options)(fn))
+        except RuntimeError:  # numba found no writable cache location: compile in each process
+            return cast(_Fn, njit(cache=False, **options)(fn))
+
+    return decorate
