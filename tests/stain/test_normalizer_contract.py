@@ -391,3 +391,43 @@ def test_reinhard_compiled_kernel_runs_in_a_forked_child(target: np.ndarray) -> 
     with multiprocessing.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(norm.transform, (image,)).get(timeout=60)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_macenko_compiled_apply_matches_the_torch_kernel_and_any_thread_count(
+    data_dir: Path, target: np.ndarray
+) -> None:
+    """On the CPU Macenko's apply is a compiled loop; the torch kernel (the path on GPUs, and with
+    compile=True) gives the same bytes but for a grey level on a few pixels, with a slide's map and with
+    each image's own; the bytes do not depend on the number of threads; its exp is float32-accurate."""
+    from wsikit.stain import _macenko_cpu
+    from wsikit.stain.macenko import _apply_od_map
+
+    x = np.linspace(-12.0, 2.0, 3001).astype(np.float32)
+    got = np.array([_macenko_cpu._exp(v) for v in x], dtype=np.float64)
+    assert np.max(np.abs(got / np.exp(x.astype(np.float64)) - 1)) < 2e-6
+
+    norm = MacenkoNormalizer().fit(target)
+    tiles = np.stack([_rgb(data_dir / "monuseg" / "test" / name)[:224, :224] for name in
+                      ("TCGA-2Z-A9J9-01A-01-TS1.tif", "TCGA-69-7764-01A-01-TS1.tif", "TCGA-HC-7209-01A-01-TS1.tif")])  # fmt: skip
+    flat = torch.from_numpy(tiles).permute(0, 3, 1, 2).contiguous().reshape(3, 3, -1)
+    slide_map = norm.od_map(norm.fit_source(list(tiles))).expand(3, 3, 3)
+    own_maps = torch.stack([norm.od_map(norm.fit_source(t)) for t in tiles])
+    for maps in (slide_map, own_maps):
+        compiled = _macenko_cpu.apply_od_maps(flat.numpy(), maps.numpy(), 0.15, 0.30)
+        eager = _apply_od_map(flat, maps, 0.15, 0.30).numpy()
+        diff = np.abs(compiled.astype(int) - eager.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            np.testing.assert_array_equal(
+                _macenko_cpu.apply_od_maps(flat.numpy(), maps.numpy(), 0.15, 0.30), compiled
+            )
+        finally:
+            torch.set_num_threads(threads)
+    # transform() uses it on the CPU: the same bytes as the function itself
+    out = norm.transform(tiles, source=norm.fit_source(list(tiles)))
+    np.testing.assert_array_equal(
+        out.transpose(0, 3, 1, 2).reshape(3, 3, -1),
+        _macenko_cpu.apply_od_maps(flat.numpy(), slide_map.numpy(), 0.15, 0.30),
+    )

@@ -8,10 +8,8 @@ sRGB's ``x ** (1 / 2.4)`` by ``sqrt(sqrt(cbrt(x))) ** 5`` (under 2e-4 of a grey 
 look-ups (linear intensity, optical density) run in a short scalar loop into L1-sized buffers first, because
 a gather inside the arithmetic loop stops it from being vectorized.
 
-Work is cut into items of at most :data:`ITEM_PIXELS` pixels of one image; as many tasks as torch has
-threads (on :func:`wsikit._threads.worker_pool`; numba's functions release the GIL) each take a fixed share
-of the items, and the statistics are summed per item in float64 and merged in item order, so results do not
-depend on the number of threads.
+Work items and threads: :mod:`wsikit.stain._cpu`; the statistics are summed per item in float64 and merged
+in item order, so results do not depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -21,18 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic as _numba_intrinsic
 
 from wsikit._numba import jit
-from wsikit._threads import worker_pool
+from wsikit.stain._cpu import ITEM_PIXELS, as_float, as_int, items_of, run_items
 
 __all__ = ["lab_moments", "apply_maps"]
 
-ITEM_PIXELS = 4096
-"""Pixels per work item: the scalar look-up pass writes four float buffers of this size (64 KB, in L1/L2)."""
-_INLINE_PIXELS = 1 << 16  # smaller jobs run on the calling thread: a thread hand-off costs more than them
 
 _F = np.float32
 _EPS = _F(216 / 24389)  # XYZ / white below which f is linear
@@ -43,26 +35,10 @@ _KNEE = _F(0.0031308)  # linear intensity where sRGB's curve turns linear
 _ZERO, _ONE, _HALF, _THIRD = _F(0.0), _F(1.0), _F(0.5), _F(1 / 3)
 
 
-def _bitcast(to: Any, llvm_type: Any, source: Any) -> Any:
-    """A numba intrinsic that reads a 32-bit scalar's bits as another 32-bit type (LLVM bitcast)."""
-
-    def typer(typingctx: Any, value: Any) -> Any:
-        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            return builder.bitcast(args[0], llvm_type)
-
-        return to(source), codegen
-
-    return _numba_intrinsic(typer)
-
-
-_as_int = _bitcast(types.int32, ir.IntType(32), types.float32)
-_as_float = _bitcast(types.float32, ir.FloatType(), types.int32)
-
-
 @jit(inline=True)
 def _cbrt(x: Any) -> Any:
     """Cube root of a positive float32: exponent / 3 on the bits (within 4%), two Halley steps."""
-    y = _as_float(np.int32(_F(_as_int(x)) * _THIRD) + np.int32(709921077))
+    y = as_float(np.int32(_F(as_int(x)) * _THIRD) + np.int32(709921077))
     y3 = y * y * y
     y = y * (y3 + x + x) / (y3 + y3 + x)
     y3 = y * y * y
@@ -176,31 +152,6 @@ def _apply_items(
                 dst[k] = np.uint8(s + b3[k] * (mapped[k] - s) + _HALF)
 
 
-def _items(b: int, p: int) -> np.ndarray:
-    """(image, first pixel, last pixel + 1) of every work item, int64 (n, 3)."""
-    starts = np.arange(0, p, ITEM_PIXELS)
-    per_image = np.stack([starts, np.minimum(starts + ITEM_PIXELS, p)], axis=1)
-    rows = [np.column_stack([np.full(len(per_image), i), per_image]) for i in range(b)]
-    return np.concatenate(rows).astype(np.int64)
-
-
-def _run(fn: Any, x: np.ndarray, items: np.ndarray, constants: tuple[Any, ...], out: np.ndarray) -> None:
-    """``fn(x, items, *constants, out)`` over a fixed split of the items among torch's threads; ``out`` is
-    either per item (2-D: each share gets its rows) or the whole output image array."""
-    threads = max(1, torch.get_num_threads())
-    pixels = int((items[:, 2] - items[:, 1]).sum())
-    if threads == 1 or pixels < _INLINE_PIXELS or len(items) < 2:
-        fn(x, items, *constants, out)
-        return
-    shares = np.array_split(np.arange(len(items)), min(threads, len(items)))
-    futures = [
-        worker_pool().submit(fn, x, items[s], *constants, out[s[0] : s[-1] + 1] if out.ndim == 2 else out)  # type: ignore[call-arg]
-        for s in shares
-    ]
-    for f in futures:
-        f.result()
-
-
 def _constants() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from wsikit.stain.reinhard import _TISSUE_HIGH, _TISSUE_LOW, _tables
 
@@ -213,9 +164,9 @@ def lab_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Count, mean and sum of squared deviations of L, a, b over each image's tissue pixels (tissue weight
     >= 0.5) of a (B, 3, P) uint8 C-contiguous array: (B,), (B, 3), (B, 3) float64."""
     lin, log_t, to_xyz, _, ramp = _constants()
-    items = _items(x.shape[0], x.shape[2])
+    items = items_of(x.shape[0], x.shape[2])
     sums = np.zeros((len(items), 7))
-    _run(_moments_items, x, items, (lin, log_t, to_xyz, ramp), sums)
+    run_items(_moments_items, x, items, (lin, log_t, to_xyz, ramp), sums)
     per_image = np.zeros((x.shape[0], 7))
     np.add.at(per_image, items[:, 0], sums)  # item order: the same sums for any number of threads
     n = per_image[:, 0]
@@ -230,5 +181,7 @@ def apply_maps(x: np.ndarray, a: np.ndarray, c: np.ndarray) -> np.ndarray:
     lin, log_t, to_xyz, from_xyz, ramp = _constants()
     maps = np.ascontiguousarray(np.concatenate([a, c[:, :, None]], axis=2), dtype=np.float32)
     out = np.empty_like(x)
-    _run(_apply_items, x, _items(x.shape[0], x.shape[2]), (lin, log_t, to_xyz, from_xyz, maps, ramp), out)
+    run_items(
+        _apply_items, x, items_of(x.shape[0], x.shape[2]), (lin, log_t, to_xyz, from_xyz, maps, ramp), out
+    )
     return out

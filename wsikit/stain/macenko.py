@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from wsikit.stain._batch import from_batch, pixel_blocks, to_batch
@@ -160,8 +161,9 @@ class MacenkoNormalizer(StainNormalizer[StainStats]):
         super().__init__(device=device)
         self.alpha = alpha
         self.beta = beta
-        # torch.compile fuses the per-pixel work into one loop (about 3x faster on a CPU); it costs
-        # ~20 s on first use, so it pays off on slides, not on a few images.
+        # On the CPU the apply is a compiled loop (wsikit.stain._macenko_cpu); elsewhere torch ops, or with
+        # compile=True torch.compile's fusion of them (~20 s on first use: for slides, not a few images).
+        self._compiled = compile
         self._kernel = torch.compile(_apply_od_map, dynamic=True) if compile else _apply_od_map
 
     def od_map(self, source: StainStats) -> torch.Tensor:
@@ -189,9 +191,16 @@ class MacenkoNormalizer(StainNormalizer[StainStats]):
             eye = torch.eye(3, device=self.device)
             maps = torch.stack([eye if s is None else self.od_map(s).to(self.device) for s in stats])
         flat = batch.reshape(b, 3, -1)
-        out = torch.empty_like(flat)
-        for i0, i1, p0, p1 in pixel_blocks(b, flat.shape[2], CHUNK_PIXELS):
-            out[i0:i1, :, p0:p1] = self._kernel(flat[i0:i1, :, p0:p1], maps[i0:i1], 0.15, 0.30)
+        if batch.device.type == "cpu" and not self._compiled:
+            from wsikit.stain._macenko_cpu import apply_od_maps  # numba, imported on first use
+
+            out = torch.from_numpy(
+                apply_od_maps(np.ascontiguousarray(flat.numpy()), maps.numpy(), 0.15, 0.30)
+            )
+        else:
+            out = torch.empty_like(flat)
+            for i0, i1, p0, p1 in pixel_blocks(b, flat.shape[2], CHUNK_PIXELS):
+                out[i0:i1, :, p0:p1] = self._kernel(flat[i0:i1, :, p0:p1], maps[i0:i1], 0.15, 0.30)
         for i, ok in enumerate(fitted):
             if not ok:  # too little tissue to fit: returned unchanged
                 out[i] = flat[i]
