@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
+sys.path.insert(0, str(HERE))
+
+from _stamp import stamp  # noqa: E402
 
 
 def tiles(n: int = 256, size: int = 224) -> np.ndarray:
@@ -129,6 +133,7 @@ def main() -> None:
     results["speedup_per_tile_macenko_vs_torchstain"] = round(
         results["torchstain_macenko_per_image_s"] / results["wsikit_macenko_per_tile_fit_s"], 2
     )
+    results = {**stamp(), **results}
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -132,7 +132,11 @@ class MacenkoNormalizer(StainNormalizer[StainStats]):
     beta : float
         Optical-density threshold: pixels below it in any channel are glass and ignored for fitting.
     device : torch device
-        Where fitting and transforms run.
+        Where fitting and transforms run. On the CPU the per-pixel apply is a compiled loop (numba), elsewhere
+        fused torch ops.
+    compile : bool
+        Apply through torch.compile's fusion of the torch ops instead (for GPUs; on the CPU the default loop
+        is about twice as fast, and the first call costs 5-20 s).
 
     Examples
     --------
@@ -162,7 +166,8 @@ class MacenkoNormalizer(StainNormalizer[StainStats]):
         self.alpha = alpha
         self.beta = beta
         # On the CPU the apply is a compiled loop (wsikit.stain._macenko_cpu); elsewhere torch ops, or with
-        # compile=True torch.compile's fusion of them (~20 s on first use: for slides, not a few images).
+        # compile=True torch.compile's fusion of them (for GPUs: on the CPU it is half the compiled loop's
+        # speed, and its first call costs 5-20 s).
         self._compiled = compile
         self._kernel = torch.compile(_apply_od_map, dynamic=True) if compile else _apply_od_map
 
