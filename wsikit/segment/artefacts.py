@@ -29,7 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ColourRule", "object_od", "optical_density"]
+__all__ = ["ColourRule", "GlassRule", "glass_ring_share", "object_od", "optical_density"]
+
+GLASS_OD = 0.225
+"""Mean optical density below which a raw pixel is glass (the stain normalizers' tissue weight of 0.5)."""
 
 
 def optical_density(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -79,3 +82,49 @@ class ColourRule:
     ) -> npt.NDArray[np.bool_]:
         """True for each object of ``ids`` whose raw colour (``rgb``, the same grid as ``labels``) is not a nucleus's."""
         return self.rejects_od(object_od(rgb, labels, ids))
+
+
+def glass_ring_share(
+    rgb: npt.NDArray[np.uint8], labels: npt.NDArray[np.integer], ids: npt.NDArray[np.integer], ring_px: float
+) -> npt.NDArray[np.float64]:
+    """For each object of ``ids``: the share of glass (mean optical density below :data:`GLASS_OD`) among the
+    background pixels within ``ring_px`` of it that are nearer to it than to any other object (one Euclidean
+    distance transform for all objects); 0 for an object with no such pixel. ``rgb`` (H, W, 3) raw uint8."""
+    from scipy import ndimage as ndi
+
+    ids = np.asarray(ids, np.int64)
+    background = labels == 0
+    if len(ids) == 0 or not background.any() or background.all():
+        return np.zeros(len(ids))
+    dist, (iy, ix) = ndi.distance_transform_edt(background, return_indices=True)
+    ring = background & (dist <= ring_px)
+    owner = np.asarray(labels[iy[ring], ix[ring]], np.int64)
+    glass = optical_density(rgb).mean(axis=-1)[ring] < GLASS_OD
+    size = max(int(labels.max()), int(ids.max())) + 1
+    total = np.bincount(owner, minlength=size)[ids]
+    on_glass = np.bincount(owner, weights=glass, minlength=size)[ids]
+    share: npt.NDArray[np.float64] = np.where(total > 0, on_glass / np.maximum(total, 1), 0.0)
+    return share
+
+
+@dataclass(frozen=True)
+class GlassRule:
+    """Objects lying on glass: more than ``max_share`` of the ring of ``ring_um`` around them is glass.
+
+    A nucleus sits in tissue; the objects this drops on the bundled CMU-1 slide are pieces of dark fibres,
+    ink and eosin fragments surrounded by glass (docs/segmentation.md). Its bound was chosen on validation
+    images (``research/study_glass_ring.py``).
+    """
+
+    max_share: float = 0.75
+    ring_um: float = 4.0
+
+    def rejects(
+        self,
+        rgb: npt.NDArray[np.uint8],
+        labels: npt.NDArray[np.integer],
+        ids: npt.NDArray[np.integer],
+        mpp: float,
+    ) -> npt.NDArray[np.bool_]:
+        """True for each object of ``ids`` (``labels`` on ``rgb``'s grid of ``mpp`` um/px) that lies on glass."""
+        return glass_ring_share(rgb, labels, ids, self.ring_um / mpp) > self.max_share
