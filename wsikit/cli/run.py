@@ -134,6 +134,13 @@ def _table(results: list[dict[str, Any]]) -> None:
     "fragments; judged on the raw pixels; docs/segmentation.md).",
 )
 @click.option(
+    "--glass-filter/--no-glass-filter",
+    default=True,
+    show_default=True,
+    help="Drop segmented objects lying on glass: more than 80% of a 4 um ring around them is glass (fibres, "
+    "tissue fragments; docs/segmentation.md).",
+)
+@click.option(
     "--chroma-downsample",
     type=click.Choice(["1", "2", "4"]),
     default="2",
@@ -181,6 +188,7 @@ def run_cmd(
     max_nucleus_area: float,
     tta: bool,
     colour_filter: bool,
+    glass_filter: bool,
     chroma_downsample: str,
     precision: str,
     max_damaged: float,
@@ -212,6 +220,7 @@ def run_cmd(
         tta=tta,
         max_damaged=max_damaged / 100.0,
         colour_filter=colour_filter,
+        glass_filter=glass_filter,
         chroma_downsample=int(chroma_downsample),
         precision=precision,
     )

@@ -26,7 +26,7 @@ from wsikit.errors import ConfigError
 from wsikit.io import open_slide
 from wsikit.io.omezarr import IMAGE, OVERVIEW_DOWNSAMPLE, NucleusSource, OmeZarrStore
 from wsikit.io.slide import Slide
-from wsikit.segment.artefacts import ColourRule, optical_density
+from wsikit.segment.artefacts import ColourRule, GlassRule, optical_density
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.stitch import ChunkAssembler, keep_core_instances
 from wsikit.segment.targets import InstanceParams, instances_from_probabilities
@@ -109,20 +109,24 @@ def _tile_nuclei(
         InstanceParams,
         npt.NDArray[np.uint8] | None,
         ColourRule | None,
+        GlassRule | None,
+        float,
     ],
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, int]:
-    """Kept nuclei of one tile in level-0 pixels, and how many were dropped for their size and their colour.
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, int, int]:
+    """Kept nuclei of one tile in level-0 pixels, and how many were dropped for their size, their colour and
+    for lying on glass.
 
     ``raw`` is the tile's (3, H, W) pixels before stain normalization: ``rule`` judges each object's colour
-    on them (:mod:`wsikit.segment.artefacts`).
+    on them, ``glass`` the glass around it, on the grid of ``mpp`` um/px (:mod:`wsikit.segment.artefacts`).
     """
-    probs, tile, margin, core, scale, (min_px, max_px), params, raw, rule = args
+    probs, tile, margin, core, scale, (min_px, max_px), params, raw, rule, glass, mpp = args
     labels = instances_from_probabilities(probs, params)
-    kept, dropped, artefacts = [], 0, 0
+    kept, dropped, artefacts, on_glass = [], 0, 0, 0
     objects = []
     for rr, cc in keep_core_instances(labels, (margin, margin, margin + core, margin + core)):
         if not min_px <= len(rr) <= max_px:
             dropped += 1
+            labels[rr, cc] = 0
             continue
         objects.append((rr, cc))
     reject = np.zeros(len(objects), bool)
@@ -130,12 +134,19 @@ def _tile_nuclei(
         od = optical_density(raw)
         means = np.array([od[:, rr, cc].mean(axis=1) for rr, cc in objects], np.float64)
         reject = rule.rejects_od(means)
+        artefacts = int(reject.sum())
+        for (rr, cc), bad in zip(objects, reject, strict=True):
+            if bad:
+                labels[rr, cc] = 0  # gone: not a neighbour that hides glass around the others
+    if glass is not None and raw is not None and objects:
+        ids = np.array([labels[rr[0], cc[0]] for rr, cc in objects])
+        lies_on_glass = glass.rejects(np.moveaxis(raw, 0, -1), labels, ids, mpp) & ~reject
+        on_glass = int(lies_on_glass.sum())
+        reject = reject | lies_on_glass
     for (rr, cc), bad in zip(objects, reject, strict=True):
-        if bad:
-            artefacts += 1
-            continue
-        kept.append(_to_level0(rr + tile.y, cc + tile.x, scale))
-    return kept, dropped, artefacts
+        if not bad:
+            kept.append(_to_level0(rr + tile.y, cc + tile.x, scale))
+    return kept, dropped, artefacts, on_glass
 
 
 def segment_into_store(
@@ -153,14 +164,15 @@ def segment_into_store(
     area_um2: tuple[float, float] | None = None,
     max_pending_mb: float = 256.0,
     colour_rule: ColourRule | None = None,
+    glass_rule: GlassRule | None = None,
 ) -> dict[str, Any]:
     """Segment ``plan``'s tiles into ``store``'s ``labels/nuclei`` (which must exist); returns counts and timing.
 
     ``normalize`` maps a (B, 3, H, W) uint8 batch to a normalized one before the U-Net. With ``journal``,
     a run resumes from the last saved state (tiles done, pending nuclei, next id). ``area_um2`` = (min, max)
     drops instances outside that nuclear area range (debris, and merged blobs no nucleus is as large as).
-    ``colour_rule`` drops instances whose raw colour no nucleus has (pen ink, eosin fragments; see
-    :mod:`wsikit.segment.artefacts`).
+    ``colour_rule`` drops instances whose raw colour no nucleus has (pen ink, eosin fragments), ``glass_rule``
+    those lying on glass (fibres, fragments; both :mod:`wsikit.segment.artefacts`).
     Label chunks still waiting for later tiles are held in memory up to ``max_pending_mb``; beyond it the
     oldest are merged into the store early (read, overlay, write), so memory does not grow with the slide.
     """
@@ -173,7 +185,13 @@ def segment_into_store(
 
     asm = ChunkAssembler(h0, w0, store.chunk, read_spilled)
     # counters saved with the journal, so a resumed run reports what one uninterrupted run reports
-    counts = {"dropped_by_size": 0, "dropped_by_colour": 0, "chunks_spilled": 0, "peak_pending_bytes": 0}
+    counts = {
+        "dropped_by_size": 0,
+        "dropped_by_colour": 0,
+        "dropped_on_glass": 0,
+        "chunks_spilled": 0,
+        "peak_pending_bytes": 0,
+    }
     if journal is not None and journal.exists():
         with np.load(journal) as z:
             state = {k: z[k] for k in z.files}
@@ -211,16 +229,29 @@ def segment_into_store(
             probs = segmenter.batch_probabilities(images, micro_batch=micro_batch).numpy()
             raw = (
                 (batch.images.cpu().numpy() if hasattr(batch.images, "cpu") else np.asarray(batch.images))
-                if colour_rule is not None
+                if colour_rule is not None or glass_rule is not None
                 else [None] * len(batch)
             )
             jobs = [
-                (p, t, plan.margin, plan.core, plan.scale, limits, segmenter.instance_params, r, colour_rule)
+                (
+                    p,
+                    t,
+                    plan.margin,
+                    plan.core,
+                    plan.scale,
+                    limits,
+                    segmenter.instance_params,
+                    r,
+                    colour_rule,
+                    glass_rule,
+                    segmenter.mpp,
+                )  # fmt: skip
                 for p, t, r in zip(probs, batch.tiles, raw, strict=True)
             ]
-            for nuclei, n_dropped, n_colour in pool.map(_tile_nuclei, jobs):
+            for nuclei, n_dropped, n_colour, n_glass in pool.map(_tile_nuclei, jobs):
                 counts["dropped_by_size"] += n_dropped
                 counts["dropped_by_colour"] += n_colour
+                counts["dropped_on_glass"] += n_glass
                 for rr, cc in nuclei:
                     asm.add(rr, cc)
             done += len(batch)
@@ -247,6 +278,7 @@ def segment_into_store(
         "tiles": len(tiles),
         "dropped_by_size": counts["dropped_by_size"],
         "dropped_by_colour": counts["dropped_by_colour"],
+        "dropped_on_glass": counts["dropped_on_glass"],
         "duplicates_skipped": asm.duplicates,
         "performance": {  # the stream's timings are of this process (a resumed run streams the tiles left)
             "read_wait_share": round(stream.stats.wait_share, 3),

@@ -116,7 +116,7 @@ class GlassRule:
     images (``research/study_glass_ring.py``).
     """
 
-    max_share: float = 0.75
+    max_share: float = 0.8
     ring_um: float = 4.0
 
     def rejects(

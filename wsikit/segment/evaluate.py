@@ -14,7 +14,7 @@ from wsikit._typing import PathLike
 from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, load_dataset, resample
 from wsikit.errors import ConfigError
 from wsikit.models.precision import Precision
-from wsikit.segment.artefacts import ColourRule
+from wsikit.segment.artefacts import ColourRule, GlassRule
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
 
@@ -74,6 +74,7 @@ def evaluate_segmenter(
     tta: bool = False,
     area_um2: tuple[float, float] | None = None,
     colour_rule: ColourRule | None = None,
+    glass_rule: GlassRule | None = None,
     _models: tuple[Segmenter, Any] | None = None,
 ) -> dict[str, Any]:
     """Segment every image of ``folder`` (at ``mpp``) and score it against its labels.
@@ -82,7 +83,8 @@ def evaluate_segmenter(
     segmenter that ``wsikit run`` uses with the same ``stain`` is scored (``unet-nuclei-cnn`` for ``cnn``).
     ``area_um2`` = (min, max) drops objects outside that nuclear area, as ``wsikit run`` does
     (:data:`RUN_AREA_UM2`); None keeps every object the segmenter returns. ``colour_rule`` drops objects
-    whose raw colour no nucleus has, as ``wsikit run`` does (:mod:`wsikit.segment.artefacts`). Returns the per-image and mean
+    whose raw colour no nucleus has, ``glass_rule`` objects lying on glass, as ``wsikit run`` does
+    (:mod:`wsikit.segment.artefacts`). Returns the per-image and mean
     pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ, and the instance thresholds used.
     """
     seg, norm = _models if _models is not None else _load_models(stain, weights, stain_target, tta)
@@ -95,10 +97,17 @@ def evaluate_segmenter(
         pred = seg.instances(img)
         if area_um2 is not None:
             pred = _keep_area(pred, area_um2, seg.mpp)
-        if colour_rule is not None:
+        if colour_rule is not None or glass_rule is not None:
             raw_w, _ = resample(raw, labels, factor)
-            ids = np.arange(1, int(pred.max()) + 1)
-            pred = _keep(pred, np.concatenate([[False], ~colour_rule.rejects(raw_w, pred, ids)]))
+            for rule in (colour_rule, glass_rule):
+                if rule is None:
+                    continue
+                ids = np.arange(1, int(pred.max()) + 1)
+                if isinstance(rule, GlassRule):
+                    bad = rule.rejects(raw_w, pred, ids, seg.mpp)
+                else:
+                    bad = rule.rejects(raw_w, pred, ids)
+                pred = _keep(pred, np.concatenate([[False], ~bad]))
         if abs(factor - 1) > 1e-3:
             from PIL import Image
 
@@ -124,7 +133,7 @@ def evaluate_segmenter(
         "mean": mean,
         "images": rows,
         "mpp": mpp,
-        **_settings(seg, norm, stain, tta, area_um2, colour_rule, start),
+        **_settings(seg, norm, stain, tta, area_um2, colour_rule, glass_rule, start),
     }
 
 
@@ -161,6 +170,7 @@ def _settings(
     tta: bool,
     area_um2: tuple[float, float] | None,
     colour_rule: ColourRule | None,
+    glass_rule: GlassRule | None,
     start: float,
 ) -> dict[str, Any]:
     """What an evaluation ran with (recorded beside its figures)."""
@@ -169,6 +179,7 @@ def _settings(
         "tta": tta,
         "area_um2": list(area_um2) if area_um2 is not None else None,
         "colour_rule": asdict(colour_rule) if colour_rule is not None else None,
+        "glass_rule": asdict(glass_rule) if glass_rule is not None else None,
         "instance_params": asdict(seg.instance_params),
         "precision": seg.precision,
         "chroma_downsample": getattr(norm, "chroma_downsample", None),
@@ -202,6 +213,7 @@ def evaluate_segmenter_sources(
     tta: bool = False,
     area_um2: tuple[float, float] | None = RUN_AREA_UM2,
     colour_rule: ColourRule | None = ColourRule(),  # noqa: B008 - frozen dataclass
+    glass_rule: GlassRule | None = GlassRule(),  # noqa: B008 - frozen dataclass
     normalizer: Any | None = None,
     precision: Precision = "auto",
     chroma_downsample: int = 2,
@@ -211,7 +223,7 @@ def evaluate_segmenter_sources(
     Each folder is one source (its images' mean is the source's figure); ``mean`` averages the sources, so a
     source with many images does not outweigh the others, and a default chosen on it is chosen on all.
     A folder's ``manifest.json`` ``mpp`` overrides ``mpp``. Defaults are ``wsikit run``'s: CNN normalizer,
-    its U-Net, its nuclear area range and its colour rule. ``normalizer`` replaces the one ``stain`` names
+    its U-Net, its nuclear area range, its colour rule and its glass rule. ``normalizer`` replaces the one ``stain`` names
     (e.g. a :class:`~wsikit.stain.CnnNormalizer` with other options). ``precision``: the networks'
     arithmetic (:mod:`wsikit.models.precision`), ``chroma_downsample``: the CNN's chroma resolution, both as
     ``wsikit run``'s options (until 2026-11-30 evening the CNN ran here at full chroma resolution, 1).
@@ -238,6 +250,7 @@ def evaluate_segmenter_sources(
             tta=tta,
             area_um2=area_um2,
             colour_rule=colour_rule,
+            glass_rule=glass_rule,
             _models=(seg, norm),
         )
         sources.append({"source": Path(folder).name, **res})
@@ -245,5 +258,5 @@ def evaluate_segmenter_sources(
         "mean": {k: float(np.mean([s["mean"][k] for s in sources])) for k in METRICS},
         "sources": sources,
         "images": [{"source": s["source"], **r} for s in sources for r in s["images"]],
-        **_settings(seg, norm, stain, tta, area_um2, colour_rule, start),
+        **_settings(seg, norm, stain, tta, area_um2, colour_rule, glass_rule, start),
     }
