@@ -16,6 +16,7 @@ from wsikit.segment.targets import (
 __all__ = [
     "Segmenter",
     "ColourRule",
+    "GlassRule",
     "aggregated_jaccard_index",
     "panoptic_quality",
     "pixel_metrics",
@@ -32,8 +33,8 @@ def __getattr__(name: str) -> object:
         from wsikit.segment.infer import Segmenter
 
         return Segmenter
-    if name == "ColourRule":
-        from wsikit.segment.artefacts import ColourRule
+    if name in ("ColourRule", "GlassRule"):
+        from wsikit.segment import artefacts
 
-        return ColourRule
+        return getattr(artefacts, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
