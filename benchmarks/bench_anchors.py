@@ -50,16 +50,27 @@ sys.path.insert(0, str(HERE))
 from _stamp import stamp  # noqa: E402
 
 
-def _median_mps(fns: dict[str, Callable[[], Any]], megapixels: float, repeats: int = 5) -> dict[str, float]:
-    """Median MP/s of each function, the functions alternated within every repeat (same load for all)."""
+def _alternated_times(
+    fns: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Seconds of each function in every repeat, the functions alternated within a repeat (the same load for
+    all), and each one's last result."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up: imports, allocator, first-call costs
-        fn()
+    got: dict[str, Any] = {}
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
-            fn()
+            got[name] = fn()
             times[name].append(time.perf_counter() - start)
+    return times, got
+
+
+def _median_mps(fns: dict[str, Callable[[], Any]], megapixels: float, repeats: int = 5) -> dict[str, float]:
+    """Median MP/s of each function over alternated repeats, after one warm-up call each (imports, allocator,
+    first-call costs)."""
+    for fn in fns.values():
+        fn()
+    times, _ = _alternated_times(fns, repeats)
     return {k: round(megapixels / statistics.median(v), 2) for k, v in times.items()}
 
 
@@ -244,13 +255,7 @@ def _median_seconds(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any
 def _median_seconds_alternated(
     fns: dict[str, Callable[[], Any]], repeats: int
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    got: dict[str, Any] = {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            got[name] = fn()
-            times[name].append(time.perf_counter() - start)
+    times, got = _alternated_times(fns, repeats)
     return {k: round(statistics.median(v), 4) for k, v in times.items()}, got
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-__all__ = ["cpu_count", "worker_pool"]
+__all__ = ["cpu_count", "worker_pool", "run_parallel"]
 
 _POOL: ThreadPoolExecutor | None = None
 _LOCK = threading.Lock()
@@ -34,6 +36,19 @@ def worker_pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=2 * cpu_count(), thread_name_prefix="wsikit")
         return _POOL
+
+
+_T = TypeVar("_T")
+
+
+def run_parallel(calls: Sequence[Callable[[], _T]]) -> list[_T]:
+    """Run each call on the shared pool (a single one on the calling thread); their results in order, the first
+    exception raised after all have finished or failed."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    pool = worker_pool()
+    futures = [pool.submit(call) for call in calls]
+    return [f.result() for f in futures]
 
 
 def _forget_pool() -> None:

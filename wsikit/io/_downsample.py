@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from wsikit._numba import jit
-from wsikit._threads import cpu_count, worker_pool
+from wsikit._threads import cpu_count, run_parallel
 
 __all__ = ["block_mean"]
 
@@ -40,13 +41,7 @@ def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     image = np.ascontiguousarray(image)
     parts = min(cpu_count(), max(1, out.size // (1 << 18)))  # bands of rows on the shared pool
     bounds = np.linspace(0, out.shape[0], parts + 1).astype(int)
-    if parts == 1:
-        _block_mean(image, factor, out, 0, out.shape[0])
-        return out
-    pool = worker_pool()
-    for f in [
-        pool.submit(_block_mean, image, factor, out, a, b)
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]:
-        f.result()
+    run_parallel(
+        [partial(_block_mean, image, factor, out, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    )
     return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wsikit._threads import cpu_count, worker_pool
+from wsikit._threads import cpu_count, run_parallel
 from wsikit._typing import RGBImage
 from wsikit.errors import SlideOpenError, SlideReadError
 from wsikit.io.slide import Slide
@@ -80,13 +81,7 @@ def _aperio_jpeg_reader(slide: OpenSlideSlide) -> Any:
     try:
         assert fast._tif is not None
         levels = fast._tif.series[0].levels
-        tw0, th0 = fast._tile_size(0)
-        w0, h0 = slide.level_dimensions[0]
-        ok = (
-            fast.level_dimensions == slide.level_dimensions
-            and len(levels) == len(slide.level_dimensions)
-            and -(-w0 // tw0) * -(-h0 // th0) >= _TIFFFILE_MIN_TILES
-        )
+        ok = fast.level_dimensions == slide.level_dimensions and len(levels) == len(slide.level_dimensions)
         for i, lvl in enumerate(levels if ok else []):
             page: Any = lvl.pages[0]
             if (
@@ -203,12 +198,11 @@ class OpenSlideSlide(Slide):
             return self._read_with(osr, level, x, y, w, h)
         inner = {round((x + k * w / parts) / tw) * tw for k in range(1, parts)}  # tile borders nearest to
         cuts = [x, *sorted(c for c in inner if x < c < x + w), x + w]  # equal widths
-        pool = worker_pool()
         bands = [
-            pool.submit(self._read_with, osr, level, a, y, b - a, h)
+            partial(self._read_with, osr, level, a, y, b - a, h)
             for a, b in zip(cuts[:-1], cuts[1:], strict=True)
         ]
-        return np.concatenate([band.result() for band in bands], axis=1)
+        return np.concatenate(run_parallel(bands), axis=1)
 
     def _read_isolated(self, level: int, x: int, y: int, w: int, h: int) -> RGBImage:
         import openslide

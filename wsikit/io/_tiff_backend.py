@@ -13,12 +13,13 @@ import functools
 import re
 import threading
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from wsikit._threads import cpu_count, worker_pool
+from wsikit._threads import cpu_count, run_parallel
 from wsikit._typing import RGBImage
 from wsikit.errors import SlideOpenError, UnsupportedFormatError
 from wsikit.io.slide import Slide
@@ -336,18 +337,13 @@ class TiffSlide(Slide):
                 )
             ),
         )
-        if len(segments) == 1:
-            place(*segments[0])
-            return out
 
         def place_all(part: list[tuple[bytes | None, int]]) -> None:
             for data, index in part:
                 place(data, index)
 
         tasks = min(len(segments), cpu_count())
-        pool = worker_pool()
-        for f in [pool.submit(place_all, segments[k::tasks]) for k in range(tasks)]:
-            f.result()
+        run_parallel([partial(place_all, segments[k::tasks]) for k in range(tasks)])
         return out
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from wsikit.errors import ConfigError
 from wsikit.io import open_slide
 from wsikit.io.omezarr import IMAGE, OVERVIEW_DOWNSAMPLE, NucleusSource, OmeZarrStore
 from wsikit.io.slide import Slide
-from wsikit.segment.artefacts import ColourRule, GlassRule, optical_density
+from wsikit.segment.artefacts import ColourRule, GlassRule, glass_of, optical_density
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.stitch import ChunkAssembler, keep_core_instances
 from wsikit.segment.targets import InstanceParams, instances_from_probabilities
@@ -130,17 +130,17 @@ def _tile_nuclei(
             continue
         objects.append((rr, cc))
     reject = np.zeros(len(objects), bool)
-    if rule is not None and raw is not None and objects:
-        od = optical_density(raw)
+    od = optical_density(raw) if raw is not None and objects and (rule or glass) else None
+    if rule is not None and od is not None:
         means = np.array([od[:, rr, cc].mean(axis=1) for rr, cc in objects], np.float64)
         reject = rule.rejects_od(means)
         artefacts = int(reject.sum())
         for (rr, cc), bad in zip(objects, reject, strict=True):
             if bad:
                 labels[rr, cc] = 0  # gone: not a neighbour that hides glass around the others
-    if glass is not None and raw is not None and objects:
+    if glass is not None and od is not None:
         ids = np.array([labels[rr[0], cc[0]] for rr, cc in objects])
-        lies_on_glass = glass.rejects(np.moveaxis(raw, 0, -1), labels, ids, mpp) & ~reject
+        lies_on_glass = glass.rejects_glass(glass_of(od, axis=0), labels, ids, mpp) & ~reject
         on_glass = int(lies_on_glass.sum())
         reject = reject | lies_on_glass
     for (rr, cc), bad in zip(objects, reject, strict=True):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ColourRule", "GlassRule", "glass_ring_share", "object_od", "optical_density"]
+__all__ = ["ColourRule", "GlassRule", "glass_of", "glass_ring_share", "object_od", "optical_density"]
 
 GLASS_OD = 0.225
 """Mean optical density below which a raw pixel is glass (the stain normalizers' tissue weight of 0.5)."""
@@ -84,12 +84,25 @@ class ColourRule:
         return self.rejects_od(object_od(rgb, labels, ids))
 
 
+def glass_of(od: npt.NDArray[np.floating], axis: int = -1) -> npt.NDArray[np.bool_]:
+    """Glass pixels of an optical-density image (:func:`optical_density`; channels on ``axis``): mean OD below
+    :data:`GLASS_OD`."""
+    glass: npt.NDArray[np.bool_] = od.mean(axis=axis) < GLASS_OD
+    return glass
+
+
 def glass_ring_share(
-    rgb: npt.NDArray[np.uint8], labels: npt.NDArray[np.integer], ids: npt.NDArray[np.integer], ring_px: float
+    rgb: npt.NDArray[np.uint8] | None,
+    labels: npt.NDArray[np.integer],
+    ids: npt.NDArray[np.integer],
+    ring_px: float,
+    *,
+    glass: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.float64]:
     """For each object of ``ids``: the share of glass (mean optical density below :data:`GLASS_OD`) among the
     background pixels within ``ring_px`` of it that are nearer to it than to any other object (one Euclidean
-    distance transform for all objects); 0 for an object with no such pixel. ``rgb`` (H, W, 3) raw uint8."""
+    distance transform for all objects); 0 for an object with no such pixel. ``rgb`` (H, W, 3) raw uint8, or
+    its ``glass`` mask (:func:`glass_of`) where the optical densities are at hand already."""
     from scipy import ndimage as ndi
 
     ids = np.asarray(ids, np.int64)
@@ -99,10 +112,13 @@ def glass_ring_share(
     dist, (iy, ix) = ndi.distance_transform_edt(background, return_indices=True)
     ring = background & (dist <= ring_px)
     owner = np.asarray(labels[iy[ring], ix[ring]], np.int64)
-    glass = optical_density(rgb).mean(axis=-1)[ring] < GLASS_OD
+    if glass is None:
+        assert rgb is not None, "give rgb or glass"
+        glass = glass_of(optical_density(rgb))
+    on_ring = glass[ring]
     size = max(int(labels.max()), int(ids.max())) + 1
     total = np.bincount(owner, minlength=size)[ids]
-    on_glass = np.bincount(owner, weights=glass, minlength=size)[ids]
+    on_glass = np.bincount(owner, weights=on_ring, minlength=size)[ids]
     share: npt.NDArray[np.float64] = np.where(total > 0, on_glass / np.maximum(total, 1), 0.0)
     return share
 
@@ -127,4 +143,14 @@ class GlassRule:
         mpp: float,
     ) -> npt.NDArray[np.bool_]:
         """True for each object of ``ids`` (``labels`` on ``rgb``'s grid of ``mpp`` um/px) that lies on glass."""
-        return glass_ring_share(rgb, labels, ids, self.ring_um / mpp) > self.max_share
+        return self.rejects_glass(glass_of(optical_density(rgb)), labels, ids, mpp)
+
+    def rejects_glass(
+        self,
+        glass: npt.NDArray[np.bool_],
+        labels: npt.NDArray[np.integer],
+        ids: npt.NDArray[np.integer],
+        mpp: float,
+    ) -> npt.NDArray[np.bool_]:
+        """:meth:`rejects` from the image's glass mask (:func:`glass_of`)."""
+        return glass_ring_share(None, labels, ids, self.ring_um / mpp, glass=glass) > self.max_share

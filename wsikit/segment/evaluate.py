@@ -99,15 +99,12 @@ def evaluate_segmenter(
             pred = _keep_area(pred, area_um2, seg.mpp)
         if colour_rule is not None or glass_rule is not None:
             raw_w, _ = resample(raw, labels, factor)
-            for rule in (colour_rule, glass_rule):
-                if rule is None:
-                    continue
+            if colour_rule is not None:
                 ids = np.arange(1, int(pred.max()) + 1)
-                if isinstance(rule, GlassRule):
-                    bad = rule.rejects(raw_w, pred, ids, seg.mpp)
-                else:
-                    bad = rule.rejects(raw_w, pred, ids)
-                pred = _keep(pred, np.concatenate([[False], ~bad]))
+                pred = _keep(pred, np.concatenate([[False], ~colour_rule.rejects(raw_w, pred, ids)]))
+            if glass_rule is not None:
+                ids = np.arange(1, int(pred.max()) + 1)
+                pred = _keep(pred, np.concatenate([[False], ~glass_rule.rejects(raw_w, pred, ids, seg.mpp)]))
         if abs(factor - 1) > 1e-3:
             from PIL import Image
 

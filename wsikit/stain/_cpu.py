@@ -2,12 +2,13 @@
 among threads.
 
 Work is cut into items of at most :data:`ITEM_PIXELS` pixels of one image; as many tasks as torch has threads
-(on :func:`wsikit._threads.worker_pool`; the kernels release the GIL) each take a fixed share of the items, so
+(:func:`wsikit._threads.run_parallel`; the kernels release the GIL) each take a fixed share of the items, so
 per-item results merged in item order do not depend on the number of threads.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,10 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic as _numba_intrinsic
 
-from wsikit._threads import worker_pool
+from wsikit._numba import jit
+from wsikit._threads import run_parallel
 
-__all__ = ["ITEM_PIXELS", "as_int", "as_float", "items_of", "run_items"]
+__all__ = ["ITEM_PIXELS", "as_int", "as_float", "blend_into", "items_of", "run_items"]
 
 ITEM_PIXELS = 4096
 """Pixels per work item: a kernel's scalar look-up pass writes a few float buffers of this size (L1/L2)."""
@@ -37,12 +39,21 @@ def _bitcast(to: Any, llvm_type: Any, source: Any) -> Any:
     return _numba_intrinsic(typer)
 
 
-_as_int = _bitcast(types.int32, ir.IntType(32), types.float32)
-_as_float = _bitcast(types.float32, ir.FloatType(), types.int32)
-
-
 as_int = _bitcast(types.int32, ir.IntType(32), types.float32)
 as_float = _bitcast(types.float32, ir.FloatType(), types.int32)
+
+
+@jit()
+def blend_into(x: Any, out: Any, i: int, p0: int, p1: int, buf: Any) -> None:
+    """``out[i, c, p0:p1]`` = the input blended with the mapped colour ``buf[c]`` by the tissue weight ``buf[3]``,
+    rounded half up: one output plane per loop (three stores in one loop might alias, which stops LLVM from
+    vectorizing it)."""
+    weight = buf[3]
+    for ch in range(3):
+        src, dst, mapped = x[i, ch, p0:p1], out[i, ch, p0:p1], buf[ch]
+        for k in range(p1 - p0):
+            s = np.float32(src[k])
+            dst[k] = np.uint8(s + weight[k] * (mapped[k] - s) + np.float32(0.5))
 
 
 def items_of(b: int, p: int) -> np.ndarray:
@@ -62,9 +73,9 @@ def run_items(fn: Any, x: np.ndarray, items: np.ndarray, constants: tuple[Any, .
         fn(x, items, *constants, out)
         return
     shares = np.array_split(np.arange(len(items)), min(threads, len(items)))
-    futures = [
-        worker_pool().submit(fn, x, items[s], *constants, out[s[0] : s[-1] + 1] if out.ndim == 2 else out)  # type: ignore[call-arg]
-        for s in shares
-    ]
-    for f in futures:
-        f.result()
+    run_parallel(
+        [
+            partial(fn, x, items[s], *constants, out[s[0] : s[-1] + 1] if out.ndim == 2 else out)
+            for s in shares
+        ]
+    )

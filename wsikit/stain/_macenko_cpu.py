@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from wsikit._numba import jit
-from wsikit.stain._cpu import ITEM_PIXELS, as_float, items_of, run_items
+from wsikit.stain._cpu import ITEM_PIXELS, as_float, blend_into, items_of, run_items
 
 __all__ = ["apply_od_maps"]
 
@@ -67,11 +67,7 @@ def _apply_items(x: Any, items: Any, neg_log: Any, maps: Any, ramp: Any, out: An
             b0[k] = min(max(_exp(m00 * r + m01 * g + m02 * b) * _F(256.0) - _ONE, _ZERO), _F(255.0))
             b1[k] = min(max(_exp(m10 * r + m11 * g + m12 * b) * _F(256.0) - _ONE, _ZERO), _F(255.0))
             b2[k] = min(max(_exp(m20 * r + m21 * g + m22 * b) * _F(256.0) - _ONE, _ZERO), _F(255.0))
-        for ch in range(3):  # one output plane per loop: three stores in one loop might alias
-            src, dst, mapped = x[i, ch, p0:p1], out[i, ch, p0:p1], buf[ch]
-            for k in range(p1 - p0):
-                s = _F(src[k])
-                dst[k] = np.uint8(s + b3[k] * (mapped[k] - s) + _HALF)
+        blend_into(x, out, i, p0, p1, buf)
 
 
 def apply_od_maps(x: np.ndarray, maps: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from wsikit._numba import jit
-from wsikit.stain._cpu import ITEM_PIXELS, as_float, as_int, items_of, run_items
+from wsikit.stain._cpu import ITEM_PIXELS, as_float, as_int, blend_into, items_of, run_items
 
 __all__ = ["lab_moments", "apply_maps"]
 
@@ -144,12 +144,7 @@ def _apply_items(
             b0[k] = _srgb(n00 * tx + n01 * ty + n02 * tz)
             b1[k] = _srgb(n10 * tx + n11 * ty + n12 * tz)
             b2[k] = _srgb(n20 * tx + n21 * ty + n22 * tz)
-        # one output plane per loop: three stores in one loop might alias, which stops vectorization
-        for ch in range(3):
-            src, dst, mapped = x[i, ch, p0:p1], out[i, ch, p0:p1], buf[ch]
-            for k in range(p1 - p0):
-                s = _F(src[k])
-                dst[k] = np.uint8(s + b3[k] * (mapped[k] - s) + _HALF)
+        blend_into(x, out, i, p0, p1, buf)
 
 
 def _constants() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
