@@ -91,26 +91,7 @@ def evaluate_segmenter(
     rows = []
     start = time.perf_counter()
     for name, raw, labels in load_labelled_folder(folder):
-        image = np.asarray(norm.transform(raw)) if norm is not None else raw
-        factor = mpp / seg.mpp
-        img, _ = resample(image, labels, factor)
-        pred = seg.instances(img)
-        if area_um2 is not None:
-            pred = _keep_area(pred, area_um2, seg.mpp)
-        if colour_rule is not None or glass_rule is not None:
-            raw_w, _ = resample(raw, labels, factor)
-            if colour_rule is not None:
-                ids = np.arange(1, int(pred.max()) + 1)
-                pred = _keep(pred, np.concatenate([[False], ~colour_rule.rejects(raw_w, pred, ids)]))
-            if glass_rule is not None:
-                ids = np.arange(1, int(pred.max()) + 1)
-                pred = _keep(pred, np.concatenate([[False], ~glass_rule.rejects(raw_w, pred, ids, seg.mpp)]))
-        if abs(factor - 1) > 1e-3:
-            from PIL import Image
-
-            pred = np.asarray(
-                Image.fromarray(pred.astype(np.int32)).resize(labels.shape[::-1], Image.Resampling.NEAREST)
-            ).astype(np.uint32)
+        pred = _predict(seg, norm, raw, mpp, area_um2, colour_rule, glass_rule)
         row: dict[str, Any] = {
             "image": name,
             **pixel_metrics(labels, pred),
@@ -132,6 +113,42 @@ def evaluate_segmenter(
         "mpp": mpp,
         **_settings(seg, norm, stain, tta, area_um2, colour_rule, glass_rule, start),
     }
+
+
+def _predict(
+    seg: Segmenter,
+    norm: Any,
+    raw: np.ndarray,
+    mpp: float,
+    area_um2: tuple[float, float] | None,
+    colour_rule: ColourRule | None,
+    glass_rule: GlassRule | None,
+) -> np.ndarray:
+    """Instances of ``raw`` (an image of ``mpp`` um/px) on its own grid, by ``wsikit run``'s steps: stain
+    normalization, segmentation at the segmenter's resolution, then the area range and the colour and glass
+    rules (each skipped when None)."""
+    image = np.asarray(norm.transform(raw)) if norm is not None else raw
+    factor = mpp / seg.mpp
+    blank = np.zeros(raw.shape[:2], np.uint32)
+    img, _ = resample(image, blank, factor)
+    pred = seg.instances(img)
+    if area_um2 is not None:
+        pred = _keep_area(pred, area_um2, seg.mpp)
+    if colour_rule is not None or glass_rule is not None:
+        raw_w, _ = resample(raw, blank, factor)
+        if colour_rule is not None:
+            ids = np.arange(1, int(pred.max()) + 1)
+            pred = _keep(pred, np.concatenate([[False], ~colour_rule.rejects(raw_w, pred, ids)]))
+        if glass_rule is not None:
+            ids = np.arange(1, int(pred.max()) + 1)
+            pred = _keep(pred, np.concatenate([[False], ~glass_rule.rejects(raw_w, pred, ids, seg.mpp)]))
+    if abs(factor - 1) > 1e-3:
+        from PIL import Image
+
+        pred = np.asarray(
+            Image.fromarray(pred.astype(np.int32)).resize(raw.shape[1::-1], Image.Resampling.NEAREST)
+        ).astype(np.uint32)
+    return pred
 
 
 def _load_models(
