@@ -185,7 +185,7 @@ def test_cnn_lightness_modes(data_dir: Path) -> None:
     match = CnnNormalizer.from_pretrained(lightness="match")
 
     def light(img: np.ndarray) -> np.ndarray:
-        return rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1)[None].float())[0, 0].numpy()
+        return rgb_to_lab(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float())[0, 0].numpy()
 
     assert np.abs(light(keep.transform(src)) - light(src)).mean() < 0.5  # only rounding to uint8 changes L
     style_q = np.array(keep.meta["style_stats"]["lightness_quantiles"])
@@ -273,6 +273,40 @@ def test_reinhard_compiled_kernel_matches_the_torch_kernel_and_any_thread_count(
         finally:
             torch.set_num_threads(threads)
         assert torch.equal(one_thread, compiled)
+
+
+def test_cnn_compiled_colour_path_matches_the_torch_path_and_any_thread_count(data_dir: Path) -> None:
+    """The CNN normalizer's compiled CPU colour work (lightness ``keep``) and its torch path agree to one grey
+    level on a small share of pixels, with a slide's lightness quantiles, with each image's own and without a
+    style; odd sizes, a glass tile and numpy input; the bytes do not depend on the number of threads."""
+    from wsikit.stain.cnn import CnnNormalizer
+
+    norm = CnnNormalizer.from_pretrained(chroma_downsample=2)
+    tiles = [_rgb(data_dir / "monuseg" / "test" / name)[:200, :232] for name in
+             ("TCGA-2Z-A9J9-01A-01-TS1.tif", "TCGA-69-7764-01A-01-TS1.tif", "TCGA-HC-7209-01A-01-TS1.tif")]  # fmt: skip
+    batch = torch.from_numpy(np.stack([*tiles, np.full_like(tiles[0], 250)])).permute(0, 3, 1, 2).contiguous()
+    source = norm.fit_source(tiles[1])
+    unstyled = CnnNormalizer(norm.model, chroma_downsample=2)
+    assert unstyled.style is None
+    for n, stats in ((norm, source), (norm, None), (unstyled, None)):
+        n.compiled = True
+        fast = n.transform(batch, source=stats)
+        n.compiled = False
+        slow = n.transform(batch, source=stats)
+        n.compiled = True
+        diff = (fast.int() - slow.int()).abs()
+        assert fast.dtype == torch.uint8 and fast.shape == batch.shape
+        assert diff.max() <= 1 and (diff > 0).float().mean() < 0.03, (diff.max(), (diff > 0).float().mean())
+        assert torch.equal(fast[3], batch[3])  # glass keeps its colour
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            one_thread = n.transform(batch, source=stats)
+        finally:
+            torch.set_num_threads(threads)
+        assert torch.equal(one_thread, fast)
+    hwc = norm.transform(tiles[0], source=source)  # numpy (H, W, 3) in, the same bytes out
+    np.testing.assert_array_equal(hwc, norm.transform(batch[:1], source=source)[0].permute(1, 2, 0).numpy())
 
 
 def test_reinhard_compiled_roots_are_float_exact() -> None:

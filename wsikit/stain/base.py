@@ -35,7 +35,13 @@ class StainFitError(WsikitError, ValueError):
     """Stain statistics cannot be fitted (e.g. the target has no tissue pixels)."""
 
 
-def tissue_weight(rgb: torch.Tensor, *, low: float = 0.15, high: float = 0.30) -> torch.Tensor:
+TISSUE_OD = (0.15, 0.30)
+"""Mean optical densities where :func:`tissue_weight` starts to rise from 0 and where it reaches 1."""
+
+
+def tissue_weight(
+    rgb: torch.Tensor, *, low: float = TISSUE_OD[0], high: float = TISSUE_OD[1]
+) -> torch.Tensor:
     """Per-pixel tissue weight in [0, 1] from the mean optical density.
 
     0 below ``low`` (glass), 1 above ``high`` (stained tissue), linear between.

@@ -172,6 +172,13 @@ class CnnNormalizer(StainNormalizer[None]):
         CPUs with native bf16, float32 elsewhere.
     batch_size : int
         Images per forward pass.
+    chroma_downsample : {1, 2, 4}
+        The network predicts chroma from lightness averaged over k x k pixels, upsampled (bilinear); the
+        lightness stays at full resolution.
+    compiled : bool
+        On the CPU with ``keep``, uint8 images: the per-pixel colour work around the network runs as compiled
+        loops (:mod:`wsikit.stain._cnn_cpu`; the same float32 formulas, within one grey level of the torch
+        path on a small share of pixels). False: the torch path everywhere.
 
     Examples
     --------
@@ -195,8 +202,10 @@ class CnnNormalizer(StainNormalizer[None]):
         min_ssim: float = 0.99,
         chroma_downsample: int = 1,
         precision: Precision = "auto",
+        compiled: bool = True,
     ) -> None:
         super().__init__(device=device)
+        self.compiled = compiled
         self.precision = resolve_precision(precision, self.device)
         if chroma_downsample not in (1, 2, 4):
             raise ConfigError(f"chroma_downsample must be 1, 2 or 4, got {chroma_downsample}")
@@ -308,9 +317,57 @@ class CnnNormalizer(StainNormalizer[None]):
         return out
 
     @torch.no_grad()
-    def _colorize(self, rgb: torch.Tensor, source: SourceLightness | None = None) -> torch.Tensor:
-        h, w = rgb.shape[-2:]
+    def _chroma(self, light: torch.Tensor) -> torch.Tensor:
+        """The network's chroma (B, 2, H, W), before :data:`AB_SCALE`, for lightness / 100 (B, 1, H, W)."""
+        h, w = light.shape[-2:]
         ph, pw = (-h) % 8, (-w) % 8
+        k = self.chroma_downsample
+        if k > 1:  # chroma from lightness at 1/k resolution: the network's cost / k^2; lightness stays full
+            ph, pw = (-h) % (8 * k), (-w) % (8 * k)
+        if ph or pw:
+            mode = "reflect" if h > ph and w > pw else "replicate"
+            light = F.pad(light, (0, pw, 0, ph), mode=mode)
+        if k > 1:
+            light = F.avg_pool2d(light, k)
+        outs = []
+        for i in range(0, light.shape[0], self.batch_size):
+            x = light[i : i + self.batch_size]
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.precision):
+                ab, _ = self.model(x)
+            outs.append(ab.float())
+        ab = torch.cat(outs)
+        if k > 1:
+            ab = F.interpolate(ab, scale_factor=k, mode="bilinear", align_corners=False)
+        return ab[..., :h, :w]
+
+    @torch.no_grad()
+    def _colorize_cpu(self, rgb: torch.Tensor, source: SourceLightness | None) -> torch.Tensor:
+        """:meth:`_colorize` of a uint8 batch on the CPU (lightness ``keep``), rounded to uint8: the per-pixel
+        colour work compiled (:mod:`wsikit.stain._cnn_cpu`), the network as in :meth:`_colorize`."""
+        from wsikit.stain._cnn_cpu import lab_and_light, to_rgb
+        from wsikit.stain.base import TISSUE_OD
+
+        b, _, h, w = rgb.shape
+        x = rgb.reshape(b, 3, h * w).contiguous().numpy()
+        knots = None
+        if self.style is not None and source is not None:
+            src = source.quantiles.float() + torch.arange(101) * 1e-4  # strictly increasing, as in torch
+            knots = (src.numpy().astype(np.float32), self.style[0].float().numpy().astype(np.float32))
+        lab = lab_and_light(x, knots, TISSUE_OD)
+        if self.style is not None and source is None:  # each image is its own source
+            for i in range(b):
+                light = torch.from_numpy(lab[i, 0]).view(1, 1, h, w)
+                matched = self._match_lightness(light, _quantiles_of_lightness(light))
+                lab[i, 4] = matched.reshape(-1).numpy() / np.float32(100.0)
+        ab = self._chroma(torch.from_numpy(lab[:, 4]).view(b, 1, h, w))
+        table = None if self.style is None else self.style[1].float().numpy()
+        out = to_rgb(lab, np.ascontiguousarray(ab.reshape(b, 2, h * w).numpy()), table, AB_SCALE)
+        return torch.from_numpy(out).view(b, 3, h, w)
+
+    @torch.no_grad()
+    def _colorize(self, rgb: torch.Tensor, source: SourceLightness | None = None) -> torch.Tensor:
         lab = rgb_to_lab(rgb)
         light_out = lab[:, :1]
         light_in = light_out
@@ -334,27 +391,7 @@ class CnnNormalizer(StainNormalizer[None]):
                         self._bounded_share(light_out[i : i + 1], light_in[i : i + 1], weight[i : i + 1])
                         for i in range(rgb.shape[0])
                     ]
-        light = light_in / 100.0
-        k = self.chroma_downsample
-        if k > 1:  # chroma from lightness at 1/k resolution: the network's cost / k^2; lightness stays full
-            ph, pw = (-h) % (8 * k), (-w) % (8 * k)
-        if ph or pw:
-            mode = "reflect" if h > ph and w > pw else "replicate"
-            light = F.pad(light, (0, pw, 0, ph), mode=mode)
-        if k > 1:
-            light = F.avg_pool2d(light, k)
-        outs = []
-        for i in range(0, light.shape[0], self.batch_size):
-            x = light[i : i + self.batch_size]
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.precision):
-                ab, _ = self.model(x)
-            outs.append(ab.float())
-        ab = torch.cat(outs)
-        if k > 1:
-            ab = F.interpolate(ab, scale_factor=k, mode="bilinear", align_corners=False)
-        ab = ab[..., :h, :w] * AB_SCALE
+        ab = self._chroma(light_in / 100.0) * AB_SCALE
         # Glass keeps its own color, as with the other normalizers: blend by the tissue weight.
         if self.lightness == "match":
             # the style's lightness too: a monotone remap keeps structure, but not the luminance values
@@ -376,6 +413,13 @@ class CnnNormalizer(StainNormalizer[None]):
         input's own lightness, and its chroma is kept within the style's gamut at that lightness.
         """
         batch = to_batch(images, device=self.device)
+        if (
+            self.device.type == "cpu"
+            and self.lightness == "keep"
+            and batch.dtype == torch.uint8
+            and self.compiled
+        ):
+            return from_batch(self._colorize_cpu(batch, source), images)
         out = self._colorize(batch.float(), source).round_().clamp_(0, 255).to(torch.uint8)
         return from_batch(out, images)
 
