@@ -369,7 +369,7 @@ def test_cnn_bounded_lightness_keeps_the_ssim_bound(data_dir: Path) -> None:
     assert 0.95 <= stain_metrics(loose.transform(src), src, reference)["ssim_luminance"] < 0.96
 
     def light(img: np.ndarray) -> torch.Tensor:
-        return rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1)[None].float())[:, :1]
+        return rgb_to_lab(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float())[:, :1]
 
     # the torch SSIM that steers the share is scikit-image's definition
     assert abs(float(luminance_ssim(light(out), light(src))[0]) - ssim) < 1e-4
@@ -401,7 +401,9 @@ def test_selection_quantile_equals_torch_quantile(dtype: torch.dtype) -> None:
 
 
 def test_cnn_lightness_quantiles_equal_torch_quantile() -> None:
-    """The CNN's per-tile lightness quantiles come from numpy's sort: the same numbers as torch.quantile."""
+    """The CNN's per-tile lightness quantiles come from a compiled histogram selection: the same numbers as
+    torch.quantile; its order statistics equal a full sort's, on constant, peaked and negative values too."""
+    from wsikit.stain._cnn_cpu import order_statistics
     from wsikit.stain.cnn import _Q, _quantiles_of_lightness, _sorted_quantiles
 
     g = torch.Generator().manual_seed(0)
@@ -412,6 +414,15 @@ def test_cnn_lightness_quantiles_equal_torch_quantile() -> None:
         assert torch.equal(_sorted_quantiles(ties, _Q), torch.quantile(ties, _Q))
     light = torch.rand(1, 1, 640, 640, generator=g) * 100
     assert torch.equal(_quantiles_of_lightness(light), torch.quantile(light.reshape(-1), _Q))
+    rng = np.random.default_rng(0)
+    glass = np.concatenate([np.full(30_000, 95.1), rng.random(10_000) * 60]).astype(np.float32)
+    for values in (
+        np.full(500, 5.0, np.float32),
+        glass,
+        (rng.normal(size=20_000) * 1e-3 - 7).astype(np.float32),
+    ):
+        ks = np.array([0, 1, 17, values.size // 2, values.size - 2, values.size - 1])
+        np.testing.assert_array_equal(order_statistics(values, ks), np.sort(values)[ks])
 
 
 def test_reinhard_compiled_kernel_runs_in_a_forked_child(target: np.ndarray) -> None:
