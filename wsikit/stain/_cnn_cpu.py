@@ -1,6 +1,6 @@
 """The CNN normalizer's per-pixel colour work on the CPU, compiled by numba (lightness mode ``keep``).
 
-Around its small network (about a fifth of its time on a 640 px tile) :class:`~wsikit.stain.CnnNormalizer` runs
+Around its small network (about a fifth of its time on 640 px tiles before this module) :class:`~wsikit.stain.CnnNormalizer` runs
 some 60 eager torch passes over every pixel: sRGB to Lab, the tissue weight, the lightness matched to the
 style's quantiles, then the chroma clamp, the blend with the input's chroma and Lab back to sRGB. Here they are
 two loops per pixel, before and after the network:
@@ -9,6 +9,8 @@ two loops per pixel, before and after the network:
   reads;
 - :func:`to_rgb`: the network's chroma clamped to the style's gamut, blended by the tissue weight with the
   input's, back to sRGB, rounded to uint8.
+
+:func:`order_statistics` gives the per-tile lightness quantiles their 202 order statistics without a full sort.
 
 The arithmetic is float32 like the torch path; the powers use the exact-to-float identities of
 :mod:`wsikit.stain._reinhard_cpu` (cube root within 3e-7, sRGB's power within 2e-4 of a grey level), so the two
@@ -191,14 +193,12 @@ def order_statistics(values: np.ndarray, ks: np.ndarray) -> np.ndarray:
 
 
 def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per grey level: linear intensity and optical density; XYZ / white from linear RGB and back."""
-    from wsikit.stain.color import _RGB_TO_XYZ, _WHITE, _srgb_to_linear
+    """Per grey level: linear intensity and optical density; XYZ / white from linear RGB and back (the compiled
+    Reinhard kernel's tables)."""
+    from wsikit.stain.reinhard import _tables as reinhard_tables
 
-    levels = torch.arange(256, dtype=torch.float64)
-    linear = _srgb_to_linear(levels / 255.0).float().numpy()
-    od = (-torch.log((levels + 1.0) / 256.0)).float().numpy()
-    to_xyz = _RGB_TO_XYZ.double() / _WHITE.double()[:, None]
-    return linear, od, to_xyz.float().numpy(), torch.linalg.inv(to_xyz).float().numpy()
+    linear, log_t, to_xyz, from_xyz = (t.numpy() for t in reinhard_tables(torch.device("cpu")))
+    return linear, -log_t, to_xyz, from_xyz
 
 
 def lab_and_light(x: np.ndarray, ramp: tuple[float, float]) -> np.ndarray:

@@ -80,7 +80,7 @@ class _Pool:
             if min(img.shape[:2]) < crop:
                 pad_h, pad_w = max(0, crop - img.shape[0]), max(0, crop - img.shape[1])
                 img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
-            t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+            t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None]  # read-only input: a copy
             self.lab.append(rgb_to_lab(t)[0])
         areas = np.array([lab.shape[1] * lab.shape[2] for lab in self.lab], float)
         self.p = areas / areas.sum()
