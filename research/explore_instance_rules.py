@@ -109,7 +109,10 @@ def rules() -> dict[str, Any]:
     from wsikit.segment.train import ARCH
 
     pairs, _ = tuning_pairs(weights_path("unet-nuclei-cnn", arch=ARCH))
-    variants: dict[str, Any] = {"shipped": lambda p: instances(p), "absorb": lambda p: instances(p, absorb=True)}
+    variants: dict[str, Any] = {
+        "shipped": lambda p: instances(p),
+        "absorb": lambda p: instances(p, absorb=True),
+    }
     for s in (20, 40, 80):
         variants[f"seed_min {s}"] = lambda p, s=s: instances(p, seed_min=s)
     for r in (1, 2):
@@ -124,9 +127,13 @@ def distance() -> dict[str, Any]:
     variants: dict[str, Any] = {"class seeds (its thresholds)": lambda p: instances(p)}
     for m in (0.1, 0.3):
         for d in (0.3, 0.4, 0.5):
-            variants[f"marker {m} and distance > {d}"] = lambda p, m=m, d=d: instances(p, marker=m, distance=d)
+            variants[f"marker {m} and distance > {d}"] = lambda p, m=m, d=d: instances(
+                p, marker=m, distance=d
+            )
     variants["distance > 0.3, relief distance"] = lambda p: instances(p, distance=0.3, relief="distance")
-    variants["distance > 0.3, relief interior + distance"] = lambda p: instances(p, distance=0.3, relief="both")
+    variants["distance > 0.3, relief interior + distance"] = lambda p: instances(
+        p, distance=0.3, relief="both"
+    )
     return {name: _score(pairs, fn) for name, fn in variants.items()}
 
 
@@ -168,7 +175,9 @@ def breakdown() -> dict[str, Any]:
         "objects": n_pred,
         "pooled_aji": round(tot["matched_c"] / union, 4),
         "matched_pairs_iou": round(tot["matched_c"] / tot["matched_u"], 4),
-        "union_share": {k: round(tot[k] / union, 4) for k in ("matched_u", "missed", "split_pieces", "off_nuclei")},
+        "union_share": {
+            k: round(tot[k] / union, 4) for k in ("matched_u", "missed", "split_pieces", "off_nuclei")
+        },
     }
 
 
