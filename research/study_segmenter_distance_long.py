@@ -38,13 +38,13 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from study_segmenter_distance import RETUNE_GRID, VARIANTS, WORK, tuning_pairs, weights  # noqa: E402
+from study_segmenter_distance import VARIANTS, WORK, weights  # noqa: E402
+from study_segmenter_distance import retune as retune_as_session_11  # noqa: E402
 from study_segmenter_extra import DATA, WSIKIT, _sources  # noqa: E402
 
 LONG = WORK / "unet-nuclei-cnn-distance-long.pt"
@@ -66,19 +66,10 @@ def train(init: Path = DISTANCE, out: Path = LONG, seed: int = 1) -> None:
 
 
 def retune() -> None:
-    from wsikit.models.registry import load_checkpoint, save_checkpoint
-    from wsikit.segment.train import ARCH
-    from wsikit.segment.tune import tune_instance_params
-
-    pairs, names = tuning_pairs(LONG)
-    best, table = tune_instance_params(pairs, RETUNE_GRID)
-    print(best, {k: round(table[0][k], 4) for k in ("dice", "aji")}, len(pairs), "images")
-    data = load_checkpoint(LONG, arch=ARCH)
-    meta = dict(data["meta"])
-    meta["instances"] = asdict(best)
-    meta["instances_tuning"] = {"images": names, "top": table[:5], "settings": len(table), "path": "cnn"}
-    meta["tune_command"] = "python research/study_segmenter_distance_long.py retune"
-    save_checkpoint(LONG_RETUNED, arch=ARCH, config=data["config"], state=data["state_dict"], meta=meta)
+    """Thresholds and seed rule of ``distance-long`` re-chosen as session 11 re-chose them (``retune`` of
+    research/study_segmenter_distance.py: the 24 non-breast MoNuSeg 2018 extra-train images)."""
+    assert weights("distance-long") == LONG and weights("distance-long-retuned") == LONG_RETUNED
+    retune_as_session_11("distance-long")
 
 
 def score(
