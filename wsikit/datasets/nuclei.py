@@ -41,7 +41,17 @@ from wsikit.io.annotations import (
     read_npz_instances,
 )
 
-__all__ = ["Sample", "WORKING_MPP", "load_dataset", "training_samples", "resample", "folder_mpp", "DATASETS"]
+__all__ = [
+    "Sample",
+    "WORKING_MPP",
+    "load_dataset",
+    "training_samples",
+    "resample",
+    "resample_image",
+    "resize_labels",
+    "folder_mpp",
+    "DATASETS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +81,31 @@ def resample(
     """Scale an image (bilinear/area) and its labels (nearest) by ``factor`` (>1 enlarges)."""
     if abs(factor - 1.0) < 1e-3:
         return image, labels
+    img = resample_image(image, factor)
+    return img, resize_labels(labels, img.shape[:2])
+
+
+def resample_image(image: npt.NDArray[np.uint8], factor: float) -> npt.NDArray[np.uint8]:
+    """Scale an image by ``factor`` (>1 enlarges: bilinear; <1: area averaging); unchanged within 0.1%."""
+    if abs(factor - 1.0) < 1e-3:
+        return image
     from PIL import Image
 
-    h, w = labels.shape
+    h, w = image.shape[:2]
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    img = np.asarray(
+    return np.asarray(
         Image.fromarray(image).resize(size, Image.Resampling.BILINEAR if factor > 1 else Image.Resampling.BOX)
     )
-    lab = np.asarray(Image.fromarray(labels.astype(np.int32)).resize(size, Image.Resampling.NEAREST)).astype(
-        np.uint32
-    )
-    return img, lab
+
+
+def resize_labels(labels: npt.NDArray[np.integer], shape: tuple[int, ...]) -> npt.NDArray[np.uint32]:
+    """Instance labels brought to ``shape`` (H, W) by nearest neighbour (uint32; unchanged when already so)."""
+    if labels.shape == tuple(shape):
+        return np.asarray(labels, np.uint32)
+    from PIL import Image
+
+    resized = Image.fromarray(labels.astype(np.int32)).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    return np.asarray(resized).astype(np.uint32)
 
 
 def _rgb(path: Path) -> npt.NDArray[np.uint8]:

@@ -29,7 +29,7 @@ from wsikit.classify.crops import CONTEXT_MPP
 from wsikit.classify.infer import CellClassifier
 from wsikit.classify.metrics import classification_report, hungarian_mapping
 from wsikit.classify.naming import CELL_TYPES, name_clusters
-from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, resample
+from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, resample, resample_image
 from wsikit.errors import ConfigError
 from wsikit.io.annotations import read_points_csv
 from wsikit.models.precision import Precision
@@ -125,7 +125,7 @@ def _export_brca_m2c(data: PathLike, out: PathLike, *, split: str, overwrite: bo
         pts_all: list[tuple[float, float, str]] = []
         for smp in samples:
             f = smp.mpp / BRCA_M2C_MPP
-            img, _ = resample(smp.image, np.zeros(smp.image.shape[:2], np.uint32), f)
+            img = resample_image(smp.image, f)
             Image.fromarray(img).save(stage / f"{smp.name}.png")
             with open(stage / f"{smp.name}.points.csv", "w", newline="") as fh:
                 wr = csv.writer(fh)

@@ -26,7 +26,6 @@ from wsikit.classify.crops import (
     standardize_stain,
 )
 from wsikit.classify.naming import CELL_TYPES
-from wsikit.datasets.nuclei import resample
 from wsikit.errors import ConfigError
 from wsikit.vectorize.measure import measure_nuclei
 
@@ -245,8 +244,6 @@ class NucleusMatcher:
 
     def segment(self, image: npt.NDArray[np.uint8], mpp: float) -> npt.NDArray[np.uint32]:
         """Nucleus instances of ``image`` (at ``mpp``) at the image's own resolution."""
-        from PIL import Image
-
         from wsikit.segment.infer import Segmenter
 
         if self._segmenter is None:
@@ -255,16 +252,8 @@ class NucleusMatcher:
                 from wsikit.stain.factory import make_normalizer
 
                 self._normalizer = make_normalizer("cnn")
-        seg = self._segmenter
         src = image if self._normalizer is None else np.asarray(self._normalizer.transform(image))
-        f = mpp / seg.mpp
-        work, _ = resample(src, np.zeros(image.shape[:2], np.uint32), f)
-        lab = seg.instances(work)
-        if abs(f - 1) > 1e-3:
-            lab = np.asarray(
-                Image.fromarray(lab.astype(np.int32)).resize(image.shape[1::-1], Image.Resampling.NEAREST)
-            ).astype(np.uint32)
-        out: npt.NDArray[np.uint32] = lab
+        out: npt.NDArray[np.uint32] = self._segmenter.segment(src, mpp=mpp)
         return out
 
     def match(

@@ -11,7 +11,7 @@ import numpy as np
 
 from wsikit._atomic import staged_directory
 from wsikit._typing import PathLike
-from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, load_dataset, resample
+from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, load_dataset, resample_image, resize_labels
 from wsikit.errors import ConfigError
 from wsikit.models.precision import Precision
 from wsikit.segment.artefacts import ColourRule, GlassRule
@@ -129,25 +129,18 @@ def _predict(
     rules (each skipped when None)."""
     image = np.asarray(norm.transform(raw)) if norm is not None else raw
     factor = mpp / seg.mpp
-    blank = np.zeros(raw.shape[:2], np.uint32)
-    img, _ = resample(image, blank, factor)
-    pred = seg.instances(img)
+    pred = seg.instances(resample_image(image, factor))
     if area_um2 is not None:
         pred = _keep_area(pred, area_um2, seg.mpp)
     if colour_rule is not None or glass_rule is not None:
-        raw_w, _ = resample(raw, blank, factor)
+        raw_w = resample_image(raw, factor)
         if colour_rule is not None:
             ids = np.arange(1, int(pred.max()) + 1)
             pred = _keep(pred, np.concatenate([[False], ~colour_rule.rejects(raw_w, pred, ids)]))
         if glass_rule is not None:
             ids = np.arange(1, int(pred.max()) + 1)
             pred = _keep(pred, np.concatenate([[False], ~glass_rule.rejects(raw_w, pred, ids, seg.mpp)]))
-    if abs(factor - 1) > 1e-3:
-        from PIL import Image
-
-        pred = np.asarray(
-            Image.fromarray(pred.astype(np.int32)).resize(raw.shape[1::-1], Image.Resampling.NEAREST)
-        ).astype(np.uint32)
+    pred = resize_labels(pred, raw.shape[:2])
     return pred
 
 

@@ -186,20 +186,10 @@ class Segmenter:
         >>> seg.segment(np.full((64, 80, 3), 255, np.uint8), mpp=0.5).shape
         (64, 80)
         """
-        from wsikit.datasets.nuclei import resample
+        from wsikit.datasets.nuclei import resample_image, resize_labels
 
         if not 0 < mpp < 100:
             raise ShapeError(f"mpp must be a positive number of microns per pixel, got {mpp}")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ShapeError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-        factor = mpp / self.mpp
-        h, w = image.shape[:2]
-        work, _ = resample(image, np.zeros((h, w), np.uint32), factor)
-        labels = self.instances(work)
-        if labels.shape != (h, w):
-            from PIL import Image
-
-            labels = np.asarray(
-                Image.fromarray(labels.astype(np.int32)).resize((w, h), Image.Resampling.NEAREST)
-            ).astype(np.uint32)
-        return labels
+        return resize_labels(self.instances(resample_image(image, mpp / self.mpp)), image.shape[:2])

@@ -15,7 +15,7 @@ from wsikit.models.colorizer import AB_SCALE, ColorizerNet
 from wsikit.models.precision import Precision, autocast, resolve_precision
 from wsikit.models.registry import weights_path
 from wsikit.stain._batch import from_batch, to_batch
-from wsikit.stain.base import StainNormalizer, tissue_weight
+from wsikit.stain.base import TISSUE_OD, StainNormalizer, tissue_weight
 from wsikit.stain.color import lab_to_rgb, rgb_to_lab
 
 __all__ = [
@@ -43,6 +43,11 @@ def _quantiles_of_lightness(light: torch.Tensor) -> torch.Tensor:
         gen = torch.Generator(device="cpu").manual_seed(0)
         light = light[torch.randperm(light.numel(), generator=gen)[:1_000_000].to(light.device)]
     return _sorted_quantiles(light, _Q.to(light.device))
+
+
+def _knots(quantiles: torch.Tensor) -> torch.Tensor:
+    """Quantiles (..., 101) made strictly increasing (+ 1e-4 per rank) for the piecewise-linear lightness match."""
+    return quantiles + torch.arange(quantiles.shape[-1], device=quantiles.device) * 1e-4
 
 
 def _sorted_quantiles(values: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -297,7 +302,7 @@ class CnnNormalizer(StainNormalizer[None]):
         """Map lightness through the source's quantiles onto the style's (piecewise linear, monotone)."""
         assert self.style is not None
         target_q = self.style[0].to(light.device)
-        src = source_q.to(light.device) + torch.arange(101, device=light.device) * 1e-4  # strictly increasing
+        src = _knots(source_q.to(light.device))
         flat = light.reshape(-1).contiguous()
         idx = torch.searchsorted(src, flat).clamp(1, 100)
         x0, x1 = src[idx - 1], src[idx]
@@ -323,10 +328,8 @@ class CnnNormalizer(StainNormalizer[None]):
     def _chroma(self, light: torch.Tensor) -> torch.Tensor:
         """The network's chroma (B, 2, H, W), before :data:`AB_SCALE`, for lightness / 100 (B, 1, H, W)."""
         h, w = light.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
-        k = self.chroma_downsample
-        if k > 1:  # chroma from lightness at 1/k resolution: the network's cost / k^2; lightness stays full
-            ph, pw = (-h) % (8 * k), (-w) % (8 * k)
+        k = self.chroma_downsample  # chroma from lightness at 1/k resolution: the network's cost / k^2
+        ph, pw = (-h) % (8 * k), (-w) % (8 * k)
         if ph or pw:
             mode = "reflect" if h > ph and w > pw else "replicate"
             light = F.pad(light, (0, pw, 0, ph), mode=mode)
@@ -350,7 +353,6 @@ class CnnNormalizer(StainNormalizer[None]):
         """:meth:`_colorize` of a uint8 batch on the CPU (lightness ``keep``), rounded to uint8: the per-pixel
         colour work compiled (:mod:`wsikit.stain._cnn_cpu`), the network as in :meth:`_colorize`."""
         from wsikit.stain._cnn_cpu import lab_and_light, match_light, to_rgb
-        from wsikit.stain.base import TISSUE_OD
 
         b, _, h, w = rgb.shape
         lab = lab_and_light(rgb.reshape(b, 3, h * w).contiguous().numpy(), TISSUE_OD)
@@ -361,8 +363,7 @@ class CnnNormalizer(StainNormalizer[None]):
                 quantiles = torch.stack(
                     [_quantiles_of_lightness(torch.from_numpy(lab[i, 0])).float() for i in range(b)]
                 )
-            knots = quantiles + torch.arange(101) * 1e-4  # strictly increasing, as in _match_lightness
-            match_light(lab, knots.numpy(), self.style[0].float().numpy())
+            match_light(lab, _knots(quantiles).numpy(), self.style[0].float().numpy())
         ab = self._chroma(torch.from_numpy(lab[:, 4]).view(b, 1, h, w))
         table = None if self.style is None else self.style[1].float().numpy()
         out = to_rgb(lab, np.ascontiguousarray(ab.reshape(b, 2, h * w).numpy()), table, AB_SCALE)
