@@ -143,6 +143,12 @@ def normalizer(
     show_default=True,
     help="Drop objects lying on glass (fibres, fragments), as `wsikit run` does.",
 )
+@click.option(
+    "--length-filter/--no-length-filter",
+    default=False,
+    show_default=True,
+    help="Drop objects longer than any nucleus (fold edges, fibre strands), as `wsikit run` does.",
+)
 @precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def segmenter(
@@ -156,13 +162,14 @@ def segmenter(
     max_nucleus_area: float,
     colour_filter: bool,
     glass_filter: bool,
+    length_filter: bool,
     precision: str,
     as_json: bool,
 ) -> None:
     """Score nuclei segmentation on FOLDERS (each NAME.png + NAME.labels.tif; one folder per source):
     pixel sensitivity, specificity, Dice, Jaccard (the paper's), AJI and Panoptic Quality per image, per
     source and their mean over sources."""
-    from wsikit.segment.artefacts import ColourRule, GlassRule
+    from wsikit.segment.artefacts import ColourRule, GlassRule, LengthRule
     from wsikit.segment.evaluate import evaluate_segmenter_sources
 
     result = evaluate_segmenter_sources(
@@ -175,6 +182,7 @@ def segmenter(
         area_um2=(min_nucleus_area, max_nucleus_area),
         colour_rule=ColourRule() if colour_filter else None,
         glass_rule=GlassRule() if glass_filter else None,
+        length_rule=LengthRule() if length_filter else None,
         precision=precision,  # type: ignore[arg-type]
     )
     if as_json:

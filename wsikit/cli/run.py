@@ -141,6 +141,13 @@ def _table(results: list[dict[str, Any]]) -> None:
     "tissue fragments; docs/segmentation.md).",
 )
 @click.option(
+    "--length-filter/--no-length-filter",
+    default=False,
+    show_default=True,
+    help="Drop segmented objects longer than any nucleus: a major axis over 25 um (edges of folded or torn "
+    "tissue, fibre strands; docs/segmentation.md).",
+)
+@click.option(
     "--chroma-downsample",
     type=click.Choice(["1", "2", "4"]),
     default="2",
@@ -189,6 +196,7 @@ def run_cmd(
     tta: bool,
     colour_filter: bool,
     glass_filter: bool,
+    length_filter: bool,
     chroma_downsample: str,
     precision: str,
     max_damaged: float,
@@ -221,6 +229,7 @@ def run_cmd(
         max_damaged=max_damaged / 100.0,
         colour_filter=colour_filter,
         glass_filter=glass_filter,
+        length_filter=length_filter,
         chroma_downsample=int(chroma_downsample),
         precision=precision,
     )

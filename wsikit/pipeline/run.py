@@ -56,7 +56,7 @@ from wsikit.pipeline._run_state import (
 )
 from wsikit.pipeline.export import CLASS_PROBABILITY, NucleusTableWriter, store_chunk_vectorizer
 from wsikit.pipeline.segment import plan_segmentation, segment_into_store, write_slide_overview
-from wsikit.segment.artefacts import ColourRule, GlassRule
+from wsikit.segment.artefacts import ColourRule, GlassRule, LengthRule
 from wsikit.segment.infer import Segmenter
 from wsikit.stain.base import StainFitError
 from wsikit.stain.cnn import CnnNormalizer
@@ -101,6 +101,9 @@ class RunConfig:
     """Drop segmented objects whose raw colour no nucleus has (pen ink, eosin fragments)."""
     glass_filter: bool = True
     """Drop segmented objects lying on glass (more than 80% of a 4 um ring around them): fibres, fragments."""
+    length_filter: bool = False
+    """Drop segmented objects longer than any nucleus (:class:`~wsikit.segment.artefacts.LengthRule`): fold
+    edges, fibre strands."""
     chroma_downsample: int = 2
     """The CNN normalizer predicts chroma at 1/this resolution (lightness stays full): a quarter of its network
     cost at 2, with segmentation as accurate (docs/segmentation.md)."""
@@ -592,6 +595,7 @@ def _segment(job: _RunJob, tissue: Any) -> OmeZarrStore:
         area_um2=(cfg.min_nucleus_um2, cfg.max_nucleus_um2),
         colour_rule=ColourRule() if cfg.colour_filter else None,
         glass_rule=GlassRule() if cfg.glass_filter else None,
+        length_rule=LengthRule() if cfg.length_filter else None,
     )
     store.build_pyramid("nuclei", workers=cfg.workers)
     store.set_label_metadata("nuclei", properties={0: {"name": "background"}}, colors={0: (0, 0, 0, 0)})

@@ -26,7 +26,7 @@ from wsikit.errors import ConfigError
 from wsikit.io import open_slide
 from wsikit.io.omezarr import IMAGE, OVERVIEW_DOWNSAMPLE, NucleusSource, OmeZarrStore
 from wsikit.io.slide import Slide
-from wsikit.segment.artefacts import ColourRule, GlassRule, glass_of, optical_density
+from wsikit.segment.artefacts import ColourRule, GlassRule, LengthRule, glass_of, optical_density, pixel_axes
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.stitch import ChunkAssembler, keep_core_instances
 from wsikit.segment.targets import InstanceParams, instances_from_probabilities
@@ -110,18 +110,20 @@ def _tile_nuclei(
         npt.NDArray[np.uint8] | None,
         ColourRule | None,
         GlassRule | None,
+        LengthRule | None,
         float,
     ],
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, int, int]:
-    """Kept nuclei of one tile in level-0 pixels, and how many were dropped for their size, their colour and
-    for lying on glass.
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, int, int, int]:
+    """Kept nuclei of one tile in level-0 pixels, and how many were dropped for their size, their colour,
+    for lying on glass and for being longer than any nucleus.
 
     ``raw`` is the tile's (3, H, W) pixels before stain normalization: ``rule`` judges each object's colour
-    on them, ``glass`` the glass around it, on the grid of ``mpp`` um/px (:mod:`wsikit.segment.artefacts`).
+    on them, ``glass`` the glass around it, on the grid of ``mpp`` um/px; ``length`` each object's major axis
+    (:mod:`wsikit.segment.artefacts`).
     """
-    probs, tile, margin, core, scale, (min_px, max_px), params, raw, rule, glass, mpp = args
+    probs, tile, margin, core, scale, (min_px, max_px), params, raw, rule, glass, length, mpp = args
     labels = instances_from_probabilities(probs, params)
-    kept, dropped, artefacts, on_glass = [], 0, 0, 0
+    kept, dropped, artefacts, on_glass, too_long = [], 0, 0, 0, 0
     objects = []
     for rr, cc in keep_core_instances(labels, (margin, margin, margin + core, margin + core)):
         if not min_px <= len(rr) <= max_px:
@@ -143,10 +145,18 @@ def _tile_nuclei(
         lies_on_glass = glass.rejects_glass(glass_of(od, axis=0), labels, ids, mpp) & ~reject
         on_glass = int(lies_on_glass.sum())
         reject = reject | lies_on_glass
+    if length is not None and objects:
+        sizes = [len(rr) for rr, _ in objects]
+        group = np.repeat(np.arange(len(objects)), sizes)
+        major, _ = pixel_axes(group, np.concatenate([o[0] for o in objects]),
+                              np.concatenate([o[1] for o in objects]), len(objects))  # fmt: skip
+        long = length.rejects_major(major, mpp) & ~reject
+        too_long = int(long.sum())
+        reject = reject | long
     for (rr, cc), bad in zip(objects, reject, strict=True):
         if not bad:
             kept.append(_to_level0(rr + tile.y, cc + tile.x, scale))
-    return kept, dropped, artefacts, on_glass
+    return kept, dropped, artefacts, on_glass, too_long
 
 
 def segment_into_store(
@@ -165,6 +175,7 @@ def segment_into_store(
     max_pending_mb: float = 256.0,
     colour_rule: ColourRule | None = None,
     glass_rule: GlassRule | None = None,
+    length_rule: LengthRule | None = None,
 ) -> dict[str, Any]:
     """Segment ``plan``'s tiles into ``store``'s ``labels/nuclei`` (which must exist); returns counts and timing.
 
@@ -172,7 +183,8 @@ def segment_into_store(
     a run resumes from the last saved state (tiles done, pending nuclei, next id). ``area_um2`` = (min, max)
     drops instances outside that nuclear area range (debris, and merged blobs no nucleus is as large as).
     ``colour_rule`` drops instances whose raw colour no nucleus has (pen ink, eosin fragments), ``glass_rule``
-    those lying on glass (fibres, fragments; both :mod:`wsikit.segment.artefacts`).
+    those lying on glass (fibres, fragments), ``length_rule`` those longer than any nucleus (fold edges, fibre
+    strands; all :mod:`wsikit.segment.artefacts`).
     Label chunks still waiting for later tiles are held in memory up to ``max_pending_mb``; beyond it the
     oldest are merged into the store early (read, overlay, write), so memory does not grow with the slide.
     """
@@ -189,6 +201,7 @@ def segment_into_store(
         "dropped_by_size": 0,
         "dropped_by_colour": 0,
         "dropped_on_glass": 0,
+        "dropped_too_long": 0,
         "chunks_spilled": 0,
         "peak_pending_bytes": 0,
     }
@@ -244,14 +257,16 @@ def segment_into_store(
                     r,
                     colour_rule,
                     glass_rule,
+                    length_rule,
                     segmenter.mpp,
                 )  # fmt: skip
                 for p, t, r in zip(probs, batch.tiles, raw, strict=True)
             ]
-            for nuclei, n_dropped, n_colour, n_glass in pool.map(_tile_nuclei, jobs):
+            for nuclei, n_dropped, n_colour, n_glass, n_long in pool.map(_tile_nuclei, jobs):
                 counts["dropped_by_size"] += n_dropped
                 counts["dropped_by_colour"] += n_colour
                 counts["dropped_on_glass"] += n_glass
+                counts["dropped_too_long"] += n_long
                 for rr, cc in nuclei:
                     asm.add(rr, cc)
             done += len(batch)
@@ -279,6 +294,7 @@ def segment_into_store(
         "dropped_by_size": counts["dropped_by_size"],
         "dropped_by_colour": counts["dropped_by_colour"],
         "dropped_on_glass": counts["dropped_on_glass"],
+        "dropped_too_long": counts["dropped_too_long"],
         "duplicates_skipped": asm.duplicates,
         "performance": {  # the stream's timings are of this process (a resumed run streams the tiles left)
             "read_wait_share": round(stream.stats.wait_share, 3),

@@ -17,6 +17,7 @@ __all__ = [
     "Segmenter",
     "ColourRule",
     "GlassRule",
+    "LengthRule",
     "aggregated_jaccard_index",
     "panoptic_quality",
     "pixel_metrics",
@@ -33,7 +34,7 @@ def __getattr__(name: str) -> object:
         from wsikit.segment.infer import Segmenter
 
         return Segmenter
-    if name in ("ColourRule", "GlassRule"):
+    if name in ("ColourRule", "GlassRule", "LengthRule"):
         from wsikit.segment import artefacts
 
         return getattr(artefacts, name)

@@ -29,7 +29,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ColourRule", "GlassRule", "glass_of", "glass_ring_share", "object_od", "optical_density"]
+__all__ = [
+    "ColourRule",
+    "GlassRule",
+    "LengthRule",
+    "glass_of",
+    "glass_ring_share",
+    "object_axes",
+    "object_od",
+    "pixel_axes",
+    "optical_density",
+]
 
 GLASS_OD = 0.225
 """Mean optical density below which a raw pixel is glass (the stain normalizers' tissue weight of 0.5)."""
@@ -154,3 +164,63 @@ class GlassRule:
     ) -> npt.NDArray[np.bool_]:
         """:meth:`rejects` from the image's glass mask (:func:`glass_of`)."""
         return glass_ring_share(None, labels, ids, self.ring_um / mpp, glass=glass) > self.max_share
+
+
+def object_axes(
+    labels: npt.NDArray[np.integer], ids: npt.NDArray[np.integer]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(major, minor) axis lengths in pixels of each object ``ids`` of ``labels``: those of the ellipse with the
+    object's second moments (scikit-image's ``axis_major_length`` / ``axis_minor_length``); 0 for an id with
+    no pixel."""
+    ids = np.asarray(ids, np.int64)
+    lab = np.asarray(labels).astype(np.int64, copy=False)
+    if len(ids) == 0:
+        return np.zeros(0), np.zeros(0)
+    lut = np.full(max(int(lab.max()), int(ids.max())) + 1, -1, np.int64)
+    lut[ids] = np.arange(len(ids))
+    rows, cols = np.nonzero(lut[lab] >= 0)
+    return pixel_axes(lut[lab[rows, cols]], rows, cols, len(ids))
+
+
+def pixel_axes(
+    group: npt.NDArray[np.integer], rows: npt.NDArray[np.integer], cols: npt.NDArray[np.integer], n: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(major, minor) axis lengths (see :func:`object_axes`) of ``n`` objects given as pixel coordinates
+    ``rows``, ``cols`` with the object index ``group`` (0 .. n-1) of each pixel."""
+    r, c = np.asarray(rows, np.float64), np.asarray(cols, np.float64)
+
+    def mean(w: npt.NDArray[np.float64] | None) -> npt.NDArray[np.float64]:
+        out: npt.NDArray[np.float64] = np.bincount(group, weights=w, minlength=n)[:n].astype(np.float64)
+        return out / count
+
+    count = np.maximum(np.bincount(group, minlength=n)[:n].astype(np.float64), 1.0)
+    mr, mc = mean(r), mean(c)
+    vr, vc = np.maximum(mean(r * r) - mr * mr, 0.0), np.maximum(mean(c * c) - mc * mc, 0.0)
+    cov = mean(r * c) - mr * mc
+    mid, half = (vr + vc) / 2, np.sqrt(((vr - vc) / 2) ** 2 + cov**2)
+    return 4 * np.sqrt(np.maximum(mid + half, 0.0)), 4 * np.sqrt(np.maximum(mid - half, 0.0))
+
+
+@dataclass(frozen=True)
+class LengthRule:
+    """Objects longer than any nucleus: the major axis of the ellipse with their second moments exceeds
+    ``max_length_um``.
+
+    On the bundled CMU-1 slide the longest "fibroblasts" are dark edges of folded or torn tissue and fibre
+    strands 25-65 um long; almost no annotated nucleus of MoNuSeg's seven organs is longer than 25 um
+    (docs/segmentation.md). Its bound was chosen on tuning images and BRCA-M2C train
+    (``research/study_length_rule.py``).
+    """
+
+    max_length_um: float = 25.0
+
+    def rejects(
+        self, labels: npt.NDArray[np.integer], ids: npt.NDArray[np.integer], mpp: float
+    ) -> npt.NDArray[np.bool_]:
+        """True for each object of ``ids`` (``labels`` at ``mpp`` um/px) longer than :attr:`max_length_um`."""
+        return self.rejects_major(object_axes(labels, ids)[0], mpp)
+
+    def rejects_major(self, major_px: npt.NDArray[np.float64], mpp: float) -> npt.NDArray[np.bool_]:
+        """True for each major axis (pixels of ``mpp`` um) above :attr:`max_length_um`."""
+        out: npt.NDArray[np.bool_] = np.asarray(major_px) * mpp > self.max_length_um
+        return out

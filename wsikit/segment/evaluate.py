@@ -14,7 +14,7 @@ from wsikit._typing import PathLike
 from wsikit.datasets.nuclei import WORKING_MPP, folder_mpp, load_dataset, resample_image, resize_labels
 from wsikit.errors import ConfigError
 from wsikit.models.precision import Precision
-from wsikit.segment.artefacts import ColourRule, GlassRule
+from wsikit.segment.artefacts import ColourRule, GlassRule, LengthRule
 from wsikit.segment.infer import Segmenter
 from wsikit.segment.metrics import aggregated_jaccard_index, panoptic_quality, pixel_metrics
 
@@ -75,6 +75,7 @@ def evaluate_segmenter(
     area_um2: tuple[float, float] | None = None,
     colour_rule: ColourRule | None = None,
     glass_rule: GlassRule | None = None,
+    length_rule: LengthRule | None = None,
     _models: tuple[Segmenter, Any] | None = None,
 ) -> dict[str, Any]:
     """Segment every image of ``folder`` (at ``mpp``) and score it against its labels.
@@ -83,15 +84,15 @@ def evaluate_segmenter(
     segmenter that ``wsikit run`` uses with the same ``stain`` is scored (``unet-nuclei-cnn`` for ``cnn``).
     ``area_um2`` = (min, max) drops objects outside that nuclear area, as ``wsikit run`` does
     (:data:`RUN_AREA_UM2`); None keeps every object the segmenter returns. ``colour_rule`` drops objects
-    whose raw colour no nucleus has, ``glass_rule`` objects lying on glass, as ``wsikit run`` does
-    (:mod:`wsikit.segment.artefacts`). Returns the per-image and mean
+    whose raw colour no nucleus has, ``glass_rule`` objects lying on glass, ``length_rule`` objects longer than
+    any nucleus, as ``wsikit run`` does (:mod:`wsikit.segment.artefacts`). Returns the per-image and mean
     pixel sensitivity, specificity, Dice, Jaccard, AJI and PQ, and the instance thresholds used.
     """
     seg, norm = _models if _models is not None else _load_models(stain, weights, stain_target, tta)
     rows = []
     start = time.perf_counter()
     for name, raw, labels in load_labelled_folder(folder):
-        pred = _predict(seg, norm, raw, mpp, area_um2, colour_rule, glass_rule)
+        pred = _predict(seg, norm, raw, mpp, area_um2, colour_rule, glass_rule, length_rule)
         row: dict[str, Any] = {
             "image": name,
             **pixel_metrics(labels, pred),
@@ -111,7 +112,7 @@ def evaluate_segmenter(
         "mean": mean,
         "images": rows,
         "mpp": mpp,
-        **_settings(seg, norm, stain, tta, area_um2, colour_rule, glass_rule, start),
+        **_settings(seg, norm, stain, tta, area_um2, colour_rule, glass_rule, length_rule, start),
     }
 
 
@@ -123,10 +124,11 @@ def _predict(
     area_um2: tuple[float, float] | None,
     colour_rule: ColourRule | None,
     glass_rule: GlassRule | None,
+    length_rule: LengthRule | None = None,
 ) -> np.ndarray:
     """Instances of ``raw`` (an image of ``mpp`` um/px) on its own grid, by ``wsikit run``'s steps: stain
-    normalization, segmentation at the segmenter's resolution, then the area range and the colour and glass
-    rules (each skipped when None)."""
+    normalization, segmentation at the segmenter's resolution, then the area range and the colour, glass and
+    length rules (each skipped when None)."""
     image = np.asarray(norm.transform(raw)) if norm is not None else raw
     factor = mpp / seg.mpp
     pred = seg.instances(resample_image(image, factor))
@@ -140,6 +142,9 @@ def _predict(
         if glass_rule is not None:
             ids = np.arange(1, int(pred.max()) + 1)
             pred = _keep(pred, np.concatenate([[False], ~glass_rule.rejects(raw_w, pred, ids, seg.mpp)]))
+    if length_rule is not None:
+        ids = np.arange(1, int(pred.max()) + 1)
+        pred = _keep(pred, np.concatenate([[False], ~length_rule.rejects(pred, ids, seg.mpp)]))
     pred = resize_labels(pred, raw.shape[:2])
     return pred
 
@@ -178,6 +183,7 @@ def _settings(
     area_um2: tuple[float, float] | None,
     colour_rule: ColourRule | None,
     glass_rule: GlassRule | None,
+    length_rule: LengthRule | None,
     start: float,
 ) -> dict[str, Any]:
     """What an evaluation ran with (recorded beside its figures)."""
@@ -187,6 +193,7 @@ def _settings(
         "area_um2": list(area_um2) if area_um2 is not None else None,
         "colour_rule": asdict(colour_rule) if colour_rule is not None else None,
         "glass_rule": asdict(glass_rule) if glass_rule is not None else None,
+        "length_rule": asdict(length_rule) if length_rule is not None else None,
         "instance_params": asdict(seg.instance_params),
         "precision": seg.precision,
         "chroma_downsample": getattr(norm, "chroma_downsample", None),
@@ -221,6 +228,7 @@ def evaluate_segmenter_sources(
     area_um2: tuple[float, float] | None = RUN_AREA_UM2,
     colour_rule: ColourRule | None = ColourRule(),  # noqa: B008 - frozen dataclass
     glass_rule: GlassRule | None = GlassRule(),  # noqa: B008 - frozen dataclass
+    length_rule: LengthRule | None = None,
     normalizer: Any | None = None,
     precision: Precision = "auto",
     chroma_downsample: int = 2,
@@ -258,6 +266,7 @@ def evaluate_segmenter_sources(
             area_um2=area_um2,
             colour_rule=colour_rule,
             glass_rule=glass_rule,
+            length_rule=length_rule,
             _models=(seg, norm),
         )
         sources.append({"source": Path(folder).name, **res})
@@ -265,5 +274,5 @@ def evaluate_segmenter_sources(
         "mean": {k: float(np.mean([s["mean"][k] for s in sources])) for k in METRICS},
         "sources": sources,
         "images": [{"source": s["source"], **r} for s in sources for r in s["images"]],
-        **_settings(seg, norm, stain, tta, area_um2, colour_rule, glass_rule, start),
+        **_settings(seg, norm, stain, tta, area_um2, colour_rule, glass_rule, length_rule, start),
     }
