@@ -18,7 +18,8 @@ every class.
 
 ``score``: the three validation sources (MoNuSeg test, MoNuSeg 2018 extra test, its two breast images) by
 ``wsikit eval segmenter``'s path without and with the rule; BRCA-M2C val: the matched nuclei of each class the
-rule would drop; the CMU-1 demo: what it drops, by class, and a panel of them (``--panel``).
+rule would drop; the CMU-1 demo (``make demo``'s run with the rule off): what it drops, by class, and a panel
+of them (``--panel``).
 
 Ship rule, committed before ``score`` was run: the rule is on by default in ``wsikit run`` and ``wsikit eval
 segmenter`` only if (1) on the mean over the three sources AJI, PQ and Dice each stay >= without - 0.002,
@@ -30,6 +31,7 @@ Usage::
     python research/study_length_rule.py measure
     python research/study_length_rule.py choose
     python research/study_length_rule.py score [--panel docs/img/length_rule_cmu1.jpg]
+    python research/study_length_rule.py panel --panel docs/img/length_rule_cmu1.jpg   # its CMU-1 panel alone
 """
 
 from __future__ import annotations
@@ -125,6 +127,22 @@ def choose() -> None:
     (HERE / "results_study_length_rule_choice.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
+SLIDE = ROOT / "examples" / "data" / "cmu-1-small-region.svs"
+
+
+def _run_without() -> Path:
+    """``make demo``'s run of the CMU-1 slide with the length rule off (made once)."""
+    import subprocess
+
+    out = WORK / "cmu-1-without-length-rule.wsikit"
+    if not (out / "DONE").exists():
+        wsikit = str(ROOT / ".venv" / "bin" / "wsikit")
+        subprocess.run(
+            [wsikit, "run", str(SLIDE), "--out", str(out), "--no-length-filter", "--overwrite"], check=True
+        )
+    return out
+
+
 def _demo(run: Path, slide: Path, max_length_um: float, panel: Path | None) -> dict[str, Any]:
     """What the rule drops of a ``wsikit run`` result (its cells table), per class; optionally a panel."""
     import geopandas as gpd
@@ -158,13 +176,13 @@ def _panel(cells: Any, slide: Path, out: Path, size_um: float = 48.0, cols: int 
         half = int(size_um / mpp / 2)
         tiles = []
         for _, row in cells.head(32).iterrows():
-            cx, cy = int(row["centroid_x"] / mpp), int(row["centroid_y"] / mpp)
+            cx, cy = int(row["centroid_x"]), int(row["centroid_y"])  # level-0 pixels
             tile = Image.fromarray(
                 np.asarray(s.read_region((cx - half, cy - half), 0, (2 * half, 2 * half)))[..., :3]
             )
             draw = ImageDraw.Draw(tile)
             xs, ys = row.geometry.exterior.xy
-            draw.line([((x / mpp) - cx + half, (y / mpp) - cy + half) for x, y in zip(xs, ys, strict=True)],
+            draw.line([(x - cx + half, y - cy + half) for x, y in zip(xs, ys, strict=True)],
                       fill=colours[row["class"]], width=1)  # fmt: skip
             tiles.append(tile.resize((4 * half, 4 * half), Image.Resampling.LANCZOS))
     w = tiles[0].size[0]
@@ -194,10 +212,7 @@ def score(panel: Path | None) -> None:
         c: int((val["major"][val["cls"] == k] > t).sum()) for k, c in enumerate(CLASSES)
     }
     out["brca_val_unmatched_dropped"] = int((val["major"][val["cls"] < 0] > t).sum())
-    out["cmu1_demo"] = _demo(
-        ROOT / "out" / "demo" / "cmu-1-small-region.wsikit", ROOT / "examples" / "data" / "cmu-1-small-region.svs",
-        t, panel,
-    )  # fmt: skip
+    out["cmu1_demo"] = _demo(_run_without(), SLIDE, t, panel)
     old, new = out["without"]["mean"], out["with"]["mean"]
     out["rule_sources"] = bool(all(new[m] >= old[m] - 0.002 for m in ("dice", "aji", "pq")))
     out["rule_brca_val"] = bool(all(v <= 0.002 for v in out["brca_val_dropped_share"].values()))
@@ -207,7 +222,11 @@ def score(panel: Path | None) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=("measure", "choose", "score"))
+    ap.add_argument("step", choices=("measure", "choose", "score", "panel"))
     ap.add_argument("--panel", type=Path)
     a = ap.parse_args()
-    {"measure": measure, "choose": choose}.get(a.step, lambda: score(a.panel))()
+    if a.step == "panel":  # the CMU-1 part of score alone
+        demo = json.loads((HERE / "results_study_length_rule.json").read_text())
+        print(_demo(_run_without(), SLIDE, demo["max_length_um"], a.panel))
+    else:
+        {"measure": measure, "choose": choose}.get(a.step, lambda: score(a.panel))()

@@ -104,6 +104,10 @@ def test_outputs_are_complete_and_consistent(reference):
     assert "data:image/jpeg;base64," in html  # self-contained: images inline, nothing fetched
     assert 'src="http' not in html and "<link" not in html and "<script" not in html
     assert 'href="cell_types.png"' in html and (out / "report.html").stat().st_size < 1.5e6
+    seg = summary["segmentation"]  # what segmentation dropped, and why, is in the report
+    assert (
+        f"{seg['dropped_on_glass']} lying on glass; {seg['dropped_too_long']} longer than any nucleus" in html
+    )
     from PIL import Image
 
     assert Image.open(out / "cell_types.png").size == (900, 1400)  # full resolution (up to 4,096 px)

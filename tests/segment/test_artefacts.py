@@ -49,7 +49,11 @@ def test_no_nuclei_on_the_pen_ink_of_cmu1(tmp_path: Path) -> None:
     found, labels = {}, {}
     for name, on in (("without", False), ("with", True)):
         out = tmp_path / f"{name}.wsikit"
-        run_slide(region, out, config=RunConfig(chunk=256, colour_filter=on, glass_filter=False))
+        run_slide(
+            region,
+            out,
+            config=RunConfig(chunk=256, colour_filter=on, glass_filter=False, length_filter=False),
+        )
         labels[name] = OmeZarrStore.open(out / "result.zarr").array("nuclei")[:]
         summary = json.loads((out / "summary.json").read_text())
         found[name] = (
@@ -151,7 +155,7 @@ def test_objects_on_glass_of_cmu1_are_dropped(tmp_path: Path) -> None:
     labels, found = {}, {}
     for name, on in (("without", False), ("with", True)):
         out = tmp_path / f"{name}.wsikit"
-        run_slide(region, out, config=RunConfig(chunk=256, glass_filter=on))
+        run_slide(region, out, config=RunConfig(chunk=256, glass_filter=on, length_filter=False))
         labels[name] = OmeZarrStore.open(out / "result.zarr").array("nuclei")[:]
         summary = json.loads((out / "summary.json").read_text())
         found[name] = (summary["nuclei"], summary["segmentation"]["dropped_on_glass"])
@@ -170,4 +174,72 @@ def test_objects_on_glass_of_cmu1_are_dropped(tmp_path: Path) -> None:
         np.median(kept_share),
         len(gone),
         len(kept),
+    )
+
+
+def test_object_axes_match_scikit_image_and_the_length_rule() -> None:
+    """Major / minor axes from moment sums equal regionprops' for ellipses at any angle, a one-pixel line
+    and a single pixel; the rule drops what is longer than its bound in micrometres, whatever the grid."""
+    from skimage.draw import ellipse
+    from skimage.measure import regionprops_table
+
+    from wsikit.segment.artefacts import LengthRule, object_axes
+
+    labels = np.zeros((300, 300), np.int32)
+    for i, (r, c, a, b, rot) in enumerate(
+        [(50, 50, 8, 30, 0.3), (150, 60, 12, 12, 0.0), (240, 200, 4, 55, -1.2), (80, 200, 20, 6, 2.0)],
+        start=1,
+    ):
+        rr, cc = ellipse(r, c, a, b, shape=labels.shape, rotation=rot)
+        labels[rr, cc] = i
+    labels[290, 10:90] = 5  # a one-pixel strand, 80 px
+    labels[5, 295] = 6  # a single pixel
+    ids = np.arange(1, 7)
+    major, minor = object_axes(labels, np.append(ids, 9))  # id 9 has no pixel
+    ref = regionprops_table(labels, properties=("axis_major_length", "axis_minor_length"))
+    np.testing.assert_allclose(major[:6], ref["axis_major_length"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(minor[:6], ref["axis_minor_length"], rtol=1e-9, atol=1e-9)
+    assert major[6] == minor[6] == 0.0
+    rule = LengthRule(max_length_um=25.0)
+    # at 0.25 um/px: ellipse 1 is 60 px = 15 um, 3 is 110 px = 27.5 um, the 80 px strand 4 sqrt((80^2 - 1) / 12)
+    # = 92 px = 23 um; at 0.5 um/px ellipse 1 (30 um) and the strand (46 um) are too long as well
+    assert rule.rejects(labels, ids, mpp=0.25).tolist() == [False, False, True, False, False, False]
+    assert rule.rejects(labels, ids, mpp=0.5).tolist() == [True, False, True, False, True, False]
+    assert rule.rejects(labels, np.array([], int), mpp=0.25).shape == (0,)
+
+
+@pytest.mark.slow
+def test_objects_longer_than_a_nucleus_on_cmu1_are_dropped(tmp_path: Path) -> None:
+    """A 600 x 600 px region of CMU-1 with folded and torn tissue edges, run with and without the length rule:
+    it drops what the summary counts, every dropped object is long and every kept one shorter."""
+    from wsikit.segment.artefacts import LengthRule, object_axes
+
+    with open_slide(SAMPLE) as s:
+        img = s.read_region((1175, 950), 0, (600, 600))
+    region = write_pyramid_tiff(tmp_path / "folds.tiff", img, levels=1, tile=256, mpp=0.499)
+    labels, found = {}, {}
+    for name, on in (("without", False), ("with", True)):
+        out = tmp_path / f"{name}.wsikit"
+        run_slide(region, out, config=RunConfig(chunk=256, length_filter=on))
+        labels[name] = OmeZarrStore.open(out / "result.zarr").array("nuclei")[:]
+        summary = json.loads((out / "summary.json").read_text())
+        seg = summary["segmentation"]
+        found[name] = (summary["nuclei"], seg["dropped_too_long"], seg["duplicates_skipped"])
+    (n_before, dropped_before, dup_before), (n_after, dropped_after, dup_after) = (
+        found["without"],
+        found["with"],
+    )
+    # a long object dropped by the tile that holds its centroid no longer hides the piece of it that a
+    # neighbouring tile saw cut by its edge: such pieces, skipped as duplicates before, are painted now
+    assert dropped_before == 0 and dropped_after >= 5, found
+    assert n_after == n_before - dropped_after + (dup_before - dup_after), found
+    a = labels["without"]
+    ids = np.unique(a)
+    ids = ids[ids > 0]
+    still = np.asarray(ndi.mean((labels["with"] > 0).astype(float), a, ids)) >= 0.5
+    length_um = object_axes(a, ids)[0] * 0.499  # on the level-0 grid, not the U-Net's 0.25 um one
+    bound = LengthRule().max_length_um
+    assert length_um[~still].min() > bound - 2 and length_um[still].max() < bound + 2, (
+        np.sort(length_um[~still]),
+        np.sort(length_um[still])[-5:],
     )

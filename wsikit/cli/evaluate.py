@@ -145,7 +145,7 @@ def normalizer(
 )
 @click.option(
     "--length-filter/--no-length-filter",
-    default=False,
+    default=True,
     show_default=True,
     help="Drop objects longer than any nucleus (fold edges, fibre strands), as `wsikit run` does.",
 )

@@ -142,7 +142,7 @@ def _table(results: list[dict[str, Any]]) -> None:
 )
 @click.option(
     "--length-filter/--no-length-filter",
-    default=False,
+    default=True,
     show_default=True,
     help="Drop segmented objects longer than any nucleus: a major axis over 25 um (edges of folded or torn "
     "tissue, fibre strands; docs/segmentation.md).",

@@ -364,6 +364,15 @@ def _write_html(
             f"{html.escape('; '.join(dmg.get('errors', [])[:3]))}).</p>"
         )
     timing = ", ".join(f"{k} {v} s" for k, v in s.get("seconds", {}).items())
+    seg = s.get("segmentation", {})
+    why = (
+        ("dropped_by_size", "outside the nuclear area range"),
+        ("dropped_by_colour", "of a colour no nucleus has (ink, eosin fragments)"),
+        ("dropped_on_glass", "lying on glass"),
+        ("dropped_too_long", "longer than any nucleus (fold edges, fibre strands)"),
+    )
+    dropped = "; ".join(f"{seg[k]} {text}" for k, text in why if k in seg)
+    dropped = f" Segmented objects not counted as nuclei: {dropped}." if dropped else ""
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>wsikit report: {html.escape(s["slide_id"])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
@@ -382,7 +391,7 @@ figure{{display:inline-block;margin:0 1em 1em 0}}.warn{{background:#fff3cd;paddi
 <h2>Most confident examples (24 &micro;m)</h2>{artefacts}{ex}
 <h2>Run</h2><p>wsikit {html.escape(str(s["wsikit_version"]))}; stain {html.escape(str(s["options"].get("stain")))};
 precision {html.escape(str(s["options"].get("precision", "fp32")))}; segmenter {html.escape(str(s["models"]["segmenter"]["weights"]))}; classifier
-{html.escape(str(s["models"]["classifier"]["weights"]))}. {html.escape(timing)}</p>
+{html.escape(str(s["models"]["classifier"]["weights"]))}.{html.escape(dropped)} Time: {html.escape(timing)}.</p>
 </body></html>
 """
     path.write_text(doc)

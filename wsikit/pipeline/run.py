@@ -101,7 +101,7 @@ class RunConfig:
     """Drop segmented objects whose raw colour no nucleus has (pen ink, eosin fragments)."""
     glass_filter: bool = True
     """Drop segmented objects lying on glass (more than 80% of a 4 um ring around them): fibres, fragments."""
-    length_filter: bool = False
+    length_filter: bool = True
     """Drop segmented objects longer than any nucleus (:class:`~wsikit.segment.artefacts.LengthRule`): fold
     edges, fibre strands."""
     chroma_downsample: int = 2

@@ -228,7 +228,7 @@ def evaluate_segmenter_sources(
     area_um2: tuple[float, float] | None = RUN_AREA_UM2,
     colour_rule: ColourRule | None = ColourRule(),  # noqa: B008 - frozen dataclass
     glass_rule: GlassRule | None = GlassRule(),  # noqa: B008 - frozen dataclass
-    length_rule: LengthRule | None = None,
+    length_rule: LengthRule | None = LengthRule(),  # noqa: B008 - frozen dataclass
     normalizer: Any | None = None,
     precision: Precision = "auto",
     chroma_downsample: int = 2,
@@ -238,7 +238,7 @@ def evaluate_segmenter_sources(
     Each folder is one source (its images' mean is the source's figure); ``mean`` averages the sources, so a
     source with many images does not outweigh the others, and a default chosen on it is chosen on all.
     A folder's ``manifest.json`` ``mpp`` overrides ``mpp``. Defaults are ``wsikit run``'s: CNN normalizer,
-    its U-Net, its nuclear area range, its colour rule and its glass rule. ``normalizer`` replaces the one ``stain`` names
+    its U-Net, its nuclear area range, its colour, glass and length rules. ``normalizer`` replaces the one ``stain`` names
     (e.g. a :class:`~wsikit.stain.CnnNormalizer` with other options). ``precision``: the networks'
     arithmetic (:mod:`wsikit.models.precision`), ``chroma_downsample``: the CNN's chroma resolution, both as
     ``wsikit run``'s options (until 2026-11-30 evening the CNN ran here at full chroma resolution, 1).
