@@ -26,6 +26,24 @@ def _objects_on(mask: np.ndarray, labels: np.ndarray) -> int:
     return int((np.asarray(ndi.mean(mask.astype(float), labels, ids)) >= 0.5).sum())
 
 
+def _run_with_and_without(
+    tmp_path: Path, origin: tuple[int, int], rule: str
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, dict]]:
+    """A 600 x 600 px region of CMU-1 at ``origin`` run with ``rule`` (a :class:`RunConfig` filter field) off
+    and on, every other object rule off: the region's pixels, and per run its nucleus labels and summary."""
+    with open_slide(SAMPLE) as s:
+        img = s.read_region(origin, 0, (600, 600))
+    region = write_pyramid_tiff(tmp_path / "region.tiff", img, levels=1, tile=256, mpp=0.499)
+    labels, summaries = {}, {}
+    for name, on in (("without", False), ("with", True)):
+        out = tmp_path / f"{name}.wsikit"
+        rules = {"colour_filter": False, "glass_filter": False, "length_filter": False, rule: on}
+        run_slide(region, out, config=RunConfig(chunk=256, **rules))
+        labels[name] = OmeZarrStore.open(out / "result.zarr").array("nuclei")[:]
+        summaries[name] = json.loads((out / "summary.json").read_text())
+    return img, labels, summaries
+
+
 def test_rule_keeps_hematoxylin_and_rejects_ink_and_eosin() -> None:
     od = lambda rgb: -np.log((np.asarray(rgb, float) + 1) / 256)  # noqa: E731
     rule = ColourRule()
@@ -40,27 +58,14 @@ def test_rule_keeps_hematoxylin_and_rejects_ink_and_eosin() -> None:
 @pytest.mark.slow
 def test_no_nuclei_on_the_pen_ink_of_cmu1(tmp_path: Path) -> None:
     """A 600 x 600 px region of the bundled CMU-1 slide with teal ink, run with and without the rule."""
-    with open_slide(SAMPLE) as s:
-        img = s.read_region((1500, 900), 0, (600, 600))
-    region = write_pyramid_tiff(tmp_path / "ink.tiff", img, levels=1, tile=256, mpp=0.499)
+    img, labels, summaries = _run_with_and_without(tmp_path, (1500, 900), "colour_filter")
     rgb = img.astype(int)
     ink = (rgb[..., 1] > rgb[..., 0] + 15) & (rgb.sum(-1) < 600)
     assert ink.mean() > 0.02  # the region holds ink
-    found, labels = {}, {}
-    for name, on in (("without", False), ("with", True)):
-        out = tmp_path / f"{name}.wsikit"
-        run_slide(
-            region,
-            out,
-            config=RunConfig(chunk=256, colour_filter=on, glass_filter=False, length_filter=False),
-        )
-        labels[name] = OmeZarrStore.open(out / "result.zarr").array("nuclei")[:]
-        summary = json.loads((out / "summary.json").read_text())
-        found[name] = (
-            _objects_on(ink, labels[name]),
-            summary["nuclei"],
-            summary["segmentation"]["dropped_by_colour"],
-        )
+    found = {
+        name: (_objects_on(ink, labels[name]), sm["nuclei"], sm["segmentation"]["dropped_by_colour"])
+        for name, sm in summaries.items()
+    }
     (ink_before, n_before, dropped_before), (ink_after, n_after, dropped_after) = (
         found["without"],
         found["with"],
@@ -149,16 +154,8 @@ def test_objects_on_glass_of_cmu1_are_dropped(tmp_path: Path) -> None:
     it drops what the summary counts, and each dropped object has glass around it."""
     from wsikit.segment.artefacts import GlassRule, glass_ring_share
 
-    with open_slide(SAMPLE) as s:
-        img = s.read_region((1250, 1250), 0, (600, 600))
-    region = write_pyramid_tiff(tmp_path / "fibres.tiff", img, levels=1, tile=256, mpp=0.499)
-    labels, found = {}, {}
-    for name, on in (("without", False), ("with", True)):
-        out = tmp_path / f"{name}.wsikit"
-        run_slide(region, out, config=RunConfig(chunk=256, glass_filter=on, length_filter=False))
-        labels[name] = OmeZarrStore.open(out / "result.zarr").array("nuclei")[:]
-        summary = json.loads((out / "summary.json").read_text())
-        found[name] = (summary["nuclei"], summary["segmentation"]["dropped_on_glass"])
+    img, labels, summaries = _run_with_and_without(tmp_path, (1250, 1250), "glass_filter")
+    found = {name: (sm["nuclei"], sm["segmentation"]["dropped_on_glass"]) for name, sm in summaries.items()}
     (n_before, dropped_before), (n_after, dropped_after) = found["without"], found["with"]
     assert dropped_before == 0 and dropped_after == n_before - n_after >= 20, found
     a = labels["without"]
@@ -214,17 +211,11 @@ def test_objects_longer_than_a_nucleus_on_cmu1_are_dropped(tmp_path: Path) -> No
     it drops what the summary counts, every dropped object is long and every kept one shorter."""
     from wsikit.segment.artefacts import LengthRule, object_axes
 
-    with open_slide(SAMPLE) as s:
-        img = s.read_region((1175, 950), 0, (600, 600))
-    region = write_pyramid_tiff(tmp_path / "folds.tiff", img, levels=1, tile=256, mpp=0.499)
-    labels, found = {}, {}
-    for name, on in (("without", False), ("with", True)):
-        out = tmp_path / f"{name}.wsikit"
-        run_slide(region, out, config=RunConfig(chunk=256, length_filter=on))
-        labels[name] = OmeZarrStore.open(out / "result.zarr").array("nuclei")[:]
-        summary = json.loads((out / "summary.json").read_text())
-        seg = summary["segmentation"]
-        found[name] = (summary["nuclei"], seg["dropped_too_long"], seg["duplicates_skipped"])
+    _, labels, summaries = _run_with_and_without(tmp_path, (1175, 950), "length_filter")
+    found = {
+        name: (sm["nuclei"], sm["segmentation"]["dropped_too_long"], sm["segmentation"]["duplicates_skipped"])
+        for name, sm in summaries.items()
+    }
     (n_before, dropped_before, dup_before), (n_after, dropped_after, dup_after) = (
         found["without"],
         found["with"],
