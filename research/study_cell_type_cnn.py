@@ -37,6 +37,7 @@ VARIANTS = {
     "scanner": {"scanner": True},
     "scanner-long": {"scanner": True, "steps": 8000},
     "scanner-wide-long": {"scanner": True, "width": 48, "steps": 8000},
+    "scanner-scale": {"scanner": True, "scale": 0.2},
 }
 
 

@@ -21,6 +21,7 @@ from wsikit.stain.reinhard import LabStats
 
 __all__ = [
     "to_tensor",
+    "scale_jitter",
     "CROP_MPP",
     "CROP_SIZE",
     "CONTEXT_MPP",
@@ -382,6 +383,30 @@ def stain_jitter(crops: torch.Tensor, generator: torch.Generator, *, strength: f
     groups = [(0, 3)] + [(a, a + 3) for a in range(4, crops.shape[1], 3)]
     for a, z in groups:
         out[:, a:z] = (crops[:, a:z] * contrast + shift).clamp(-1, 1)
+    return out
+
+
+def scale_jitter(
+    crops: torch.Tensor, generator: torch.Generator, *, max_scale: float = 0.2, p: float = 0.5
+) -> torch.Tensor:
+    """Random zoom about the centre of (B, C, H, W) crops (probability ``p`` per crop) by a factor drawn
+    log-uniformly in [1 / (1 + ``max_scale``), 1 + ``max_scale``]: nuclei and their surroundings look larger or
+    smaller, as they do across scanners, patients and segmentations. Bilinear, edges replicated; every channel
+    (the mask and the surroundings fields too) zooms alike.
+    """
+    if crops.ndim != 4:
+        raise ShapeError(f"crops must be (B, C, H, W), got {tuple(crops.shape)}")
+    b = crops.shape[0]
+    log_s = (torch.rand(b, generator=generator) * 2 - 1) * float(np.log1p(max_scale))
+    on = torch.rand(b, generator=generator) < p
+    inv = torch.where(on, torch.exp(-log_s), torch.ones(b)).to(crops.dtype)
+    theta = torch.zeros(b, 2, 3, dtype=crops.dtype)
+    theta[:, 0, 0] = inv
+    theta[:, 1, 1] = inv
+    grid = torch.nn.functional.affine_grid(theta, list(crops.shape), align_corners=False)
+    out: torch.Tensor = torch.nn.functional.grid_sample(
+        crops, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
     return out
 
 

@@ -20,7 +20,14 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from wsikit.classify.crops import CONTEXT_CHANNELS, crop_augment, scanner_jitter, stain_jitter, to_tensor
+from wsikit.classify.crops import (
+    CONTEXT_CHANNELS,
+    crop_augment,
+    scale_jitter,
+    scanner_jitter,
+    stain_jitter,
+    to_tensor,
+)
 from wsikit.classify.naming import CELL_TYPES
 from wsikit.errors import ConfigError, ShapeError
 from wsikit.models.infogan import Critic, CriticEnsemble, InfoGanConfig
@@ -44,6 +51,9 @@ class SupervisedTrainConfig:
     jitter: float = 1.0
     scanner: bool = True
     """Random sharpness and field-edge changes (:func:`~wsikit.classify.crops.scanner_jitter`)."""
+    scale: float = 0.0
+    """Zoom half the crops by up to this factor in either direction (:func:`~wsikit.classify.crops.scale_jitter`;
+    0 = off)."""
     balanced: bool = True
     """Batches hold the same number of crops of each class (False: drawn as the training set holds them)."""
     seed: int = 0
@@ -129,6 +139,8 @@ def train_context_cnn(
             x = stain_jitter(x, gen, strength=cfg.jitter)
         if cfg.scanner:
             x = scanner_jitter(x, gen)
+        if cfg.scale > 0:
+            x = scale_jitter(x, gen, max_scale=cfg.scale)
         _, logits = model(x)
         loss = F.cross_entropy(logits, target[sel])
         opt.zero_grad(set_to_none=True)
