@@ -173,6 +173,26 @@ def test_stain_jitter_moves_colour_not_the_mask():
         stain_jitter(torch.zeros(2, 4, 8, 8), g)
 
 
+def test_scale_jitter_zooms_every_channel_about_the_centre():
+    """A centred 10 x 10 square (mask and colour alike) grows or shrinks by the drawn factor squared in area,
+    stays centred, and within the drawn range; p = 0 leaves the crops as they are."""
+    from wsikit.classify.crops import scale_jitter
+
+    x = -torch.ones(64, 7, 40, 40)
+    x[:, :, 15:25, 15:25] = 1
+    y = scale_jitter(x, torch.Generator().manual_seed(0), max_scale=0.2, p=1.0)
+    area = ((y[:, 3] + 1) / 2).sum((1, 2))  # the mask's area, bilinear edges counted by weight
+    assert torch.allclose(area, ((y[:, 0] + 1) / 2).sum((1, 2)), atol=1e-4)  # every channel zooms alike
+    assert area.min() >= 100 / 1.2**2 - 3 and area.max() <= 100 * 1.2**2 + 3
+    assert area.min() < 85 and area.max() > 115  # both ways
+    mass = (y[:, 3] + 1) / 2
+    cy = (mass.sum(2) * torch.arange(40)).sum(1) / mass.sum((1, 2))
+    assert torch.allclose(cy, torch.full_like(cy, 19.5), atol=0.05)
+    assert torch.equal(scale_jitter(x, torch.Generator().manual_seed(0), p=0.0), x)
+    with pytest.raises(ShapeError):
+        scale_jitter(torch.zeros(7, 40, 40), torch.Generator())
+
+
 @pytest.fixture(scope="module")
 def brca_nuclei(data_dir):
     """Labelled context crops of 3 BRCA-M2C val images (segmented on the raw path, for speed)."""
