@@ -38,6 +38,9 @@ def main() -> None:
         choices=["auto", "fp32", "bf16"],
         help="the classifier networks' arithmetic",
     )
+    parser.add_argument(
+        "--segmenter-weights", type=Path, default=None, help="U-Net weights (default: shipped)"
+    )
     args = parser.parse_args()
     from wsikit.pipeline.eval_classifier import evaluate_classifier, export_classification_dataset
 
@@ -47,7 +50,9 @@ def main() -> None:
         name, split = SETS[key]
         folder = work / f"classes_{key}"
         export_classification_dataset(name, args.data, folder, split=split, overwrite=True)
-        res = evaluate_classifier(folder, weights=args.weights, precision=args.precision)
+        res = evaluate_classifier(
+            folder, weights=args.weights, precision=args.precision, segmenter_weights=args.segmenter_weights
+        )
         res = {"set": key, **stamp(), **res}
         out = HERE / f"results_eval_classifier_{key}{args.tag}.json"
         out.write_text(json.dumps(res, indent=2) + "\n")

@@ -308,6 +308,14 @@ def test_eval_classifier_scores_every_method_on_brca_points(data_dir, tmp_path, 
     # these val patients chose the default's configuration and train its refit: a regression floor, not a result
     assert by["classifier"]["scores"]["accuracy"] > by["kmeans-morphology"]["scores"]["accuracy"] + 0.05
     assert by["classifier"]["scores"]["macro_f1"] > 0.6
+    # another segmenter's weights (here the shipped one's file, named): the same nuclei, the same scores
+    from wsikit.models.registry import weights_path
+
+    unet = weights_path("unet-nuclei-cnn")
+    assert run([*args, "--method", "classifier", "--segmenter-weights", str(unet)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["segmentation"] == "stain=cnn, segmenter=unet-nuclei-cnn.pt"
+    assert again["results"][0]["scores"] == by["classifier"]["scores"]
     # the paper's weights given where the labelled classifier is expected: one line, exit 1
     old = CellClassifier.from_pretrained("infogan-cells").meta["weights"]
     assert run([*args, "--method", "classifier", "--weights", old]) == 1

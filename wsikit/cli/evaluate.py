@@ -247,6 +247,12 @@ def export_dataset_cmd(name: str, data: Path, split: str, out: Path, overwrite: 
     show_default=True,
     help="Segmentation path for folders without NAME.labels.tif (cnn: `wsikit run`'s default).",
 )
+@click.option(
+    "--segmenter-weights",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="U-Net weights to segment with (from `wsikit train segmenter`) [default: the shipped ones for --stain].",
+)
 @precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def classifier(
@@ -256,6 +262,7 @@ def classifier(
     infogan_weights: Path | None,
     methods: tuple[str, ...],
     stain: str,
+    segmenter_weights: Path | None,
     precision: str,
     as_json: bool,
 ) -> None:
@@ -272,6 +279,7 @@ def classifier(
         methods=methods or METHODS,
         stain=cast(Literal["cnn", "none"], stain),
         precision=precision,  # type: ignore[arg-type]
+        segmenter_weights=segmenter_weights,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

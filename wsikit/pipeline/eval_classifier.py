@@ -153,12 +153,14 @@ def load_labelled_nuclei(
     stain: Literal["cnn", "none"] = "cnn",
     context_mpp: tuple[float, ...] = (CONTEXT_MPP,),
     field_classifier: Any = None,
+    segmenter_weights: PathLike | None = None,
 ) -> LabelledNuclei:
     """Read a labelled folder (see module docstring), match its points to nuclei and cut their crops.
 
     ``mpp`` None reads it from the folder's ``manifest.json`` (written by ``wsikit export-classes``), else
     0.25. ``context=True`` also cuts the 7-channel context crops. Nuclei are segmented by ``stain``'s path
-    unless the folder gives ``NAME.labels.tif``. ``field_classifier`` (see
+    unless the folder gives ``NAME.labels.tif`` (with ``segmenter_weights`` if given, else the shipped U-Net for
+    ``stain``). ``field_classifier`` (see
     :class:`~wsikit.pipeline.labelled_nuclei.NucleusMatcher`) classifies each field's matched nuclei.
     """
     import tifffile
@@ -184,7 +186,11 @@ def load_labelled_nuclei(
 
     try:
         matcher = NucleusMatcher(
-            stain=stain, context=context, context_mpp=context_mpp, field_classifier=field_classifier
+            stain=stain,
+            context=context,
+            context_mpp=context_mpp,
+            field_classifier=field_classifier,
+            segmenter_weights=segmenter_weights,
         )
         return matcher.match(fields())
     except ConfigError as exc:
@@ -255,6 +261,7 @@ def evaluate_classifier(
     stain: Literal["cnn", "none"] = "cnn",
     seed: int = 0,
     precision: Precision = "auto",
+    segmenter_weights: PathLike | None = None,
 ) -> dict[str, Any]:
     """Score the labelled classifier, the unsupervised InfoGAN and the k-means baselines on one labelled folder.
 
@@ -270,6 +277,8 @@ def evaluate_classifier(
         The unsupervised InfoGAN to score as ``infogan`` (default: the shipped ``infogan-cells``).
     stain
         Segmentation path for folders without instance labels (``cnn``: ``wsikit run``'s default).
+    segmenter_weights
+        U-Net weights for that segmentation (default: the shipped ones for ``stain``).
     precision
         Arithmetic of the classifier networks, as ``wsikit run``'s ``precision`` (:mod:`wsikit.models.precision`).
 
@@ -309,6 +318,7 @@ def evaluate_classifier(
         stain=stain,
         context_mpp=clf.context_mpp if clf is not None and clf.context_mpp else (CONTEXT_MPP,),
         field_classifier=_neighbourhood_classifier(clf) if clf is not None and clf.neighbourhood else None,
+        segmenter_weights=segmenter_weights,
     )
     results = []
     for method in methods:
@@ -355,7 +365,7 @@ def evaluate_classifier(
         "mpp": folder_mpp(folder) if mpp is None else mpp,
         "segmentation": "instance labels of the folder"
         if any(Path(folder).glob("*.labels.tif"))
-        else f"stain={stain}",
+        else f"stain={stain}" + (f", segmenter={Path(segmenter_weights).name}" if segmenter_weights else ""),
         "classifier_precision": next((c.precision for c in (clf, gan) if c is not None), None),
         "points": data.points,
         "nuclei": int(len(data.truth)),

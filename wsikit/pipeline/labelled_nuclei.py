@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from wsikit._typing import PathLike
 from wsikit.classify.crops import (
     CONTEXT_MPP,
     context_channels,
@@ -213,6 +214,8 @@ class NucleusMatcher:
         Also cut context crops of every segmented nucleus no point falls in.
     context_mpp
         Resolutions of the context crops' surroundings fields.
+    segmenter_weights
+        U-Net weights to segment with (default: the shipped ones for ``stain``, as ``wsikit run``).
     field_classifier
         Called per field with its stain-standardized image, instance labels, um/px and the matched nucleus
         ids; returns their cell types, kept as ``extra["field_class"]`` (for classifiers that need every
@@ -226,6 +229,7 @@ class NucleusMatcher:
         context: bool = False,
         unlabelled: bool = False,
         context_mpp: tuple[float, ...] = (CONTEXT_MPP,),
+        segmenter_weights: PathLike | None = None,
         field_classifier: Callable[
             [npt.NDArray[np.uint8], npt.NDArray[np.uint32], float, npt.NDArray[np.int64]],
             npt.NDArray[np.int64],
@@ -239,6 +243,7 @@ class NucleusMatcher:
         self.unlabelled = unlabelled
         self.context_mpp = tuple(context_mpp)
         self.field_classifier = field_classifier
+        self.segmenter_weights = segmenter_weights
         self._segmenter: Any = None
         self._normalizer: Any = None
 
@@ -247,7 +252,7 @@ class NucleusMatcher:
         from wsikit.segment.infer import Segmenter
 
         if self._segmenter is None:
-            self._segmenter = Segmenter.load(None, stain=self.stain)
+            self._segmenter = Segmenter.load(self.segmenter_weights, stain=self.stain)
             if self.stain == "cnn":
                 from wsikit.stain.factory import make_normalizer
 
