@@ -220,8 +220,8 @@ def test_objects_longer_than_a_nucleus_on_cmu1_are_dropped(tmp_path: Path) -> No
         found["without"],
         found["with"],
     )
-    # a long object dropped by the tile that holds its centroid no longer hides the piece of it that a
-    # neighbouring tile saw cut by its edge: such pieces, skipped as duplicates before, are painted now
+    # a long object dropped by the tile that holds its centroid no longer hides the part of it that a
+    # neighbouring tile found as a shorter object: such parts, skipped as duplicates before, are painted now
     assert dropped_before == 0 and dropped_after >= 5, found
     assert n_after == n_before - dropped_after + (dup_before - dup_after), found
     a = labels["without"]
