@@ -11,7 +11,6 @@ whose peaks seed one instance per nucleus).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -110,29 +109,6 @@ class UNet(nn.Module, Pretrained):
             self.merge.append(_block(2 * w, w, bn))
             cin = w
         self.head = nn.Conv2d(b, self.config.n_outputs, 1)
-
-    def fused_for_inference(self) -> UNet:
-        """A copy in eval mode with each BatchNorm folded into the convolution before it (the same function up to
-        rounding, one pass fewer per layer); the copy's BatchNorm layers become identities, so it is for
-        inference only. This network is left as it is.
-
-        Examples
-        --------
-        >>> net = UNet(UNetConfig(base=4)).eval()
-        >>> x = torch.rand(1, 3, 32, 32)
-        >>> bool(torch.allclose(net.fused_for_inference()(x), net(x), atol=1e-5))
-        True
-        """
-        from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-        out = copy.deepcopy(self).eval()
-        for block in [*out.down, out.bottom, *out.merge]:
-            for i in range(len(block) - 1):
-                conv, bn = block[i], block[i + 1]
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    block[i] = fuse_conv_bn_eval(conv, bn)
-                    block[i + 1] = nn.Identity()
-        return out
 
     def bottleneck_shape(self, size: int) -> tuple[int, int, int]:
         """(channels, height, width) at the bottom for a ``size`` x ``size`` input."""

@@ -72,8 +72,6 @@ class Segmenter:
     ) -> None:
         # channels_last: oneDNN's convolutions run about 1.25x faster on the CPU too (and on CUDA)
         self.model = model.eval().to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        # what runs: a copy with the batch norms folded into the convolutions (``model`` stays trainable)
-        self._net = self.model.fused_for_inference().to(memory_format=torch.channels_last)
         self.mpp = mpp
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -127,7 +125,7 @@ class Segmenter:
     @torch.no_grad()
     def _forward_once(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.precision):
-            logits: torch.Tensor = self._net(x.contiguous(memory_format=torch.channels_last))
+            logits: torch.Tensor = self.model(x.contiguous(memory_format=torch.channels_last))
         logits = logits.float()
         out = logits[:, :3].softmax(dim=1)
         if self.channels > 3:
