@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -134,19 +135,20 @@ def _predict(
     pred = seg.instances(resample_image(image, factor))
     if area_um2 is not None:
         pred = _keep_area(pred, area_um2, seg.mpp)
-    if colour_rule is not None or glass_rule is not None:
-        raw_w = resample_image(raw, factor)
-        if colour_rule is not None:
-            ids = np.arange(1, int(pred.max()) + 1)
-            pred = _keep(pred, np.concatenate([[False], ~colour_rule.rejects(raw_w, pred, ids)]))
-        if glass_rule is not None:
-            ids = np.arange(1, int(pred.max()) + 1)
-            pred = _keep(pred, np.concatenate([[False], ~glass_rule.rejects(raw_w, pred, ids, seg.mpp)]))
+    raw_w = resample_image(raw, factor) if colour_rule is not None or glass_rule is not None else raw
+    if colour_rule is not None:
+        pred = _drop(pred, lambda ids: colour_rule.rejects(raw_w, pred, ids))
+    if glass_rule is not None:
+        pred = _drop(pred, lambda ids: glass_rule.rejects(raw_w, pred, ids, seg.mpp))
     if length_rule is not None:
-        ids = np.arange(1, int(pred.max()) + 1)
-        pred = _keep(pred, np.concatenate([[False], ~length_rule.rejects(pred, ids, seg.mpp)]))
-    pred = resize_labels(pred, raw.shape[:2])
-    return pred
+        pred = _drop(pred, lambda ids: length_rule.rejects(pred, ids, seg.mpp))
+    return resize_labels(pred, raw.shape[:2])
+
+
+def _drop(pred: np.ndarray, rejects: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Relabel ``pred`` without the objects that ``rejects`` (given the ids 1..n) marks."""
+    ids = np.arange(1, int(pred.max()) + 1)
+    return _keep(pred, np.concatenate([[False], ~rejects(ids)]))
 
 
 def _load_models(
