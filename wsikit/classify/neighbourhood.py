@@ -22,7 +22,13 @@ import numpy.typing as npt
 
 from wsikit.errors import ConfigError, ShapeError
 
-__all__ = ["NeighbourhoodStage", "neighbourhood_features", "fit_neighbourhood_stage", "RADII_UM"]
+__all__ = [
+    "NeighbourhoodStage",
+    "neighbourhood_features",
+    "fit_neighbourhood_stage",
+    "fit_balanced_logistic",
+    "RADII_UM",
+]
 
 RADII_UM = (25.0, 50.0)
 """Radii of the neighbourhoods, in microns (a nest of tumour cells, a lymphocyte aggregate, a stroma band)."""
@@ -166,16 +172,46 @@ def fit_neighbourhood_stage(
     ``labels`` (N,) holds each nucleus's cell type, -1 for nuclei no point names (they still count as
     neighbours). Class-balanced cross-entropy with an L2 penalty, L-BFGS in float64 (deterministic).
     """
-    import torch
-
     y = np.asarray(labels, np.int64)
     if y.shape != (len(prob),):
         raise ShapeError(f"labels must be ({len(prob)},), got {y.shape}")
+    feats = neighbourhood_features(prob, xy_um, group=group, radii_um=radii_um)
+    mean, std, weight, bias = fit_balanced_logistic(feats, y, l2=l2)
+    return NeighbourhoodStage(tuple(radii_um), mean, std, weight, bias)
+
+
+def fit_balanced_logistic(
+    feats: npt.NDArray[np.floating], labels: npt.NDArray[np.integer], *, l2: float = 1e-4
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+]:
+    """The stage's model on any per-nucleus features: a class-balanced 3-class logistic regression.
+
+    Features are standardized over all rows (labelled or not); the cross-entropy with an L2 penalty is
+    minimized over the rows with ``labels >= 0`` by L-BFGS in float64 (deterministic).
+
+    Returns
+    -------
+    mean, std : (F,) arrays
+        The standardization.
+    weight : (3, F) array
+    bias : (3,) array
+
+    Raises
+    ------
+    ConfigError
+        A cell type without labelled rows.
+    """
+    import torch
+
+    feats = np.asarray(feats, np.float64)
+    y = np.asarray(labels, np.int64)
+    if feats.ndim != 2 or y.shape != (len(feats),):
+        raise ShapeError(f"feats must be (N, F) and labels (N,), got {feats.shape} and {y.shape}")
     named = y >= 0
     counts = np.bincount(y[named], minlength=3)
     if (counts == 0).any():
         raise ConfigError(f"every cell type needs labelled nuclei to fit the stage, got {counts.tolist()}")
-    feats = neighbourhood_features(prob, xy_um, group=group, radii_um=radii_um)
     mean, std = feats.mean(axis=0), feats.std(axis=0) + 1e-9
     x = torch.from_numpy((feats[named] - mean) / std)
     t = torch.from_numpy(y[named])
@@ -193,8 +229,7 @@ def fit_neighbourhood_stage(
         return loss
 
     opt.step(closure)  # type: ignore[no-untyped-call]
-    return NeighbourhoodStage(
-        tuple(radii_um),
+    return (
         mean,
         std,
         model.weight.detach().numpy().astype(np.float64),
