@@ -35,6 +35,15 @@ the ensemble replaces the single CNN only if ensemble + stage reaches val accura
 >= 0.766, **and** classify + neighbourhood stay under 30% of ``wsikit run`` on both ``benchmarks/bench_run.py``
 slides with the ensemble in the shipped weights.
 
+Follow-up study (2026-12-01, session 16): scale jitter in the shipped procedure. Alone, a CNN trained with half
+its crops zoomed by up to 1.2x either way scored +0.008 on val (research/study_cell_type_cnn.py, below the +0.01
+of that rule); the lymphocytes of the val patient TCGA-A7-A0DB, segmented larger than most, are what the
+neighbourhood stage does not correct. Here every network of the shipped procedure (fold and train-only, seeds 0
+and 1) is retrained with ``scale=0.2`` and the stage fitted on their out-of-fold ensemble predictions. Ship rule,
+committed before any of these networks was trained: the scale-jitter ensemble + stage replaces the shipped
+procedure only if its val accuracy is >= the ensemble + stage without it (same run) + 0.005 and its macro-F1 >=
+that one's.
+
 Usage::
 
     python research/study_neighbour_context.py prepare            # segmentation + crops (~4 min)
@@ -47,6 +56,8 @@ Usage::
     python research/study_neighbour_context.py fold K --seed 1    # the ensemble's second member, K in 0..3, full
     python research/study_neighbour_context.py score-ensemble     # the ensemble follow-up
     python research/study_neighbour_context.py weights-ensemble REFIT.pt   # its stages into the weights
+    python research/study_neighbour_context.py fold K --seed S --scale 0.2  # scale jitter, K in 0..3, full; S 0, 1
+    python research/study_neighbour_context.py score-scale        # the scale-jitter follow-up
 """
 
 from __future__ import annotations
@@ -93,6 +104,7 @@ def _cnn_probabilities(
     save: Path | None = None,
     keep: Path | None = None,
     seed: int = 0,
+    scale: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The CNN's softmax for ``crops`` without and with test-time augmentation (8 rotations / flips)."""
     from wsikit.classify.crops import CONTEXT_MPP
@@ -103,7 +115,7 @@ def _cnn_probabilities(
 
     torch.set_num_threads(1)
     state = train_context_cnn(
-        train_crops, train_y, SupervisedTrainConfig(steps=4000, scanner=True, seed=seed)
+        train_crops, train_y, SupervisedTrainConfig(steps=4000, scanner=True, seed=seed, scale=scale)
     )
     if keep is not None:  # the fold's network, so later variants need no retraining
         torch.save(state.model.state_dict(), keep)
@@ -115,7 +127,8 @@ def _cnn_probabilities(
             "cluster_names": list(CELL_TYPES),
             "class_prior": [round(float(c / counts.sum()), 6) for c in counts],
             "training_data": "BRCA-M2C train (72 patients), research/study_neighbour_context.py fold full"
-            + (f" --seed {seed}" if seed else ""),
+            + (f" --seed {seed}" if seed else "")
+            + (f" --scale {scale}" if scale else ""),
         }
         save_checkpoint(
             save,
@@ -130,10 +143,11 @@ def _cnn_probabilities(
     return clf.probabilities(crops, tta=False), clf.probabilities(crops, tta=True)
 
 
-def fold(which: str, seed: int = 0) -> None:
+def fold(which: str, seed: int = 0, scale: float = 0.0) -> None:
     """Train fold ``which`` (0..3, or "full": all train patients, predicting val) with CNN seed ``seed``; files of
-    seeds other than 0 carry a ``_seed{S}`` suffix (the ensemble follow-up)."""
-    tag = f"_seed{seed}" if seed else ""
+    seeds other than 0 carry a ``_seed{S}`` suffix (the ensemble follow-up), files of networks trained with scale
+    jitter ``scale`` > 0 a ``_scale`` suffix after it (the scale-jitter follow-up)."""
+    tag = (f"_seed{seed}" if seed else "") + ("_scale" if scale else "")
     tr = np.load(WORK / "train.npz")
     labelled = tr["truth"] >= 0
     if which == "full":
@@ -144,6 +158,7 @@ def fold(which: str, seed: int = 0) -> None:
             va["crops"],
             save=WORK / f"cells-context-cnn-trainonly{tag}.pt",
             seed=seed,
+            scale=scale,
         )
         np.save(WORK / f"prob_val{tag}.npy", p)
         np.save(WORK / f"prob_val{tag}_tta.npy", p_tta)
@@ -159,6 +174,7 @@ def fold(which: str, seed: int = 0) -> None:
         tr["crops"][out_fold],
         keep=WORK / f"fold{k}{tag}.state.pt",
         seed=seed,
+        scale=scale,
     )
     np.save(WORK / f"prob_train_fold{k}{tag}.npy", p)
     np.save(WORK / f"prob_train_fold{k}{tag}_tta.npy", p_tta)
@@ -327,6 +343,35 @@ def score_ensemble(out: Path) -> None:
     )
 
 
+def score_scale(out: Path) -> None:
+    """The pre-registered scale-jitter follow-up (session 16): the shipped procedure (ensemble of seeds 0 and 1 +
+    a stage fitted on its out-of-fold predictions) with and without scale jitter (0.2) in every network; val,
+    training prior, both fitted and scored in this run."""
+    members = {"ensemble": ("", "_seed1"), "ensemble scale jitter": ("_scale", "_seed1_scale")}
+    rows: dict[str, dict] = {}
+    oof_acc: dict[str, float] = {}
+    for name, tags in members.items():
+        _score_with_stage(name, *saved_probabilities(tags), rows, oof_acc)
+    print("train out-of-fold CNN accuracy", oof_acc)
+    a, b = rows["cnn ensemble + neighbourhood"], rows["cnn ensemble scale jitter + neighbourhood"]
+    passed = b["accuracy"] >= a["accuracy"] + 0.005 and b["macro_f1"] >= a["macro_f1"]
+    print("ship rule passed:", passed)
+    out.write_text(
+        json.dumps(
+            {
+                "validation": "BRCA-M2C val (10 patients)",
+                "rows": rows,
+                "train_out_of_fold_cnn_accuracy": oof_acc,
+                "ship_rule": "scale-jitter ensemble + stage: val accuracy >= ensemble + stage (same run) + 0.005 "
+                "and macro-F1 >= its",
+                "ship_rule_passed": passed,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+
+
 def score_stage(weights: Path) -> None:
     """Val figure of another weights file's stage (e.g. from ``wsikit train neighbourhood`` on the train-only
     CNN) on the train-only CNN's val predictions, as ``score`` scores the study's own stage."""
@@ -449,6 +494,7 @@ def main() -> None:
             "score",
             "score-tta",
             "score-ensemble",
+            "score-scale",
             "score-stage",
             "weights",
             "weights-ensemble",
@@ -458,11 +504,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=HERE / "results_study_neighbour_context.json")
     ap.add_argument("--tta", action="store_true", help="weights: the stage fitted on TTA predictions, tta on")
     ap.add_argument("--seed", type=int, default=0, help="fold: the CNN's seed (files of seed S != 0: _seedS)")
+    ap.add_argument("--scale", type=float, default=0.0, help="fold: scale jitter of the CNN (files: _scale)")
     args = ap.parse_args()
     if args.step == "prepare":
         prepare()
     elif args.step == "fold":
-        fold(args.which, seed=args.seed)
+        fold(args.which, seed=args.seed, scale=args.scale)
     elif args.step == "weights":
         write_weights(tta=args.tta)
     elif args.step == "score-stage":
@@ -471,6 +518,8 @@ def main() -> None:
         write_ensemble_weights(Path(args.which))
     elif args.step == "score-ensemble":
         score_ensemble(HERE / "results_study_neighbour_ensemble.json")
+    elif args.step == "score-scale":
+        score_scale(HERE / "results_study_neighbour_scale.json")
     elif args.step == "score-tta":
         score_tta(HERE / "results_study_neighbour_tta.json")
     else:
