@@ -310,15 +310,21 @@ def score_tta(out: Path) -> None:
     )
 
 
-def score_ensemble(out: Path) -> None:
-    """The pre-registered seed-ensemble follow-up: CNN + stage as shipped (seed 0) vs the mean softmax of the
-    seed-0 and seed-1 CNNs + a stage fitted on the ensemble's out-of-fold predictions; val, training prior."""
-    members = {"seed 0": ("",), "seed 1": ("_seed1",), "ensemble seeds 0+1": ("", "_seed1")}
+def _score_members(members: dict[str, tuple[str, ...]]) -> tuple[dict[str, dict], dict[str, float]]:
+    """Val rows (CNN, CNN + stage) and train's out-of-fold CNN accuracy of each ensemble ``name -> file tags``."""
     rows: dict[str, dict] = {}
     oof_acc: dict[str, float] = {}
     for name, tags in members.items():
         _score_with_stage(name, *saved_probabilities(tags), rows, oof_acc)
     print("train out-of-fold CNN accuracy", oof_acc)
+    return rows, oof_acc
+
+
+def score_ensemble(out: Path) -> None:
+    """The pre-registered seed-ensemble follow-up: CNN + stage as shipped (seed 0) vs the mean softmax of the
+    seed-0 and seed-1 CNNs + a stage fitted on the ensemble's out-of-fold predictions; val, training prior."""
+    members = {"seed 0": ("",), "seed 1": ("_seed1",), "ensemble seeds 0+1": ("", "_seed1")}
+    rows, oof_acc = _score_members(members)
     a, b = rows["cnn seed 0 + neighbourhood"], rows["cnn ensemble seeds 0+1 + neighbourhood"]
     accuracy_rule = b["accuracy"] >= 0.780 + 0.005 and b["macro_f1"] >= 0.766
     print(
@@ -348,11 +354,7 @@ def score_scale(out: Path) -> None:
     a stage fitted on its out-of-fold predictions) with and without scale jitter (0.2) in every network; val,
     training prior, both fitted and scored in this run."""
     members = {"ensemble": ("", "_seed1"), "ensemble scale jitter": ("_scale", "_seed1_scale")}
-    rows: dict[str, dict] = {}
-    oof_acc: dict[str, float] = {}
-    for name, tags in members.items():
-        _score_with_stage(name, *saved_probabilities(tags), rows, oof_acc)
-    print("train out-of-fold CNN accuracy", oof_acc)
+    rows, oof_acc = _score_members(members)
     a, b = rows["cnn ensemble + neighbourhood"], rows["cnn ensemble scale jitter + neighbourhood"]
     passed = b["accuracy"] >= a["accuracy"] + 0.005 and b["macro_f1"] >= a["macro_f1"]
     print("ship rule passed:", passed)
