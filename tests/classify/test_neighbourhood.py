@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsikit.classify.neighbourhood import NeighbourhoodStage, fit_neighbourhood_stage, neighbourhood_features
+from wsikit.classify.neighbourhood import (
+    NeighbourhoodStage,
+    fit_balanced_logistic,
+    fit_neighbourhood_stage,
+    neighbourhood_features,
+)
 from wsikit.errors import ConfigError, ShapeError
 
 
@@ -95,3 +100,33 @@ def test_network_probabilities_do_not_depend_on_thread_count() -> None:
             assert np.array_equal(one, two), n
     finally:
         torch.set_num_threads(before)
+
+
+def test_balanced_logistic_on_other_features() -> None:
+    """The stage's model on features of the caller's choosing: balanced over classes, unlabelled rows only
+    standardize, and the stage is exactly this model on the neighbourhood features."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [300, 60, 40])  # unbalanced
+    x = rng.normal(0, 1, (len(y), 2)) + np.array([[0, 0], [3, 0], [0, 3]])[y]
+    mean, std, weight, bias = fit_balanced_logistic(x, y)
+    z = ((x - mean) / std) @ weight.T + bias
+    prob = np.exp(z - z.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    # class-balanced: at the optimum (the bias is not penalized) each class's probability mass, every row weighed
+    # by N / (3 x its class count), is N / 3; an unweighted fit would give each class its own count instead
+    balance = len(y) / (3 * np.bincount(y))
+    assert np.allclose((balance[y, None] * prob).sum(0), len(y) / 3, rtol=1e-3)
+    assert (prob.argmax(1) == y).mean() > 0.85
+    # rows without a label change the standardization, not the fit's targets
+    x_more = np.concatenate([x, rng.normal(5, 1, (50, 2))])
+    y_more = np.concatenate([y, np.full(50, -1)])
+    mean2, std2, *_ = fit_balanced_logistic(x_more, y_more)
+    assert np.allclose(mean2, x_more.mean(0)) and not np.allclose(mean2, mean)
+    with pytest.raises(ConfigError, match="every cell type"):
+        fit_balanced_logistic(x, np.where(y == 1, -1, y))
+    with pytest.raises(ShapeError):
+        fit_balanced_logistic(x, y[:-1])
+    p, xy, lab, g = _tissue(0)
+    stage = fit_neighbourhood_stage(p, xy, lab, group=g)
+    direct = fit_balanced_logistic(neighbourhood_features(p, xy, group=g), lab)
+    assert np.array_equal(direct[2], stage.weight) and np.array_equal(direct[3], stage.bias)
