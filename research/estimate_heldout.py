@@ -32,7 +32,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from study_neighbour_context import FOLDS, WORK, saved_probabilities  # noqa: E402
+from study_neighbour_context import FOLDS, WORK, saved_probabilities, train_fold_index  # noqa: E402
 
 from wsikit.classify.neighbourhood import fit_neighbourhood_stage  # noqa: E402
 
@@ -58,15 +58,14 @@ def per_patient_confusions() -> dict[str, np.ndarray]:
     truth, xy, image = tr["truth"], tr["xy"], tr["image"]
     lab = truth >= 0
     prior = np.bincount(truth[lab], minlength=3) / lab.sum()
-    fold = np.full(len(truth), -1)
-    for k in range(FOLDS):
-        fold[np.load(WORK / f"rows_train_fold{k}.npy")] = k
+    fold = train_fold_index()
     pred_tr = np.full(len(truth), -1)
     for k in range(FOLDS):
         fit, test = (fold != k) & (fold >= 0), fold == k
         stage = fit_neighbourhood_stage(prob_tr[fit], xy[fit], truth[fit], group=image[fit])
-        p = stage.probabilities(prob_tr, xy, group=image)  # the 4th fold's nuclei are never in the fit
-        pred_tr[test] = (p[test] * prior).argmax(1)
+        # folds hold whole images, and neighbours are never across images: the fold's nuclei alone suffice
+        p = stage.probabilities(prob_tr[test], xy[test], group=image[test])
+        pred_tr[test] = (p * prior).argmax(1)
     stage = fit_neighbourhood_stage(prob_tr, xy, truth, group=image)
     pred_va = (stage.probabilities(prob_va, va["xy"], group=va["image"]) * prior).argmax(1)
     out: dict[str, np.ndarray] = {}

@@ -238,6 +238,15 @@ def score(out: Path | None) -> None:
         )
 
 
+def train_fold_index() -> np.ndarray:
+    """Per train nucleus (rows of ``train.npz``), the patient fold (0..FOLDS-1) whose networks did not see it."""
+    n = len(np.load(WORK / "train.npz")["truth"])
+    fold = np.full(n, -1)
+    for k in range(FOLDS):
+        fold[np.load(WORK / f"rows_train_fold{k}.npy")] = k
+    return fold
+
+
 def saved_probabilities(tags: tuple[str, ...] = ("",)) -> tuple[np.ndarray, np.ndarray]:
     """Train's out-of-fold and val's CNN softmax saved by ``fold``, averaged over the file tags ``tags`` ("" for
     seed 0, "_seed1", "_tta", "_seed1_tta": an ensemble when several)."""

@@ -48,7 +48,7 @@ import numpy.typing as npt
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from study_neighbour_context import FOLDS, WORK, saved_probabilities  # noqa: E402
+from study_neighbour_context import FOLDS, WORK, saved_probabilities, train_fold_index  # noqa: E402
 
 from wsikit.classify.crops import CROP_MPP  # noqa: E402
 from wsikit.classify.metrics import classification_report  # noqa: E402
@@ -80,25 +80,17 @@ def crop_measurements(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
 def neighbour_means(
     values: npt.NDArray[np.float64], xy: npt.NDArray[np.float64], group: npt.NDArray[Any]
 ) -> npt.NDArray[np.float64]:
-    """Per radius of RADII_UM, the mean of ``values`` (N, V) over the other nuclei within it (same group);
-    a nucleus's own values where it has none."""
-    from scipy.spatial import cKDTree
-
-    n, v = values.shape
-    out = np.zeros((n, v * len(RADII_UM)))
-    for g in np.unique(group):
-        rows = np.flatnonzero(group == g)
-        tree = cKDTree(xy[rows])
-        m = len(rows)
-        for r_i, radius in enumerate(RADII_UM):
-            pairs = tree.query_pairs(radius, output_type="ndarray")
-            a, b = (pairs[:, 0], pairs[:, 1]) if len(pairs) else (np.zeros(0, int), np.zeros(0, int))
-            count = np.bincount(a, minlength=m) + np.bincount(b, minlength=m)
-            for j in range(v):
-                x = values[rows, j]
-                total = np.bincount(a, weights=x[b], minlength=m) + np.bincount(b, weights=x[a], minlength=m)
-                out[rows, r_i * v + j] = np.where(count > 0, total / np.maximum(count, 1), x)
-    return out
+    """Per radius of RADII_UM, the mean of ``values`` (N, 2) over the other nuclei within it (same group); a
+    nucleus's own values where it has none. The means and counts are those of the stage's own features
+    (``neighbourhood_features``, given the values as its first two "probabilities")."""
+    padded = np.concatenate([values, np.zeros((len(values), 1))], axis=1)
+    feats = neighbourhood_features(padded, xy, group=group)
+    out = []
+    for r_i in range(len(RADII_UM)):
+        base = 3 + 4 * r_i
+        count = np.rint(np.expm1(feats[:, base + 3]))
+        out.append(np.where(count[:, None] > 0, feats[:, base : base + 2], values))
+    return np.concatenate(out, axis=1)
 
 
 def features(
@@ -130,9 +122,7 @@ def cv(out: Path) -> None:
     tr, _, prob, _ = _load()
     truth, xy, image = tr["truth"], tr["xy"], tr["image"]
     meas = crop_measurements(tr["crops"])
-    fold = np.full(len(truth), -1)
-    for k in range(FOLDS):
-        fold[np.load(WORK / f"rows_train_fold{k}.npy")] = k
+    fold = train_fold_index()
     lab = truth >= 0
     prior = np.bincount(truth[lab], minlength=3) / lab.sum()
     rows: dict[str, Any] = {}
